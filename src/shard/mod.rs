@@ -1,1 +1,139 @@
-//! placeholder
+//! The shard runtime: one glommio executor per shard, each with its own
+//! SO_REUSEPORT listener, joined by a full channel mesh.
+//!
+//! glommio is used only here and in [`mailbox`]/[`net`], so the broker
+//! above sees plain async functions and could move to another runtime.
+pub mod mailbox;
+pub mod net;
+pub mod sync;
+
+use glommio::channels::channel_mesh::{MeshBuilder, Receivers, Senders};
+use glommio::{CpuSet, LocalExecutorPoolBuilder, PoolPlacement};
+use std::future::Future;
+use std::time::Duration;
+
+/// Depth of each shard-to-shard channel, in batches (field notes: shallow
+/// channels force sleeps and wakeups).
+const MESH_DEPTH: usize = 1024;
+
+/// What each shard starts with.
+pub struct ShardStart<T: Send + 'static> {
+    pub id: usize,
+    pub shards: usize,
+    pub senders: Senders<Vec<T>>,
+    pub receivers: Receivers<Vec<T>>,
+}
+
+#[derive(Debug)]
+pub struct RuntimeError(pub String);
+
+impl std::fmt::Display for RuntimeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// CPUs this process may run on (respects taskset and container cpusets,
+/// which glommio's own placement ignores).
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Vec::new();
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect()
+    }
+}
+
+/// Checks what glommio needs from the kernel before starting executors,
+/// whose own failures would be thread panics.
+pub fn preflight() -> Result<u64, RuntimeError> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) } != 0 {
+        return Err(RuntimeError("cannot read RLIMIT_MEMLOCK".into()));
+    }
+    if lim.rlim_cur < 512 * 1024 {
+        return Err(RuntimeError(format!(
+            "locked-memory limit is {} KiB; Warren (io_uring) needs at least 512 KiB: \
+             raise it with `ulimit -l 65536` or systemd `LimitMEMLOCK=64M`",
+            lim.rlim_cur / 1024
+        )));
+    }
+    // Probe io_uring with a tiny ring: ENOSYS = old kernel, EPERM = seccomp
+    // (Docker's default profile) or io_uring_disabled.
+    let mut params = [0u8; 120];
+    // SAFETY: io_uring_setup reads/writes the 120-byte params struct.
+    let fd = unsafe { libc::syscall(libc::SYS_io_uring_setup, 1u32, params.as_mut_ptr()) };
+    if fd < 0 {
+        let err = std::io::Error::last_os_error();
+        return Err(RuntimeError(format!(
+            "io_uring is not available ({err}); Warren needs Linux >= 5.8 with io_uring \
+             enabled (containers: allow io_uring in the seccomp profile)"
+        )));
+    }
+    // SAFETY: fd was just returned by io_uring_setup and is ours.
+    unsafe { libc::close(fd as i32) };
+    Ok(lim.rlim_cur)
+}
+
+/// Starts `shards` executors and runs `shard_main` on each; returns when all
+/// of them have returned.
+pub fn run<T, G, F>(shards: usize, memlock: u64, shard_main: G) -> Result<(), RuntimeError>
+where
+    T: Send + 'static,
+    G: FnOnce(ShardStart<T>) -> F + Clone + Send + 'static,
+    F: Future<Output = ()> + 'static,
+{
+    let cpus = allowed_cpus();
+    // Pin one shard per allowed CPU when they fit; more shards than CPUs
+    // (tests on small machines) run unpinned.
+    let placement = if !cpus.is_empty() && shards <= cpus.len() {
+        let online = CpuSet::online().map_err(|e| RuntimeError(format!("cpu topology: {e}")))?;
+        PoolPlacement::Custom(
+            cpus.iter()
+                .take(shards)
+                .map(|&c| online.clone().filter(|l| l.cpu == c))
+                .collect(),
+        )
+    } else {
+        PoolPlacement::Unbound(shards)
+    };
+    // Registered io memory is for DMA file I/O; size it inside the memlock
+    // budget so executors do not fall back with warnings.
+    let io_memory = ((memlock / (shards as u64 + 1)) / 2).clamp(64 * 1024, 8 << 20) as usize;
+    let mesh = MeshBuilder::full(shards, MESH_DEPTH);
+    let handles = LocalExecutorPoolBuilder::new(placement)
+        .name("warren-shard")
+        .io_memory(io_memory)
+        .spin_before_park(Duration::from_micros(50))
+        .blocking_thread_pool_placement(PoolPlacement::Unbound(1))
+        .on_all_shards(move || async move {
+            let (senders, receivers) = match mesh.join().await {
+                Ok(x) => x,
+                Err(()) => {
+                    tracing::error!("shard mesh failed to join");
+                    return;
+                }
+            };
+            let id = senders.peer_id();
+            shard_main(ShardStart {
+                id,
+                shards,
+                senders,
+                receivers,
+            })
+            .await
+        })
+        .map_err(|e| RuntimeError(format!("cannot start shards: {e}")))?;
+    for r in handles.join_all() {
+        r.map_err(|e| RuntimeError(format!("shard failed: {e}")))?;
+    }
+    Ok(())
+}

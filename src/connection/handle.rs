@@ -1,0 +1,226 @@
+//! The side of a connection the rest of the shard sees: its output buffer
+//! and its channels' delivery state. Deliveries from queues (local, or
+//! forwarded from other shards) land here via [`ConnHandle::deliver`].
+use ahash::AHashMap;
+use bytes::BytesMut;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::time::Instant;
+
+use crate::broker::{QueueRef, RoutedDelivery, Shard};
+use crate::codec::{self, BasicCancel, BasicDeliver, Method, ShortStr};
+use crate::queue::{ChannelRef, ConsumerId, MsgId, Settle};
+use crate::shard::sync::Event;
+
+/// An unacked delivery as the channel remembers it.
+#[derive(Debug, Clone, Copy)]
+pub struct UnackedTag {
+    pub tag: u64,
+    pub queue: QueueRef,
+    pub msg_id: MsgId,
+    /// None for basic.get.
+    pub from_consumer: bool,
+}
+
+#[derive(Debug)]
+pub struct ConsumerInfo {
+    pub queue: QueueRef,
+    pub id: ConsumerId,
+    pub no_ack: bool,
+    /// consume-ok written: deliveries may go out.
+    pub ready: bool,
+    /// Deliveries that arrived before consume-ok went out.
+    pub early: Vec<RoutedDelivery>,
+}
+
+#[derive(Debug, Default)]
+pub struct ChannelDeliveries {
+    pub epoch: u32,
+    pub open: bool,
+    pub next_tag: u64,
+    /// Sorted by tag (tags only grow).
+    pub unacked: VecDeque<UnackedTag>,
+    pub consumers: AHashMap<ShortStr, ConsumerInfo>,
+    /// basic.qos global: limit across the channel; 0 = none.
+    pub global_prefetch: u32,
+    pub consumer_unacked: u32,
+    /// Deliveries held back by the global limit.
+    pub held: VecDeque<RoutedDelivery>,
+}
+
+pub struct ConnHandle {
+    pub id: u64,
+    pub shard: Rc<Shard>,
+    pub out: RefCell<BytesMut>,
+    pub write_ready: Event,
+    pub frame_max: Cell<u32>,
+    pub closed: Cell<bool>,
+    pub last_write: Cell<Instant>,
+    pub cancel_notify: Cell<bool>,
+    pub channels: RefCell<AHashMap<u16, ChannelDeliveries>>,
+    /// Deliveries written since the last credit return, per consumer.
+    pub credits: RefCell<AHashMap<(QueueRef, ConsumerId), u32>>,
+}
+
+impl ConnHandle {
+    pub fn new(id: u64, shard: Rc<Shard>) -> Rc<Self> {
+        Rc::new(ConnHandle {
+            id,
+            shard,
+            out: RefCell::new(BytesMut::with_capacity(64 * 1024)),
+            write_ready: Event::default(),
+            frame_max: Cell::new(codec::FRAME_MIN_SIZE),
+            closed: Cell::new(false),
+            last_write: Cell::new(Instant::now()),
+            cancel_notify: Cell::new(false),
+            channels: RefCell::new(AHashMap::new()),
+            credits: RefCell::new(AHashMap::new()),
+        })
+    }
+
+    pub fn send_method(&self, channel: u16, method: &Method) {
+        codec::encode_method(&mut self.out.borrow_mut(), channel, method);
+        self.write_ready.notify();
+    }
+
+    /// Takes a delivery for one of this connection's consumers.
+    pub fn deliver(&self, d: RoutedDelivery) {
+        let ch_ref = d.delivery.channel;
+        let mut channels = self.channels.borrow_mut();
+        let live = channels
+            .get_mut(&ch_ref.channel)
+            .filter(|c| c.open && c.epoch == ch_ref.epoch);
+        let Some(ch) = live else {
+            // The channel closed; its release requeues unacked messages.
+            return;
+        };
+        let consumer = ch.consumers.get_mut(&d.delivery.consumer_tag);
+        match consumer {
+            Some(c) if c.id == d.delivery.consumer => {
+                if !c.ready {
+                    c.early.push(d);
+                    return;
+                }
+            }
+            _ => {
+                // Cancelled while this was on its way: give it back.
+                drop(channels);
+                if !d.delivery.no_ack {
+                    self.shard
+                        .settle(d.queue, vec![d.delivery.msg_id], Settle::Requeue);
+                }
+                self.return_credit(d.queue, d.delivery.consumer, 1);
+                return;
+            }
+        }
+        if !d.delivery.no_ack && ch.global_prefetch > 0 && ch.consumer_unacked >= ch.global_prefetch {
+            ch.held.push_back(d);
+            return;
+        }
+        self.emit(ch_ref.channel, ch, d);
+    }
+
+    fn emit(&self, channel: u16, ch: &mut ChannelDeliveries, d: RoutedDelivery) {
+        ch.next_tag += 1;
+        let tag = ch.next_tag;
+        let del = &d.delivery;
+        if !del.no_ack {
+            ch.unacked.push_back(UnackedTag {
+                tag,
+                queue: d.queue,
+                msg_id: del.msg_id,
+                from_consumer: true,
+            });
+            ch.consumer_unacked += 1;
+        }
+        let msg = &del.msg;
+        let mut out = self.out.borrow_mut();
+        codec::encode_method(
+            &mut out,
+            channel,
+            &Method::BasicDeliver(BasicDeliver {
+                consumer_tag: del.consumer_tag.clone(),
+                delivery_tag: tag,
+                redelivered: del.redelivered,
+                exchange: msg.exchange.clone(),
+                routing_key: msg.routing_key.clone(),
+            }),
+        );
+        codec::encode_content(
+            &mut out,
+            channel,
+            msg.body_size(),
+            &msg.raw_properties,
+            &msg.body,
+            self.frame_max.get(),
+        );
+        drop(out);
+        *self
+            .credits
+            .borrow_mut()
+            .entry((d.queue, del.consumer))
+            .or_insert(0) += 1;
+        self.write_ready.notify();
+    }
+
+    /// Marks a consumer's consume-ok as written and sends what waited for it.
+    pub fn consumer_ready(&self, channel: u16, tag: &str) {
+        let early = {
+            let mut channels = self.channels.borrow_mut();
+            let Some(c) = channels.get_mut(&channel).and_then(|ch| ch.consumers.get_mut(tag)) else {
+                return;
+            };
+            c.ready = true;
+            std::mem::take(&mut c.early)
+        };
+        for d in early {
+            self.deliver(d);
+        }
+    }
+
+    /// Consumer-acked deliveries left the channel: release held ones.
+    pub fn release_held(&self, channel: u16, acked_from_consumers: u32) {
+        let mut channels = self.channels.borrow_mut();
+        let Some(ch) = channels.get_mut(&channel) else {
+            return;
+        };
+        ch.consumer_unacked = ch.consumer_unacked.saturating_sub(acked_from_consumers);
+        while ch.global_prefetch == 0 || ch.consumer_unacked < ch.global_prefetch {
+            let Some(d) = ch.held.pop_front() else { break };
+            self.emit(channel, ch, d);
+        }
+    }
+
+    /// The queue behind a consumer went away (basic.cancel from the server).
+    pub fn server_cancel(&self, ch_ref: ChannelRef, tag: &ShortStr) {
+        let removed = {
+            let mut channels = self.channels.borrow_mut();
+            match channels.get_mut(&ch_ref.channel) {
+                Some(ch) if ch.open && ch.epoch == ch_ref.epoch => ch.consumers.remove(tag).is_some(),
+                _ => false,
+            }
+        };
+        if removed && self.cancel_notify.get() {
+            self.send_method(
+                ch_ref.channel,
+                &Method::BasicCancel(BasicCancel {
+                    consumer_tag: tag.clone(),
+                    no_wait: true,
+                }),
+            );
+        }
+    }
+
+    fn return_credit(&self, queue: QueueRef, consumer: ConsumerId, n: u32) {
+        self.shard.credit(queue, consumer, n);
+    }
+
+    /// After a write: the written deliveries free their consumers' windows.
+    pub fn return_credits(&self) {
+        let credits = std::mem::take(&mut *self.credits.borrow_mut());
+        for ((queue, consumer), n) in credits {
+            self.return_credit(queue, consumer, n);
+        }
+    }
+}
