@@ -8,7 +8,7 @@
 //! after the step that produced them, so no step re-enters another.
 pub mod error;
 mod leader;
-mod messages;
+pub mod messages;
 pub mod topology;
 
 use ahash::AHashMap;

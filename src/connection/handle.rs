@@ -58,6 +58,7 @@ pub struct ConnHandle {
     pub closed: Cell<bool>,
     pub last_write: Cell<Instant>,
     pub cancel_notify: Cell<bool>,
+    pub next_epoch: Cell<u32>,
     pub channels: RefCell<AHashMap<u16, ChannelDeliveries>>,
     /// Deliveries written since the last credit return, per consumer.
     pub credits: RefCell<AHashMap<(QueueRef, ConsumerId), u32>>,
@@ -74,6 +75,7 @@ impl ConnHandle {
             closed: Cell::new(false),
             last_write: Cell::new(Instant::now()),
             cancel_notify: Cell::new(false),
+            next_epoch: Cell::new(0),
             channels: RefCell::new(AHashMap::new()),
             credits: RefCell::new(AHashMap::new()),
         })

@@ -1,1 +1,357 @@
-//! placeholder
+//! One client connection: handshake, the frame loop, the writer and
+//! heartbeats. The connection lives on the shard that accepted it.
+//!
+//! Two tasks per connection: the reader (this module's [`serve`]), which
+//! owns the protocol state machine, and the writer, which sends whatever
+//! accumulated in the connection's output buffer in one `write` per wakeup.
+mod auth;
+mod channel;
+mod content;
+mod handle;
+mod handshake;
+
+use bytes::BytesMut;
+use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
+use glommio::net::TcpStream;
+use std::panic::AssertUnwindSafe;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+pub use handle::ConnHandle;
+
+use crate::broker::{AmqpError, Shard};
+use crate::codec::{self, reply_code, ConnectionClose, ConnectionCloseOk, Frame, Method};
+use channel::Channel;
+
+/// How a connection ends.
+#[derive(Debug)]
+pub(crate) enum Close {
+    /// The peer went away or the socket failed.
+    Gone,
+    /// We closed it with connection.close (after any close-ok exchange).
+    Error(AmqpError, u16, u16),
+    /// The client asked to close and got close-ok.
+    Done,
+}
+
+impl From<std::io::Error> for Close {
+    fn from(_: std::io::Error) -> Self {
+        Close::Gone
+    }
+}
+
+/// Serves one accepted socket until it closes. Never panics outward: a bug
+/// triggered by one client ends that connection, not the shard.
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
+    let peer = stream.peer_addr().ok();
+    let fut = AssertUnwindSafe(run(shard, stream)).catch_unwind();
+    if fut.await.is_err() {
+        tracing::error!(?peer, "connection task panicked; connection dropped");
+    }
+}
+
+async fn run(shard: Rc<Shard>, stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let (reader, writer) = match crate::shard::net::split(stream) {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::warn!("cannot split connection: {e}");
+            return;
+        }
+    };
+    let id = shard.unique_id();
+    let handle = ConnHandle::new(id, shard.clone());
+    shard.conns.borrow_mut().insert(id, handle.clone());
+    let writer_task = glommio::spawn_local(write_loop(handle.clone(), writer));
+    let mut conn = Conn {
+        shard: shard.clone(),
+        handle: handle.clone(),
+        reader,
+        buf: BytesMut::with_capacity(64 * 1024),
+        vhost: codec::ShortStr::from_static("/"),
+        channel_max: 2047,
+        heartbeat: 0,
+        channels: ahash::AHashMap::new(),
+        confirm_dirty: Vec::new(),
+        declared_exclusive: false,
+    };
+    let outcome = conn.session().await;
+    match &outcome {
+        Ok(()) | Err(Close::Done) | Err(Close::Gone) => {}
+        Err(Close::Error(e, ..)) => tracing::info!(conn = id, "closed connection: {}", e.text),
+    }
+    conn.release_all();
+    if conn.declared_exclusive {
+        let _ = shard
+            .call(
+                0,
+                crate::broker::Request::Leader(crate::broker::messages::LeaderOp::ConnectionClosed {
+                    conn: shard.conn_ref(id),
+                }),
+            )
+            .await;
+    }
+    shard.conns.borrow_mut().remove(&id);
+    handle.closed.set(true);
+    handle.write_ready.notify();
+    writer_task.await;
+    shard.schedule_pump();
+}
+
+/// Writes the output buffer whenever something is in it: all frames that
+/// became ready during one run of the reactor go out in a single write.
+async fn write_loop(handle: Rc<ConnHandle>, mut stream: TcpStream) {
+    let mut spare = BytesMut::with_capacity(64 * 1024);
+    loop {
+        let pending = handle.out.borrow().is_empty();
+        if pending {
+            if handle.closed.get() {
+                break;
+            }
+            handle.write_ready.wait().await;
+            continue;
+        }
+        let mut buf = std::mem::replace(&mut *handle.out.borrow_mut(), spare);
+        if stream.write_all(&buf).await.is_err() {
+            handle.closed.set(true);
+            // Deliveries that could not be written still return their
+            // credit; the channels' release requeues them.
+            handle.return_credits();
+            break;
+        }
+        handle.last_write.set(Instant::now());
+        handle.return_credits();
+        buf.clear();
+        spare = buf;
+    }
+    let _ = stream.close().await;
+}
+
+pub(crate) struct Conn {
+    shard: Rc<Shard>,
+    handle: Rc<ConnHandle>,
+    reader: TcpStream,
+    buf: BytesMut,
+    vhost: codec::ShortStr,
+    channel_max: u16,
+    heartbeat: u16,
+    channels: ahash::AHashMap<u16, Channel>,
+    /// Channels with publisher confirms waiting to be sent.
+    confirm_dirty: Vec<u16>,
+    declared_exclusive: bool,
+}
+
+const READ_CHUNK: usize = 64 * 1024;
+
+impl Conn {
+    async fn session(&mut self) -> Result<(), Close> {
+        match self.handshake().await {
+            Ok(()) => {}
+            Err(Close::Error(e, class_id, method_id)) => {
+                return self.close_with(e, class_id, method_id).await;
+            }
+            Err(other) => return Err(other),
+        }
+        self.spawn_heartbeat();
+        match self.frame_loop().await {
+            Err(Close::Error(e, class_id, method_id)) => {
+                self.close_with(e, class_id, method_id).await
+            }
+            other => other,
+        }
+    }
+
+    /// Reads more bytes; `Close::Gone` on EOF or on a read timeout (a peer
+    /// silent for two heartbeat intervals).
+    async fn fill(&mut self) -> Result<(), Close> {
+        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
+            self.buf.reserve(READ_CHUNK);
+        }
+        let len = self.buf.len();
+        let cap = self.buf.capacity();
+        // SAFETY-free: read into an initialised tail.
+        self.buf.resize(cap, 0);
+        let n = match self.reader.read(&mut self.buf[len..]).await {
+            Ok(n) => n,
+            Err(e) => {
+                self.buf.truncate(len);
+                if e.kind() == std::io::ErrorKind::TimedOut {
+                    tracing::info!(conn = self.handle.id, "missed heartbeats from client, closing");
+                }
+                return Err(Close::Gone);
+            }
+        };
+        self.buf.truncate(len + n);
+        if n == 0 {
+            return Err(Close::Gone);
+        }
+        Ok(())
+    }
+
+    fn frame_max(&self) -> u32 {
+        self.handle.frame_max.get()
+    }
+
+    /// Reads the next frame, or fails the connection.
+    async fn next_frame(&mut self) -> Result<Frame, Close> {
+        loop {
+            match codec::decode_frame(&mut self.buf, self.frame_max()) {
+                Ok(Some(f)) => return Ok(f),
+                Ok(None) => self.fill().await?,
+                Err(e) => {
+                    return Err(Close::Error(AmqpError::new(e.code, e.text), e.class_id, e.method_id))
+                }
+            }
+        }
+    }
+
+    async fn frame_loop(&mut self) -> Result<(), Close> {
+        loop {
+            // Backpressure: while another shard's mailbox is backed up, stop
+            // reading, so TCP slows the publisher down.
+            if self.shard.mailbox.congested() {
+                self.shard.schedule_pump();
+                self.shard.mailbox.until_uncongested().await;
+            }
+            // Handle every complete frame already buffered, then flush
+            // confirms once for the whole batch.
+            loop {
+                let frame = match codec::decode_frame(&mut self.buf, self.frame_max()) {
+                    Ok(Some(f)) => f,
+                    Ok(None) => break,
+                    Err(e) => {
+                        return Err(Close::Error(
+                            AmqpError::new(e.code, e.text),
+                            e.class_id,
+                            e.method_id,
+                        ))
+                    }
+                };
+                match self.handle_frame(frame).await {
+                    Ok(()) => {}
+                    Err(Close::Done) => return Ok(()),
+                    Err(e) => return Err(e),
+                }
+            }
+            self.flush_confirms();
+            self.fill().await?;
+        }
+    }
+
+    async fn handle_frame(&mut self, frame: Frame) -> Result<(), Close> {
+        match frame {
+            Frame::Heartbeat { channel: 0 } => Ok(()),
+            Frame::Heartbeat { .. } => Err(conn_error(
+                reply_code::FRAME_ERROR,
+                "heartbeat frame on a non-zero channel",
+            )),
+            Frame::Method { channel: 0, method } => self.connection_method(method).await,
+            Frame::Method { channel, method } => self.channel_method(channel, method).await,
+            Frame::Header { channel, header } => self.content_header(channel, header),
+            Frame::Body { channel, payload } => self.content_body(channel, payload),
+        }
+    }
+
+    async fn connection_method(&mut self, method: Method) -> Result<(), Close> {
+        match method {
+            Method::ConnectionClose(_) => {
+                self.release_all();
+                self.handle
+                    .send_method(0, &Method::ConnectionCloseOk(ConnectionCloseOk {}));
+                Err(Close::Done)
+            }
+            Method::ConnectionCloseOk(_) => Err(Close::Gone),
+            other => Err(Close::Error(
+                AmqpError::command_invalid(format!(
+                    "unexpected method {} on channel 0",
+                    other.name()
+                )),
+                other.class_id(),
+                other.method_id(),
+            )),
+        }
+    }
+
+    /// Sends connection.close and waits (briefly) for close-ok.
+    async fn close_with(&mut self, e: AmqpError, class_id: u16, method_id: u16) -> Result<(), Close> {
+        self.release_all();
+        self.handle.send_method(
+            0,
+            &Method::ConnectionClose(ConnectionClose {
+                reply_code: e.code,
+                reply_text: codec::ShortStr::from(truncate_text(&e.text)),
+                class_id,
+                method_id,
+            }),
+        );
+        let _ = self.reader.set_read_timeout(Some(Duration::from_secs(3)));
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            match self.next_frame().await {
+                Ok(Frame::Method {
+                    channel: 0,
+                    method: Method::ConnectionCloseOk(_),
+                }) => break,
+                Ok(Frame::Method {
+                    channel: 0,
+                    method: Method::ConnectionClose(_),
+                }) => {
+                    self.handle
+                        .send_method(0, &Method::ConnectionCloseOk(ConnectionCloseOk {}));
+                    break;
+                }
+                Ok(_) => continue,
+                Err(_) => break,
+            }
+        }
+        Err(Close::Error(e, class_id, method_id))
+    }
+
+    fn spawn_heartbeat(&self) {
+        if self.heartbeat == 0 {
+            return;
+        }
+        let interval = Duration::from_secs(self.heartbeat as u64);
+        let handle = self.handle.clone();
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(interval / 2).await;
+                if handle.closed.get() {
+                    break;
+                }
+                if handle.last_write.get().elapsed() >= interval / 2 {
+                    codec::encode_heartbeat(&mut handle.out.borrow_mut());
+                    handle.write_ready.notify();
+                }
+            }
+        })
+        .detach();
+    }
+
+    /// Closes every channel's claims: unacked messages go back, consumers
+    /// are removed.
+    fn release_all(&mut self) {
+        let numbers: Vec<u16> = self.channels.keys().copied().collect();
+        for n in numbers {
+            self.release_channel(n);
+        }
+        self.channels.clear();
+        self.handle.channels.borrow_mut().clear();
+    }
+}
+
+/// AMQP reply texts are short strings.
+fn truncate_text(s: &str) -> String {
+    if s.len() <= 255 {
+        return s.to_string();
+    }
+    let mut end = 255;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+pub(crate) fn conn_error(code: u16, text: impl Into<String>) -> Close {
+    Close::Error(AmqpError::new(code, text), 0, 0)
+}

@@ -1,0 +1,885 @@
+//! Channel methods: exchange, queue, basic, confirm and tx classes.
+//!
+//! Soft errors (403-406) close the channel; hard errors close the
+//! connection, as RabbitMQ scopes them.
+use ahash::AHashMap;
+use rand::Rng;
+
+use super::content::{Pending, TxPublish};
+use super::handle::{ChannelDeliveries, ConsumerInfo, UnackedTag};
+use super::{Close, Conn};
+use crate::broker::error::describe;
+use crate::broker::messages::{LeaderOp, QueueDecl, QueueOp};
+use crate::broker::topology::{ExchangeMeta, QueueMeta};
+use crate::broker::{AmqpError, QueueRef, Reply, Request};
+use crate::codec::*;
+use crate::queue::{ConsumerSpec, Settle};
+use crate::routing::{Binding, Destination, ExchangeKind};
+
+/// Publisher confirms or transactions: a channel is in at most one mode.
+pub(crate) enum Mode {
+    Plain,
+    Confirm { next_seq: u64, unsent_upto: u64, sent_upto: u64 },
+    Tx { publishes: Vec<TxPublish>, settles: Vec<TxSettle> },
+}
+
+pub(crate) struct TxSettle {
+    tag: u64,
+    multiple: bool,
+    how: Settle,
+}
+
+pub(crate) struct Channel {
+    pub epoch: u32,
+    /// We sent channel.close and wait for close-ok.
+    pub closing: bool,
+    pub content: Option<Pending>,
+    /// basic.qos prefetch for consumers created from now on.
+    pub prefetch: u16,
+    pub mode: Mode,
+    /// For the spec's "empty queue name means the last declared queue".
+    pub last_queue: ShortStr,
+}
+
+type MethodResult = Result<(), AmqpError>;
+
+fn exclusive_locked(name: &str, vhost: &str) -> AmqpError {
+    AmqpError::locked(format!(
+        "cannot obtain exclusive access to locked queue '{name}' in vhost '{vhost}'. It could be \
+         originally declared on another connection or the exclusive property value does not \
+         match that of the original declaration."
+    ))
+}
+
+fn random_tag(prefix: &str) -> ShortStr {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut rng = rand::thread_rng();
+    let suffix: String = (0..22)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect();
+    ShortStr::from(format!("{prefix}{suffix}"))
+}
+
+impl Conn {
+    pub(super) async fn channel_method(&mut self, number: u16, method: Method) -> Result<(), Close> {
+        let (class_id, method_id) = (method.class_id(), method.method_id());
+        if let Method::ChannelOpen(_) = method {
+            return self.open_channel(number, class_id, method_id);
+        }
+        let Some(ch) = self.channels.get_mut(&number) else {
+            return Err(Close::Error(
+                AmqpError::new(reply_code::CHANNEL_ERROR, "expected 'channel.open'"),
+                class_id,
+                method_id,
+            ));
+        };
+        if ch.closing {
+            // Everything but the close handshake is dropped (spec 2.3.7).
+            match method {
+                Method::ChannelCloseOk(_) => {
+                    self.channels.remove(&number);
+                    self.handle.channels.borrow_mut().remove(&number);
+                }
+                Method::ChannelClose(_) => {
+                    self.handle
+                        .send_method(number, &Method::ChannelCloseOk(ChannelCloseOk {}));
+                }
+                _ => {}
+            }
+            return Ok(());
+        }
+        if ch.content.is_some() {
+            return Err(Close::Error(
+                AmqpError::new(
+                    reply_code::UNEXPECTED_FRAME,
+                    format!("expected content header for class 60, got {}", method.name()),
+                ),
+                class_id,
+                method_id,
+            ));
+        }
+        match self.dispatch(number, method).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_connection_error() => Err(Close::Error(e, class_id, method_id)),
+            Err(e) => {
+                self.channel_error(number, e, class_id, method_id);
+                Ok(())
+            }
+        }
+    }
+
+    fn open_channel(&mut self, number: u16, class_id: u16, method_id: u16) -> Result<(), Close> {
+        if number > self.channel_max {
+            return Err(Close::Error(
+                AmqpError::new(
+                    reply_code::CHANNEL_ERROR,
+                    format!("channel number {number} exceeds channel_max {}", self.channel_max),
+                ),
+                class_id,
+                method_id,
+            ));
+        }
+        if self.channels.contains_key(&number) {
+            return Err(Close::Error(
+                AmqpError::new(reply_code::CHANNEL_ERROR, "second 'channel.open' seen"),
+                class_id,
+                method_id,
+            ));
+        }
+        let epoch = self.next_epoch();
+        self.channels.insert(
+            number,
+            Channel {
+                epoch,
+                closing: false,
+                content: None,
+                prefetch: 0,
+                mode: Mode::Plain,
+                last_queue: ShortStr::new(),
+            },
+        );
+        self.handle.channels.borrow_mut().insert(
+            number,
+            ChannelDeliveries {
+                epoch,
+                open: true,
+                ..Default::default()
+            },
+        );
+        self.handle.send_method(
+            number,
+            &Method::ChannelOpenOk(ChannelOpenOk {
+                channel_id: bytes::Bytes::new(),
+            }),
+        );
+        Ok(())
+    }
+
+    /// Epochs tell successive channels with the same number apart.
+    fn next_epoch(&mut self) -> u32 {
+        let next = self.handle.next_epoch.get() + 1;
+        self.handle.next_epoch.set(next);
+        next
+    }
+
+    /// Closes a channel because of a soft error.
+    pub(super) fn channel_error(&mut self, number: u16, e: AmqpError, class_id: u16, method_id: u16) {
+        self.release_channel(number);
+        if let Some(ch) = self.channels.get_mut(&number) {
+            ch.closing = true;
+            ch.content = None;
+        }
+        self.handle.send_method(
+            number,
+            &Method::ChannelClose(ChannelClose {
+                reply_code: e.code,
+                reply_text: ShortStr::from(super::truncate_text(&e.text)),
+                class_id,
+                method_id,
+            }),
+        );
+    }
+
+    /// Gives back everything a channel holds at its queues.
+    pub(super) fn release_channel(&mut self, number: u16) {
+        let Some(ch) = self.channels.get(&number) else {
+            return;
+        };
+        let ch_ref = self.shard.channel_ref(self.handle.id, number, ch.epoch);
+        let queues: Vec<QueueRef> = {
+            let mut channels = self.handle.channels.borrow_mut();
+            let Some(d) = channels.get_mut(&number) else {
+                return;
+            };
+            d.open = false;
+            let mut qs: Vec<QueueRef> = d.unacked.iter().map(|u| u.queue).collect();
+            qs.extend(d.consumers.values().map(|c| c.queue));
+            qs.extend(d.held.iter().map(|h| h.queue));
+            qs.sort_by_key(|q| (q.owner, q.id));
+            qs.dedup();
+            d.unacked.clear();
+            d.consumers.clear();
+            d.held.clear();
+            qs
+        };
+        for q in queues {
+            self.shard.release_channel(q, ch_ref);
+        }
+    }
+
+    async fn dispatch(&mut self, number: u16, method: Method) -> MethodResult {
+        match method {
+            Method::ChannelClose(_) => {
+                self.release_channel(number);
+                self.channels.remove(&number);
+                self.handle.channels.borrow_mut().remove(&number);
+                self.handle
+                    .send_method(number, &Method::ChannelCloseOk(ChannelCloseOk {}));
+                Ok(())
+            }
+            Method::ChannelCloseOk(_) => Ok(()),
+            Method::ChannelFlow(f) => {
+                if !f.active {
+                    // RabbitMQ does not implement client-initiated flow stops.
+                    return Err(AmqpError::not_implemented("active=false"));
+                }
+                self.handle
+                    .send_method(number, &Method::ChannelFlowOk(ChannelFlowOk { active: true }));
+                Ok(())
+            }
+            Method::ExchangeDeclare(m) => self.exchange_declare(number, m).await,
+            Method::ExchangeDelete(m) => {
+                let op = LeaderOp::DeleteExchange {
+                    vhost: self.vhost.clone(),
+                    name: m.exchange,
+                    if_unused: m.if_unused,
+                };
+                self.leader(op).await?;
+                self.reply(number, m.no_wait, Method::ExchangeDeleteOk(ExchangeDeleteOk {}));
+                Ok(())
+            }
+            Method::ExchangeBind(m) => {
+                let b = Binding {
+                    source: m.source,
+                    destination: Destination::Exchange(m.destination),
+                    routing_key: m.routing_key,
+                    arguments: m.arguments,
+                };
+                self.bind(b, true).await?;
+                self.reply(number, m.no_wait, Method::ExchangeBindOk(ExchangeBindOk {}));
+                Ok(())
+            }
+            Method::ExchangeUnbind(m) => {
+                let b = Binding {
+                    source: m.source,
+                    destination: Destination::Exchange(m.destination),
+                    routing_key: m.routing_key,
+                    arguments: m.arguments,
+                };
+                self.bind(b, false).await?;
+                self.reply(number, m.no_wait, Method::ExchangeUnbindOk(ExchangeUnbindOk {}));
+                Ok(())
+            }
+            Method::QueueDeclare(m) => self.queue_declare(number, m).await,
+            Method::QueueBind(m) => {
+                let queue = self.queue_name(number, m.queue)?;
+                let routing_key = if m.routing_key.is_empty() && self.channels[&number].last_queue == queue {
+                    queue.clone()
+                } else {
+                    m.routing_key
+                };
+                let b = Binding {
+                    source: m.exchange,
+                    destination: Destination::Queue(queue),
+                    routing_key,
+                    arguments: m.arguments,
+                };
+                self.bind(b, true).await?;
+                self.reply(number, m.no_wait, Method::QueueBindOk(QueueBindOk {}));
+                Ok(())
+            }
+            Method::QueueUnbind(m) => {
+                let queue = self.queue_name(number, m.queue)?;
+                let b = Binding {
+                    source: m.exchange,
+                    destination: Destination::Queue(queue),
+                    routing_key: m.routing_key,
+                    arguments: m.arguments,
+                };
+                self.bind(b, false).await?;
+                self.handle
+                    .send_method(number, &Method::QueueUnbindOk(QueueUnbindOk {}));
+                Ok(())
+            }
+            Method::QueuePurge(m) => {
+                let queue = self.queue_name(number, m.queue)?;
+                let meta = self.usable_queue(&queue)?;
+                let count = match self.queue_call(&meta, QueueOp::Purge).await? {
+                    Reply::Count(n) => n,
+                    _ => 0,
+                };
+                self.reply(
+                    number,
+                    m.no_wait,
+                    Method::QueuePurgeOk(QueuePurgeOk {
+                        message_count: count,
+                    }),
+                );
+                Ok(())
+            }
+            Method::QueueDelete(m) => {
+                let queue = self.queue_name(number, m.queue)?;
+                let op = LeaderOp::DeleteQueue {
+                    vhost: self.vhost.clone(),
+                    name: queue,
+                    if_unused: m.if_unused,
+                    if_empty: m.if_empty,
+                    conn: self.shard.conn_ref(self.handle.id),
+                };
+                let count = match self.leader(op).await? {
+                    Reply::Count(n) => n,
+                    _ => 0,
+                };
+                self.reply(
+                    number,
+                    m.no_wait,
+                    Method::QueueDeleteOk(QueueDeleteOk {
+                        message_count: count,
+                    }),
+                );
+                Ok(())
+            }
+            Method::BasicQos(m) => {
+                if m.prefetch_size != 0 {
+                    return Err(AmqpError::not_implemented(format!(
+                        "prefetch_size!={}",
+                        m.prefetch_size
+                    )));
+                }
+                if m.global {
+                    if let Some(d) = self.handle.channels.borrow_mut().get_mut(&number) {
+                        d.global_prefetch = m.prefetch_count as u32;
+                    }
+                    self.handle.release_held(number, 0);
+                } else if let Some(ch) = self.channels.get_mut(&number) {
+                    ch.prefetch = m.prefetch_count;
+                }
+                self.handle.send_method(number, &Method::BasicQosOk(BasicQosOk {}));
+                Ok(())
+            }
+            Method::BasicConsume(m) => self.basic_consume(number, m).await,
+            Method::BasicCancel(m) => {
+                let info = self
+                    .handle
+                    .channels
+                    .borrow_mut()
+                    .get_mut(&number)
+                    .and_then(|d| d.consumers.remove(&m.consumer_tag));
+                if let Some(info) = info {
+                    let req = Request::Queue(info.queue.id, QueueOp::Cancel(info.id));
+                    // The queue may be gone already; cancel-ok either way.
+                    let _ = self.shard.call(info.queue.owner as usize, req).await;
+                }
+                self.reply(
+                    number,
+                    m.no_wait,
+                    Method::BasicCancelOk(BasicCancelOk {
+                        consumer_tag: m.consumer_tag,
+                    }),
+                );
+                Ok(())
+            }
+            Method::BasicPublish(m) => {
+                if m.immediate {
+                    return Err(AmqpError::not_implemented("immediate=true"));
+                }
+                if let Some(ch) = self.channels.get_mut(&number) {
+                    ch.content = Some(Pending::new(m));
+                }
+                Ok(())
+            }
+            Method::BasicGet(m) => self.basic_get(number, m).await,
+            Method::BasicAck(m) => self.settle(number, m.delivery_tag, m.multiple, Settle::Ack),
+            Method::BasicNack(m) => {
+                let how = if m.requeue { Settle::Requeue } else { Settle::Drop };
+                self.settle(number, m.delivery_tag, m.multiple, how)
+            }
+            Method::BasicReject(m) => {
+                let how = if m.requeue { Settle::Requeue } else { Settle::Drop };
+                self.settle(number, m.delivery_tag, false, how)
+            }
+            Method::BasicRecoverAsync(m) => self.recover(number, m.requeue),
+            Method::BasicRecover(m) => {
+                self.recover(number, m.requeue)?;
+                self.handle
+                    .send_method(number, &Method::BasicRecoverOk(BasicRecoverOk {}));
+                Ok(())
+            }
+            Method::ConfirmSelect(m) => {
+                let ch = self.channels.get_mut(&number).expect("channel checked");
+                match ch.mode {
+                    Mode::Tx { .. } => {
+                        return Err(AmqpError::precondition("cannot switch from tx to confirm mode"))
+                    }
+                    Mode::Plain => {
+                        ch.mode = Mode::Confirm {
+                            next_seq: 1,
+                            unsent_upto: 0,
+                            sent_upto: 0,
+                        }
+                    }
+                    Mode::Confirm { .. } => {}
+                }
+                self.reply(number, m.nowait, Method::ConfirmSelectOk(ConfirmSelectOk {}));
+                Ok(())
+            }
+            Method::TxSelect(_) => {
+                let ch = self.channels.get_mut(&number).expect("channel checked");
+                match ch.mode {
+                    Mode::Confirm { .. } => {
+                        return Err(AmqpError::precondition("cannot switch from confirm to tx mode"))
+                    }
+                    Mode::Plain => {
+                        ch.mode = Mode::Tx {
+                            publishes: Vec::new(),
+                            settles: Vec::new(),
+                        }
+                    }
+                    Mode::Tx { .. } => {}
+                }
+                self.handle.send_method(number, &Method::TxSelectOk(TxSelectOk {}));
+                Ok(())
+            }
+            Method::TxCommit(_) => {
+                let ch = self.channels.get_mut(&number).expect("channel checked");
+                let Mode::Tx { publishes, settles } = &mut ch.mode else {
+                    return Err(AmqpError::precondition("channel is not transactional"));
+                };
+                let publishes = std::mem::take(publishes);
+                let settles = std::mem::take(settles);
+                for p in publishes {
+                    self.route_publish(number, p)?;
+                }
+                for s in settles {
+                    self.apply_settle(number, s.tag, s.multiple, s.how)?;
+                }
+                self.handle.send_method(number, &Method::TxCommitOk(TxCommitOk {}));
+                Ok(())
+            }
+            Method::TxRollback(_) => {
+                let ch = self.channels.get_mut(&number).expect("channel checked");
+                let Mode::Tx { publishes, settles } = &mut ch.mode else {
+                    return Err(AmqpError::precondition("channel is not transactional"));
+                };
+                publishes.clear();
+                settles.clear();
+                self.handle
+                    .send_method(number, &Method::TxRollbackOk(TxRollbackOk {}));
+                Ok(())
+            }
+            other => Err(AmqpError::command_invalid(format!(
+                "method {} is not valid from a client",
+                other.name()
+            ))),
+        }
+    }
+
+    fn reply(&self, number: u16, no_wait: bool, m: Method) {
+        if !no_wait {
+            self.handle.send_method(number, &m);
+        }
+    }
+
+    async fn leader(&self, op: LeaderOp) -> Result<Reply, AmqpError> {
+        self.shard.call(0, Request::Leader(op)).await.into_result()
+    }
+
+    async fn queue_call(&self, meta: &QueueMeta, op: QueueOp) -> Result<Reply, AmqpError> {
+        self.shard
+            .call(meta.owner_shard as usize, Request::Queue(meta.id, op))
+            .await
+            .into_result()
+    }
+
+    /// The spec's rule: an empty queue name means the channel's last
+    /// declared queue; with none, 530 NOT_ALLOWED (RabbitMQ's answer).
+    fn queue_name(&self, number: u16, name: ShortStr) -> Result<ShortStr, AmqpError> {
+        if !name.is_empty() {
+            return Ok(name);
+        }
+        let last = &self.channels[&number].last_queue;
+        if last.is_empty() {
+            return Err(AmqpError::new(
+                reply_code::NOT_ALLOWED,
+                "no previously declared queue",
+            ));
+        }
+        Ok(last.clone())
+    }
+
+    /// A queue this connection may use: exists, and not another
+    /// connection's exclusive queue.
+    fn usable_queue(&self, name: &str) -> Result<QueueMeta, AmqpError> {
+        let topo = self.shard.topology.borrow();
+        let meta = topo
+            .vhost(&self.vhost)
+            .and_then(|v| v.queues.get(name))
+            .ok_or_else(|| AmqpError::not_found(describe("queue", name, &self.vhost)))?;
+        if meta
+            .exclusive
+            .is_some_and(|owner| owner != self.shard.conn_ref(self.handle.id))
+        {
+            return Err(exclusive_locked(name, &self.vhost));
+        }
+        Ok(meta.clone())
+    }
+
+    async fn exchange_declare(&mut self, number: u16, m: ExchangeDeclare) -> MethodResult {
+        let Some(kind) = ExchangeKind::parse(&m.kind) else {
+            if m.passive {
+                // Passive declares ignore the type.
+                let exists = self
+                    .shard
+                    .topology
+                    .borrow()
+                    .vhost(&self.vhost)
+                    .is_some_and(|v| v.exchanges.contains_key(&m.exchange));
+                if !exists {
+                    return Err(AmqpError::not_found(describe("exchange", &m.exchange, &self.vhost)));
+                }
+                self.reply(number, m.no_wait, Method::ExchangeDeclareOk(ExchangeDeclareOk {}));
+                return Ok(());
+            }
+            return Err(AmqpError::command_invalid(format!(
+                "unknown exchange type '{}'",
+                m.kind
+            )));
+        };
+        let op = LeaderOp::DeclareExchange {
+            vhost: self.vhost.clone(),
+            meta: ExchangeMeta {
+                name: m.exchange,
+                kind,
+                durable: m.durable,
+                auto_delete: m.auto_delete,
+                internal: m.internal,
+                arguments: m.arguments,
+            },
+            passive: m.passive,
+        };
+        self.leader(op).await?;
+        self.reply(number, m.no_wait, Method::ExchangeDeclareOk(ExchangeDeclareOk {}));
+        Ok(())
+    }
+
+    async fn bind(&mut self, b: Binding, add: bool) -> MethodResult {
+        let conn = self.shard.conn_ref(self.handle.id);
+        let vhost = self.vhost.clone();
+        let op = if add {
+            LeaderOp::Bind { vhost, binding: b, conn }
+        } else {
+            LeaderOp::Unbind { vhost, binding: b, conn }
+        };
+        self.leader(op).await.map(|_| ())
+    }
+
+    async fn queue_declare(&mut self, number: u16, m: QueueDeclare) -> MethodResult {
+        let conn = self.shard.conn_ref(self.handle.id);
+        let op = LeaderOp::DeclareQueue {
+            vhost: self.vhost.clone(),
+            decl: QueueDecl {
+                name: m.queue,
+                passive: m.passive,
+                durable: m.durable,
+                exclusive: m.exclusive,
+                auto_delete: m.auto_delete,
+                arguments: m.arguments,
+                conn,
+            },
+        };
+        let Reply::Declared {
+            name,
+            messages,
+            consumers,
+        } = self.leader(op).await?
+        else {
+            return Err(AmqpError::new(reply_code::INTERNAL_ERROR, "bad declare reply"));
+        };
+        if m.exclusive {
+            self.declared_exclusive = true;
+        }
+        if let Some(ch) = self.channels.get_mut(&number) {
+            ch.last_queue = name.clone();
+        }
+        self.reply(
+            number,
+            m.no_wait,
+            Method::QueueDeclareOk(QueueDeclareOk {
+                queue: name,
+                message_count: messages,
+                consumer_count: consumers,
+            }),
+        );
+        Ok(())
+    }
+
+    async fn basic_consume(&mut self, number: u16, m: BasicConsume) -> MethodResult {
+        let queue = self.queue_name(number, m.queue)?;
+        let meta = self.usable_queue(&queue)?;
+        let tag = if m.consumer_tag.is_empty() {
+            random_tag("amq.ctag-")
+        } else {
+            m.consumer_tag
+        };
+        let qref = QueueRef {
+            id: meta.id,
+            owner: meta.owner_shard,
+        };
+        let ch = &self.channels[&number];
+        let spec = ConsumerSpec {
+            id: self.shard.unique_id(),
+            channel: self.shard.channel_ref(self.handle.id, number, ch.epoch),
+            tag: tag.clone(),
+            no_ack: m.no_ack,
+            exclusive: m.exclusive,
+            prefetch: ch.prefetch as u32,
+        };
+        {
+            let mut channels = self.handle.channels.borrow_mut();
+            let d = channels.get_mut(&number).expect("channel checked");
+            if d.consumers.contains_key(&tag) {
+                return Err(AmqpError::new(
+                    reply_code::NOT_ALLOWED,
+                    format!("attempt to reuse consumer tag '{tag}'"),
+                ));
+            }
+            d.consumers.insert(
+                tag.clone(),
+                ConsumerInfo {
+                    queue: qref,
+                    id: spec.id,
+                    no_ack: m.no_ack,
+                    ready: false,
+                    early: Vec::new(),
+                },
+            );
+        }
+        if let Err(e) = self.queue_call(&meta, QueueOp::Consume(spec)).await {
+            if let Some(d) = self.handle.channels.borrow_mut().get_mut(&number) {
+                d.consumers.remove(&tag);
+            }
+            return Err(e);
+        }
+        self.reply(
+            number,
+            m.no_wait,
+            Method::BasicConsumeOk(BasicConsumeOk {
+                consumer_tag: tag.clone(),
+            }),
+        );
+        self.handle.consumer_ready(number, &tag);
+        Ok(())
+    }
+
+    async fn basic_get(&mut self, number: u16, m: BasicGet) -> MethodResult {
+        let queue = self.queue_name(number, m.queue)?;
+        let meta = self.usable_queue(&queue)?;
+        let holder = self
+            .shard
+            .channel_ref(self.handle.id, number, self.channels[&number].epoch);
+        let reply = self
+            .queue_call(
+                &meta,
+                QueueOp::Get {
+                    holder,
+                    no_ack: m.no_ack,
+                },
+            )
+            .await?;
+        let Reply::Got(Some(got)) = reply else {
+            self.handle
+                .send_method(number, &Method::BasicGetEmpty(BasicGetEmpty {}));
+            return Ok(());
+        };
+        let tag = {
+            let mut channels = self.handle.channels.borrow_mut();
+            let d = channels.get_mut(&number).expect("channel checked");
+            d.next_tag += 1;
+            if !m.no_ack {
+                d.unacked.push_back(UnackedTag {
+                    tag: d.next_tag,
+                    queue: QueueRef {
+                        id: meta.id,
+                        owner: meta.owner_shard,
+                    },
+                    msg_id: got.msg_id,
+                    from_consumer: false,
+                });
+            }
+            d.next_tag
+        };
+        let msg = &got.msg;
+        let mut out = self.handle.out.borrow_mut();
+        encode_method(
+            &mut out,
+            number,
+            &Method::BasicGetOk(BasicGetOk {
+                delivery_tag: tag,
+                redelivered: got.redelivered,
+                exchange: msg.exchange.clone(),
+                routing_key: msg.routing_key.clone(),
+                message_count: got.remaining,
+            }),
+        );
+        encode_content(
+            &mut out,
+            number,
+            msg.body_size(),
+            &msg.raw_properties,
+            &msg.body,
+            self.handle.frame_max.get(),
+        );
+        drop(out);
+        self.handle.write_ready.notify();
+        Ok(())
+    }
+
+    fn settle(&mut self, number: u16, tag: u64, multiple: bool, how: Settle) -> MethodResult {
+        if let Some(Mode::Tx { settles, .. }) = self.channels.get_mut(&number).map(|c| &mut c.mode) {
+            // Validate now, apply at commit.
+            let known = self.handle.channels.borrow().get(&number).is_some_and(|d| {
+                (multiple && tag == 0) || d.unacked.binary_search_by_key(&tag, |u| u.tag).is_ok()
+            });
+            if !known {
+                return Err(AmqpError::precondition(format!("unknown delivery tag {tag}")));
+            }
+            settles.push(TxSettle { tag, multiple, how });
+            return Ok(());
+        }
+        self.apply_settle(number, tag, multiple, how)
+    }
+
+    fn apply_settle(&mut self, number: u16, tag: u64, multiple: bool, how: Settle) -> MethodResult {
+        let taken: Vec<UnackedTag> = {
+            let mut channels = self.handle.channels.borrow_mut();
+            let d = channels.get_mut(&number).expect("channel checked");
+            if multiple {
+                if tag != 0 && d.unacked.binary_search_by_key(&tag, |u| u.tag).is_err() {
+                    return Err(AmqpError::precondition(format!("unknown delivery tag {tag}")));
+                }
+                let upto = if tag == 0 { u64::MAX } else { tag };
+                let n = d.unacked.partition_point(|u| u.tag <= upto);
+                d.unacked.drain(..n).collect()
+            } else {
+                match d.unacked.binary_search_by_key(&tag, |u| u.tag) {
+                    Ok(i) => d.unacked.remove(i).into_iter().collect(),
+                    Err(_) => {
+                        return Err(AmqpError::precondition(format!("unknown delivery tag {tag}")))
+                    }
+                }
+            }
+        };
+        self.settle_tags(number, taken, how);
+        Ok(())
+    }
+
+    /// Sends settlements to the queues, one batch per queue.
+    fn settle_tags(&self, number: u16, taken: Vec<UnackedTag>, how: Settle) {
+        let from_consumers = taken.iter().filter(|u| u.from_consumer).count() as u32;
+        let mut by_queue: AHashMap<QueueRef, Vec<u64>> = AHashMap::new();
+        for u in taken {
+            by_queue.entry(u.queue).or_default().push(u.msg_id);
+        }
+        for (q, ids) in by_queue {
+            self.shard.settle(q, ids, how);
+        }
+        if from_consumers > 0 {
+            self.handle.release_held(number, from_consumers);
+        }
+    }
+
+    fn recover(&mut self, number: u16, requeue: bool) -> MethodResult {
+        if !requeue {
+            return Err(AmqpError::not_implemented("requeue=false"));
+        }
+        let taken: Vec<UnackedTag> = self
+            .handle
+            .channels
+            .borrow_mut()
+            .get_mut(&number)
+            .map(|d| d.unacked.drain(..).collect())
+            .unwrap_or_default();
+        self.settle_tags(number, taken, Settle::Requeue);
+        Ok(())
+    }
+
+    /// Sends basic.ack for every confirm that became due in this batch.
+    pub(super) fn flush_confirms(&mut self) {
+        for number in std::mem::take(&mut self.confirm_dirty) {
+            let Some(ch) = self.channels.get_mut(&number) else {
+                continue;
+            };
+            if let Mode::Confirm {
+                unsent_upto,
+                sent_upto,
+                ..
+            } = &mut ch.mode
+            {
+                if *unsent_upto > *sent_upto {
+                    let multiple = *unsent_upto - *sent_upto > 1;
+                    *sent_upto = *unsent_upto;
+                    let tag = *unsent_upto;
+                    self.handle.send_method(
+                        number,
+                        &Method::BasicAck(BasicAck {
+                            delivery_tag: tag,
+                            multiple,
+                        }),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Routes a complete message (at publish, or at tx.commit).
+    pub(super) fn route_publish(&mut self, number: u16, p: TxPublish) -> MethodResult {
+        let exchange = &p.msg.exchange;
+        {
+            let topo = self.shard.topology.borrow();
+            let meta = topo
+                .vhost(&self.vhost)
+                .and_then(|v| v.exchanges.get(exchange))
+                .ok_or_else(|| AmqpError::not_found(describe("exchange", exchange, &self.vhost)))?;
+            if meta.internal {
+                return Err(AmqpError::access_refused(format!(
+                    "cannot publish to internal exchange '{exchange}' in vhost '{}'",
+                    self.vhost
+                )));
+            }
+        }
+        let routed = self.shard.publish(
+            &self.vhost,
+            exchange,
+            &p.msg.routing_key,
+            p.headers.as_ref(),
+            &p.msg,
+        );
+        if routed.queues == 0 && p.mandatory {
+            let mut out = self.handle.out.borrow_mut();
+            encode_method(
+                &mut out,
+                number,
+                &Method::BasicReturn(BasicReturn {
+                    reply_code: reply_code::NO_ROUTE,
+                    reply_text: ShortStr::from_static("NO_ROUTE"),
+                    exchange: p.msg.exchange.clone(),
+                    routing_key: p.msg.routing_key.clone(),
+                }),
+            );
+            encode_content(
+                &mut out,
+                number,
+                p.msg.body_size(),
+                &p.msg.raw_properties,
+                &p.msg.body,
+                self.handle.frame_max.get(),
+            );
+            drop(out);
+            self.handle.write_ready.notify();
+        }
+        if let Some(ch) = self.channels.get_mut(&number) {
+            if let Mode::Confirm {
+                next_seq,
+                unsent_upto,
+                ..
+            } = &mut ch.mode
+            {
+                // Transient messages are confirmed once routed.
+                *unsent_upto = *next_seq;
+                *next_seq += 1;
+                self.confirm_dirty.push(number);
+            }
+        }
+        Ok(())
+    }
+}

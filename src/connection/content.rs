@@ -1,0 +1,171 @@
+//! Assembling a published message from its method, header and body frames.
+//!
+//! A body that arrives in one frame is kept as the slice of the read buffer
+//! it came in (no copy); only multi-frame bodies are gathered.
+use bytes::{Bytes, BytesMut};
+use std::sync::Arc;
+
+use super::channel::Mode;
+use super::{Close, Conn};
+use crate::broker::AmqpError;
+use crate::codec::{reply_code, BasicPublish, ContentHeader, FieldTable};
+use crate::queue::{Message, MessageData};
+
+/// RabbitMQ's default max_message_size (128 MiB).
+pub const MAX_MESSAGE_SIZE: u64 = 128 << 20;
+
+enum Body {
+    Empty,
+    One(Bytes),
+    Many(BytesMut),
+}
+
+pub(crate) struct Pending {
+    publish: BasicPublish,
+    header: Option<ContentHeader>,
+    body: Body,
+    received: u64,
+}
+
+/// A complete message waiting to be routed.
+pub(crate) struct TxPublish {
+    pub msg: Message,
+    pub headers: Option<FieldTable>,
+    pub mandatory: bool,
+}
+
+impl Pending {
+    pub fn new(publish: BasicPublish) -> Self {
+        Pending {
+            publish,
+            header: None,
+            body: Body::Empty,
+            received: 0,
+        }
+    }
+}
+
+fn unexpected(what: &str) -> Close {
+    Close::Error(AmqpError::new(reply_code::UNEXPECTED_FRAME, what), 0, 0)
+}
+
+impl Conn {
+    pub(super) fn content_header(&mut self, number: u16, header: ContentHeader) -> Result<(), Close> {
+        let Some(ch) = self.channels.get_mut(&number) else {
+            return Err(unexpected("content header on a channel that is not open"));
+        };
+        if ch.closing {
+            return Ok(());
+        }
+        let Some(p) = ch.content.as_mut().filter(|p| p.header.is_none()) else {
+            return Err(unexpected("content header without a method expecting content"));
+        };
+        if header.class_id != 60 {
+            return Err(Close::Error(
+                AmqpError::new(reply_code::FRAME_ERROR, "content header for a class other than basic"),
+                60,
+                40,
+            ));
+        }
+        if header.body_size > MAX_MESSAGE_SIZE {
+            let e = AmqpError::precondition(format!(
+                "message size {} is larger than configured max size {MAX_MESSAGE_SIZE}",
+                header.body_size
+            ));
+            self.channel_error(number, e, 60, 40);
+            return Ok(());
+        }
+        let done = header.body_size == 0;
+        p.header = Some(header);
+        if done {
+            self.complete(number)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn content_body(&mut self, number: u16, payload: Bytes) -> Result<(), Close> {
+        let Some(ch) = self.channels.get_mut(&number) else {
+            return Err(unexpected("content body on a channel that is not open"));
+        };
+        if ch.closing {
+            return Ok(());
+        }
+        let Some(p) = ch.content.as_mut() else {
+            return Err(unexpected("content body without a method expecting content"));
+        };
+        let Some(size) = p.header.as_ref().map(|h| h.body_size) else {
+            return Err(unexpected("content body before its header"));
+        };
+        p.received += payload.len() as u64;
+        if p.received > size {
+            return Err(unexpected("content body larger than its header announced"));
+        }
+        p.body = match std::mem::replace(&mut p.body, Body::Empty) {
+            Body::Empty if p.received == size => Body::One(payload),
+            Body::Empty => {
+                let mut b = BytesMut::with_capacity(size as usize);
+                b.extend_from_slice(&payload);
+                Body::Many(b)
+            }
+            Body::One(first) => {
+                let mut b = BytesMut::with_capacity(size as usize);
+                b.extend_from_slice(&first);
+                b.extend_from_slice(&payload);
+                Body::Many(b)
+            }
+            Body::Many(mut b) => {
+                b.extend_from_slice(&payload);
+                Body::Many(b)
+            }
+        };
+        if p.received == size {
+            self.complete(number)?;
+        }
+        Ok(())
+    }
+
+    fn complete(&mut self, number: u16) -> Result<(), Close> {
+        let Some(ch) = self.channels.get_mut(&number) else {
+            return Ok(());
+        };
+        let Some(Pending {
+            publish,
+            header: Some(header),
+            body,
+            ..
+        }) = ch.content.take()
+        else {
+            return Ok(());
+        };
+        let body = match body {
+            Body::Empty => Bytes::new(),
+            Body::One(b) => b,
+            Body::Many(b) => b.freeze(),
+        };
+        let props = header.properties;
+        let msg = Arc::new(MessageData {
+            exchange: publish.exchange,
+            routing_key: publish.routing_key,
+            raw_properties: header.raw_properties,
+            body,
+            persistent: props.delivery_mode == Some(2),
+        });
+        let p = TxPublish {
+            msg,
+            headers: props.headers,
+            mandatory: publish.mandatory,
+        };
+        if let Mode::Tx { publishes, .. } = &mut ch.mode {
+            publishes.push(p);
+            return Ok(());
+        }
+        match self.route_publish(number, p) {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_connection_error() => Err(Close::Error(e, 60, 40)),
+            Err(e) => {
+                self.channel_error(number, e, 60, 40);
+                Ok(())
+            }
+        }
+    }
+}
