@@ -111,9 +111,9 @@ fn as_num(v: &FieldValue) -> Option<Num> {
 }
 
 fn int_eq_float(i: i128, f: f64) -> bool {
-    // Exact comparison: a float equals an integer only if it is integral and
-    // in range (all our integers fit in +-2^64, far inside i128).
-    f.is_finite() && f.fract() == 0.0 && f.abs() < 1.8e19 && f as i128 == i
+    // Exact comparison: a float equals an integer only if it is integral.
+    // Our integers fit in +-2^64; the bound keeps `as i128` from saturating.
+    f.is_finite() && f.fract() == 0.0 && f.abs() < 1e38 && f as i128 == i
 }
 
 /// Top-level value equality with Erlang `==` semantics (see module docs).
@@ -288,6 +288,9 @@ mod tests {
         assert!(!m(I32(1), F64(1.5)));
         assert!(!m(F64(f64::NAN), F64(f64::NAN)));
         assert!(m(U64(u64::MAX), U64(u64::MAX)));
+        assert!(m(U64(1 << 63), F64(9.223372036854775808e18)));
+        assert!(m(U64(u64::MAX - 2047), F64((u64::MAX - 2047) as f64)));
+        assert!(!m(I64(i64::MIN), F64(1e300)));
         assert!(m(s("abc"), ByteArray(Bytes::from_static(b"abc"))));
         assert!(!m(s("abc"), s("abd")));
         assert!(!m(s("1"), I32(1)));
