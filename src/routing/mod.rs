@@ -1,1 +1,15 @@
-//! Exchange routing (being written).
+//! Exchange routing: the per-vhost routing table ([`table::RoutingTable`]),
+//! the compiled topic trie ([`topic::TopicTrie`]) and headers matching
+//! ([`headers::headers_match`]). RabbitMQ's behaviour is the reference; the
+//! default exchange ("") is routed by the broker, not here.
+
+mod codec_shim;
+pub mod headers;
+mod set;
+pub mod table;
+pub mod topic;
+
+pub use codec_shim::{FieldTable, FieldValue, ShortStr};
+pub use headers::{headers_match, validate_x_match};
+pub use table::{Binding, Destination, ExchangeKind, RoutingTable};
+pub use topic::TopicTrie;
