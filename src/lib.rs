@@ -13,4 +13,5 @@ pub mod config;
 pub mod connection;
 pub mod queue;
 pub mod routing;
+pub mod server;
 pub mod shard;

@@ -1,1 +1,79 @@
-fn main() {}
+//! The `warren` command.
+use clap::{Parser, Subcommand};
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use warren::config::Config;
+
+#[derive(Parser)]
+#[command(
+    name = "warren",
+    version,
+    about = "A thread-per-core AMQP 0-9-1 broker"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the broker.
+    Serve {
+        /// AMQP port.
+        #[arg(long, default_value_t = 5672)]
+        port: u16,
+        /// Address to listen on.
+        #[arg(long, default_value = "0.0.0.0")]
+        bind: IpAddr,
+        /// Number of shards (executors); default: the CPUs this process may
+        /// use. More shards than CPUs run unpinned.
+        #[arg(long)]
+        shards: Option<usize>,
+        /// Where durable state lives.
+        #[arg(long, default_value = "./warren-data")]
+        data_dir: PathBuf,
+        /// Log level or tracing filter (e.g. info, debug, warren=trace).
+        #[arg(long, default_value = "info")]
+        log: String,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve {
+            port,
+            bind,
+            shards,
+            data_dir,
+            log,
+        } => {
+            let filter = tracing_subscriber::EnvFilter::try_new(&log).unwrap_or_else(|_| {
+                eprintln!("warren: invalid --log filter '{log}', using 'info'");
+                tracing_subscriber::EnvFilter::new("info")
+            });
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr)
+                .init();
+            let shards = shards
+                .unwrap_or_else(|| warren::shard::allowed_cpus().len())
+                .max(1);
+            if shards > 1024 {
+                eprintln!("warren: --shards {shards} is more than 1024");
+                std::process::exit(2);
+            }
+            let config = Config {
+                bind,
+                port,
+                shards,
+                data_dir,
+            };
+            if let Err(e) = warren::server::run(config) {
+                eprintln!("warren: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+}

@@ -94,7 +94,10 @@ impl Shard {
                 if_unused,
                 if_empty,
                 conn,
-            } => self.delete_queue(vhost, name, if_unused, if_empty, conn).await,
+            } => {
+                self.delete_queue(vhost, name, if_unused, if_empty, conn)
+                    .await
+            }
             LeaderOp::Bind {
                 vhost,
                 binding,
@@ -160,12 +163,17 @@ impl Shard {
             }
             Some(_) if passive => Ok(Reply::Ok),
             Some(cur) => {
-                let ex = |arg, got: &str, c: &str| inequivalent(arg, "exchange", &name, &vhost, got, c);
+                let ex =
+                    |arg, got: &str, c: &str| inequivalent(arg, "exchange", &name, &vhost, got, c);
                 if cur.kind != meta.kind {
                     return Err(ex("type", meta.kind.as_str(), cur.kind.as_str()));
                 }
                 if cur.durable != meta.durable {
-                    return Err(ex("durable", bool_text(meta.durable), bool_text(cur.durable)));
+                    return Err(ex(
+                        "durable",
+                        bool_text(meta.durable),
+                        bool_text(cur.durable),
+                    ));
                 }
                 if cur.auto_delete != meta.auto_delete {
                     return Err(ex(
@@ -175,7 +183,11 @@ impl Shard {
                     ));
                 }
                 if cur.internal != meta.internal {
-                    return Err(ex("internal", bool_text(meta.internal), bool_text(cur.internal)));
+                    return Err(ex(
+                        "internal",
+                        bool_text(meta.internal),
+                        bool_text(cur.internal),
+                    ));
                 }
                 Ok(Reply::Ok)
             }
@@ -236,7 +248,10 @@ impl Shard {
 
     async fn queue_counts(self: &Rc<Self>, meta: &QueueMeta) -> (u32, u32) {
         match self
-            .call(meta.owner_shard as usize, Request::Queue(meta.id, QueueOp::Stats))
+            .call(
+                meta.owner_shard as usize,
+                Request::Queue(meta.id, QueueOp::Stats),
+            )
             .await
         {
             Reply::Counts {
@@ -247,7 +262,11 @@ impl Shard {
         }
     }
 
-    async fn declare_queue(self: &Rc<Self>, vhost: ShortStr, decl: QueueDecl) -> Result<Reply, AmqpError> {
+    async fn declare_queue(
+        self: &Rc<Self>,
+        vhost: ShortStr,
+        decl: QueueDecl,
+    ) -> Result<Reply, AmqpError> {
         let name = if decl.name.is_empty() && !decl.passive {
             self.server_queue_name(&vhost, decl.conn.shard as usize)
         } else {
@@ -298,7 +317,8 @@ impl Shard {
             auto_delete: decl.auto_delete,
             arguments: decl.arguments,
         };
-        self.broadcast(TopologyChange::QueueAdded(vhost, meta)).await;
+        self.broadcast(TopologyChange::QueueAdded(vhost, meta))
+            .await;
         Ok(Reply::Declared {
             name,
             messages: 0,
@@ -397,7 +417,12 @@ impl Shard {
         Ok(())
     }
 
-    async fn bind(self: &Rc<Self>, vhost: ShortStr, b: Binding, conn: ConnRef) -> Result<Reply, AmqpError> {
+    async fn bind(
+        self: &Rc<Self>,
+        vhost: ShortStr,
+        b: Binding,
+        conn: ConnRef,
+    ) -> Result<Reply, AmqpError> {
         self.check_binding(&vhost, &b, conn)?;
         let exists = self
             .topology
@@ -410,7 +435,12 @@ impl Shard {
         Ok(Reply::Ok)
     }
 
-    async fn unbind(self: &Rc<Self>, vhost: ShortStr, b: Binding, conn: ConnRef) -> Result<Reply, AmqpError> {
+    async fn unbind(
+        self: &Rc<Self>,
+        vhost: ShortStr,
+        b: Binding,
+        conn: ConnRef,
+    ) -> Result<Reply, AmqpError> {
         self.check_binding(&vhost, &b, conn)?;
         let exists = self
             .topology
@@ -440,7 +470,10 @@ impl Shard {
             if_empty: false,
             only_if_idle: true,
         };
-        if let Reply::Count(_) = self.call(meta.owner_shard as usize, Request::Queue(id, op)).await {
+        if let Reply::Count(_) = self
+            .call(meta.owner_shard as usize, Request::Queue(id, op))
+            .await
+        {
             self.remove_queue_everywhere(vhost, meta).await;
         }
         Ok(Reply::Ok)
@@ -465,7 +498,9 @@ impl Shard {
                 if_empty: false,
                 only_if_idle: false,
             };
-            let _ = self.call(meta.owner_shard as usize, Request::Queue(meta.id, op)).await;
+            let _ = self
+                .call(meta.owner_shard as usize, Request::Queue(meta.id, op))
+                .await;
             self.remove_queue_everywhere(vhost, meta).await;
         }
         Ok(Reply::Ok)

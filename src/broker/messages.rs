@@ -8,7 +8,10 @@ use crate::routing::Binding;
 
 pub enum ShardMsg {
     /// A routed message for a queue this shard owns.
-    Publish { queue: QueueId, msg: Message },
+    Publish {
+        queue: QueueId,
+        msg: Message,
+    },
     /// A delivery for a connection on this shard.
     Deliver(RoutedDelivery),
     Settle {
@@ -21,11 +24,23 @@ pub enum ShardMsg {
         consumer: ConsumerId,
         n: u32,
     },
-    ReleaseChannel { queue: QueueId, ch: ChannelRef },
+    ReleaseChannel {
+        queue: QueueId,
+        ch: ChannelRef,
+    },
     /// The queue went away: tell the consumer with basic.cancel.
-    ConsumerCancelled { ch: ChannelRef, tag: ShortStr },
-    Request { call: u64, req: Request },
-    Reply { call: u64, reply: Reply },
+    ConsumerCancelled {
+        ch: ChannelRef,
+        tag: ShortStr,
+    },
+    Request {
+        call: u64,
+        req: Request,
+    },
+    Reply {
+        call: u64,
+        reply: Reply,
+    },
 }
 
 pub enum Request {
@@ -76,7 +91,9 @@ pub enum LeaderOp {
         id: QueueId,
     },
     /// A connection closed: its exclusive queues go.
-    ConnectionClosed { conn: ConnRef },
+    ConnectionClosed {
+        conn: ConnRef,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -94,7 +111,10 @@ pub enum QueueOp {
     Stats,
     Consume(ConsumerSpec),
     Cancel(ConsumerId),
-    Get { holder: ChannelRef, no_ack: bool },
+    Get {
+        holder: ChannelRef,
+        no_ack: bool,
+    },
     Purge,
     /// Checks the conditions and removes the queue in one step.
     Delete {
@@ -107,10 +127,17 @@ pub enum QueueOp {
 pub enum Reply {
     Ok,
     Err(AmqpError),
-    Counts { messages: u32, consumers: u32 },
+    Counts {
+        messages: u32,
+        consumers: u32,
+    },
     Count(u32),
     Got(Option<GetResult>),
-    Declared { name: ShortStr, messages: u32, consumers: u32 },
+    Declared {
+        name: ShortStr,
+        messages: u32,
+        consumers: u32,
+    },
 }
 
 impl Reply {

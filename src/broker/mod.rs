@@ -73,7 +73,12 @@ pub struct Routed {
 }
 
 impl Shard {
-    pub fn new(id: usize, shards: usize, config: Config, mailbox: Rc<Mailbox<ShardMsg>>) -> Rc<Self> {
+    pub fn new(
+        id: usize,
+        shards: usize,
+        config: Config,
+        mailbox: Rc<Mailbox<ShardMsg>>,
+    ) -> Rc<Self> {
         Rc::new(Shard {
             id,
             shards,
@@ -360,15 +365,20 @@ impl Shard {
             .unwrap_or_else(|| Reply::Err(AmqpError::new(541, "shard did not answer")))
     }
 
-    async fn handle_request(self: &Rc<Self>, req: Request) -> Reply {
-        match req {
-            Request::Leader(op) => self.leader_op(op).await,
-            Request::Apply(change) => {
-                self.apply_change(&change);
-                Reply::Ok
+    /// Boxed: leader operations call back into this (broadcasts reach the
+    /// leader's own shard too), which would make the future recursive.
+    fn handle_request(self: &Rc<Self>, req: Request) -> futures_lite::future::BoxedLocal<Reply> {
+        let this = self.clone();
+        Box::pin(async move {
+            match req {
+                Request::Leader(op) => this.leader_op(op).await,
+                Request::Apply(change) => {
+                    this.apply_change(&change);
+                    Reply::Ok
+                }
+                Request::Queue(id, op) => this.queue_op(id, op),
             }
-            Request::Queue(id, op) => self.queue_op(id, op),
-        }
+        })
     }
 
     /// Applies a topology change to this shard's replica; the owning shard
@@ -377,12 +387,15 @@ impl Shard {
         use topology::TopologyChange as C;
         if let C::QueueAdded(vhost, meta) = change {
             if meta.owner_shard as usize == self.id {
-                self.queues.borrow_mut().entry(meta.id).or_insert_with(|| OwnedQueue {
-                    meta: meta.clone(),
-                    vhost: vhost.clone(),
-                    queue: Queue::new(),
-                    had_consumer: false,
-                });
+                self.queues
+                    .borrow_mut()
+                    .entry(meta.id)
+                    .or_insert_with(|| OwnedQueue {
+                        meta: meta.clone(),
+                        vhost: vhost.clone(),
+                        queue: Queue::new(),
+                        had_consumer: false,
+                    });
             }
         }
         self.topology.borrow_mut().apply(change);
@@ -424,7 +437,10 @@ impl Shard {
             let this = self.clone();
             glommio::spawn_local(async move {
                 let _ = this
-                    .call(0, Request::Leader(messages::LeaderOp::AutoDeleteQueue { vhost, name, id }))
+                    .call(
+                        0,
+                        Request::Leader(messages::LeaderOp::AutoDeleteQueue { vhost, name, id }),
+                    )
                     .await;
             })
             .detach();

@@ -15,7 +15,11 @@ pub enum AuthError {
 }
 
 /// Returns the authenticated user name.
-pub fn authenticate(mechanism: &str, response: &[u8], peer: Option<IpAddr>) -> Result<String, AuthError> {
+pub fn authenticate(
+    mechanism: &str,
+    response: &[u8],
+    peer: Option<IpAddr>,
+) -> Result<String, AuthError> {
     let (user, pass) = match mechanism {
         "PLAIN" => parse_plain(response),
         "AMQPLAIN" => parse_amqplain(response),
@@ -73,9 +77,18 @@ mod tests {
     #[test]
     fn plain_and_amqplain() {
         let lo = Some(IpAddr::from([127, 0, 0, 1]));
-        assert_eq!(authenticate("PLAIN", b"\0guest\0guest", lo), Ok("guest".into()));
-        assert_eq!(authenticate("PLAIN", b"\0guest\0wrong", lo), Err(AuthError::Refused));
-        assert_eq!(authenticate("PLAIN", b"garbage", lo), Err(AuthError::Refused));
+        assert_eq!(
+            authenticate("PLAIN", b"\0guest\0guest", lo),
+            Ok("guest".into())
+        );
+        assert_eq!(
+            authenticate("PLAIN", b"\0guest\0wrong", lo),
+            Err(AuthError::Refused)
+        );
+        assert_eq!(
+            authenticate("PLAIN", b"garbage", lo),
+            Err(AuthError::Refused)
+        );
         let mut t = Vec::new();
         for (k, v) in [("LOGIN", "guest"), ("PASSWORD", "guest")] {
             t.push(k.len() as u8);
@@ -85,9 +98,18 @@ mod tests {
             t.extend_from_slice(v.as_bytes());
         }
         assert_eq!(authenticate("AMQPLAIN", &t, lo), Ok("guest".into()));
-        assert_eq!(authenticate("AMQPLAIN", &t[..t.len() - 1], lo), Err(AuthError::Refused));
-        assert_eq!(authenticate("EXTERNAL", b"", lo), Err(AuthError::UnknownMechanism));
+        assert_eq!(
+            authenticate("AMQPLAIN", &t[..t.len() - 1], lo),
+            Err(AuthError::Refused)
+        );
+        assert_eq!(
+            authenticate("EXTERNAL", b"", lo),
+            Err(AuthError::UnknownMechanism)
+        );
         let remote = Some(IpAddr::from([10, 1, 2, 3]));
-        assert_eq!(authenticate("PLAIN", b"\0guest\0guest", remote), Err(AuthError::LoopbackOnly));
+        assert_eq!(
+            authenticate("PLAIN", b"\0guest\0guest", remote),
+            Err(AuthError::LoopbackOnly)
+        );
     }
 }

@@ -19,8 +19,15 @@ use crate::routing::{Binding, Destination, ExchangeKind};
 /// Publisher confirms or transactions: a channel is in at most one mode.
 pub(crate) enum Mode {
     Plain,
-    Confirm { next_seq: u64, unsent_upto: u64, sent_upto: u64 },
-    Tx { publishes: Vec<TxPublish>, settles: Vec<TxSettle> },
+    Confirm {
+        next_seq: u64,
+        unsent_upto: u64,
+        sent_upto: u64,
+    },
+    Tx {
+        publishes: Vec<TxPublish>,
+        settles: Vec<TxSettle>,
+    },
 }
 
 pub(crate) struct TxSettle {
@@ -61,7 +68,11 @@ fn random_tag(prefix: &str) -> ShortStr {
 }
 
 impl Conn {
-    pub(super) async fn channel_method(&mut self, number: u16, method: Method) -> Result<(), Close> {
+    pub(super) async fn channel_method(
+        &mut self,
+        number: u16,
+        method: Method,
+    ) -> Result<(), Close> {
         let (class_id, method_id) = (method.class_id(), method.method_id());
         if let Method::ChannelOpen(_) = method {
             return self.open_channel(number, class_id, method_id);
@@ -92,7 +103,10 @@ impl Conn {
             return Err(Close::Error(
                 AmqpError::new(
                     reply_code::UNEXPECTED_FRAME,
-                    format!("expected content header for class 60, got {}", method.name()),
+                    format!(
+                        "expected content header for class 60, got {}",
+                        method.name()
+                    ),
                 ),
                 class_id,
                 method_id,
@@ -113,7 +127,10 @@ impl Conn {
             return Err(Close::Error(
                 AmqpError::new(
                     reply_code::CHANNEL_ERROR,
-                    format!("channel number {number} exceeds channel_max {}", self.channel_max),
+                    format!(
+                        "channel number {number} exceeds channel_max {}",
+                        self.channel_max
+                    ),
                 ),
                 class_id,
                 method_id,
@@ -146,12 +163,8 @@ impl Conn {
                 ..Default::default()
             },
         );
-        self.handle.send_method(
-            number,
-            &Method::ChannelOpenOk(ChannelOpenOk {
-                channel_id: bytes::Bytes::new(),
-            }),
-        );
+        self.handle
+            .send_method(number, &Method::ChannelOpenOk(ChannelOpenOk {}));
         Ok(())
     }
 
@@ -163,7 +176,13 @@ impl Conn {
     }
 
     /// Closes a channel because of a soft error.
-    pub(super) fn channel_error(&mut self, number: u16, e: AmqpError, class_id: u16, method_id: u16) {
+    pub(super) fn channel_error(
+        &mut self,
+        number: u16,
+        e: AmqpError,
+        class_id: u16,
+        method_id: u16,
+    ) {
         self.release_channel(number);
         if let Some(ch) = self.channels.get_mut(&number) {
             ch.closing = true;
@@ -223,8 +242,10 @@ impl Conn {
                     // RabbitMQ does not implement client-initiated flow stops.
                     return Err(AmqpError::not_implemented("active=false"));
                 }
-                self.handle
-                    .send_method(number, &Method::ChannelFlowOk(ChannelFlowOk { active: true }));
+                self.handle.send_method(
+                    number,
+                    &Method::ChannelFlowOk(ChannelFlowOk { active: true }),
+                );
                 Ok(())
             }
             Method::ExchangeDeclare(m) => self.exchange_declare(number, m).await,
@@ -235,7 +256,11 @@ impl Conn {
                     if_unused: m.if_unused,
                 };
                 self.leader(op).await?;
-                self.reply(number, m.no_wait, Method::ExchangeDeleteOk(ExchangeDeleteOk {}));
+                self.reply(
+                    number,
+                    m.no_wait,
+                    Method::ExchangeDeleteOk(ExchangeDeleteOk {}),
+                );
                 Ok(())
             }
             Method::ExchangeBind(m) => {
@@ -257,17 +282,22 @@ impl Conn {
                     arguments: m.arguments,
                 };
                 self.bind(b, false).await?;
-                self.reply(number, m.no_wait, Method::ExchangeUnbindOk(ExchangeUnbindOk {}));
+                self.reply(
+                    number,
+                    m.no_wait,
+                    Method::ExchangeUnbindOk(ExchangeUnbindOk {}),
+                );
                 Ok(())
             }
             Method::QueueDeclare(m) => self.queue_declare(number, m).await,
             Method::QueueBind(m) => {
                 let queue = self.queue_name(number, m.queue)?;
-                let routing_key = if m.routing_key.is_empty() && self.channels[&number].last_queue == queue {
-                    queue.clone()
-                } else {
-                    m.routing_key
-                };
+                let routing_key =
+                    if m.routing_key.is_empty() && self.channels[&number].last_queue == queue {
+                        queue.clone()
+                    } else {
+                        m.routing_key
+                    };
                 let b = Binding {
                     source: m.exchange,
                     destination: Destination::Queue(queue),
@@ -344,7 +374,8 @@ impl Conn {
                 } else if let Some(ch) = self.channels.get_mut(&number) {
                     ch.prefetch = m.prefetch_count;
                 }
-                self.handle.send_method(number, &Method::BasicQosOk(BasicQosOk {}));
+                self.handle
+                    .send_method(number, &Method::BasicQosOk(BasicQosOk {}));
                 Ok(())
             }
             Method::BasicConsume(m) => self.basic_consume(number, m).await,
@@ -381,11 +412,19 @@ impl Conn {
             Method::BasicGet(m) => self.basic_get(number, m).await,
             Method::BasicAck(m) => self.settle(number, m.delivery_tag, m.multiple, Settle::Ack),
             Method::BasicNack(m) => {
-                let how = if m.requeue { Settle::Requeue } else { Settle::Drop };
+                let how = if m.requeue {
+                    Settle::Requeue
+                } else {
+                    Settle::Drop
+                };
                 self.settle(number, m.delivery_tag, m.multiple, how)
             }
             Method::BasicReject(m) => {
-                let how = if m.requeue { Settle::Requeue } else { Settle::Drop };
+                let how = if m.requeue {
+                    Settle::Requeue
+                } else {
+                    Settle::Drop
+                };
                 self.settle(number, m.delivery_tag, false, how)
             }
             Method::BasicRecoverAsync(m) => self.recover(number, m.requeue),
@@ -399,7 +438,9 @@ impl Conn {
                 let ch = self.channels.get_mut(&number).expect("channel checked");
                 match ch.mode {
                     Mode::Tx { .. } => {
-                        return Err(AmqpError::precondition("cannot switch from tx to confirm mode"))
+                        return Err(AmqpError::precondition(
+                            "cannot switch from tx to confirm mode",
+                        ))
                     }
                     Mode::Plain => {
                         ch.mode = Mode::Confirm {
@@ -410,14 +451,20 @@ impl Conn {
                     }
                     Mode::Confirm { .. } => {}
                 }
-                self.reply(number, m.nowait, Method::ConfirmSelectOk(ConfirmSelectOk {}));
+                self.reply(
+                    number,
+                    m.nowait,
+                    Method::ConfirmSelectOk(ConfirmSelectOk {}),
+                );
                 Ok(())
             }
             Method::TxSelect(_) => {
                 let ch = self.channels.get_mut(&number).expect("channel checked");
                 match ch.mode {
                     Mode::Confirm { .. } => {
-                        return Err(AmqpError::precondition("cannot switch from confirm to tx mode"))
+                        return Err(AmqpError::precondition(
+                            "cannot switch from confirm to tx mode",
+                        ))
                     }
                     Mode::Plain => {
                         ch.mode = Mode::Tx {
@@ -427,7 +474,8 @@ impl Conn {
                     }
                     Mode::Tx { .. } => {}
                 }
-                self.handle.send_method(number, &Method::TxSelectOk(TxSelectOk {}));
+                self.handle
+                    .send_method(number, &Method::TxSelectOk(TxSelectOk {}));
                 Ok(())
             }
             Method::TxCommit(_) => {
@@ -443,7 +491,8 @@ impl Conn {
                 for s in settles {
                     self.apply_settle(number, s.tag, s.multiple, s.how)?;
                 }
-                self.handle.send_method(number, &Method::TxCommitOk(TxCommitOk {}));
+                self.handle
+                    .send_method(number, &Method::TxCommitOk(TxCommitOk {}));
                 Ok(())
             }
             Method::TxRollback(_) => {
@@ -525,9 +574,17 @@ impl Conn {
                     .vhost(&self.vhost)
                     .is_some_and(|v| v.exchanges.contains_key(&m.exchange));
                 if !exists {
-                    return Err(AmqpError::not_found(describe("exchange", &m.exchange, &self.vhost)));
+                    return Err(AmqpError::not_found(describe(
+                        "exchange",
+                        &m.exchange,
+                        &self.vhost,
+                    )));
                 }
-                self.reply(number, m.no_wait, Method::ExchangeDeclareOk(ExchangeDeclareOk {}));
+                self.reply(
+                    number,
+                    m.no_wait,
+                    Method::ExchangeDeclareOk(ExchangeDeclareOk {}),
+                );
                 return Ok(());
             }
             return Err(AmqpError::command_invalid(format!(
@@ -548,7 +605,11 @@ impl Conn {
             passive: m.passive,
         };
         self.leader(op).await?;
-        self.reply(number, m.no_wait, Method::ExchangeDeclareOk(ExchangeDeclareOk {}));
+        self.reply(
+            number,
+            m.no_wait,
+            Method::ExchangeDeclareOk(ExchangeDeclareOk {}),
+        );
         Ok(())
     }
 
@@ -556,9 +617,17 @@ impl Conn {
         let conn = self.shard.conn_ref(self.handle.id);
         let vhost = self.vhost.clone();
         let op = if add {
-            LeaderOp::Bind { vhost, binding: b, conn }
+            LeaderOp::Bind {
+                vhost,
+                binding: b,
+                conn,
+            }
         } else {
-            LeaderOp::Unbind { vhost, binding: b, conn }
+            LeaderOp::Unbind {
+                vhost,
+                binding: b,
+                conn,
+            }
         };
         self.leader(op).await.map(|_| ())
     }
@@ -583,7 +652,10 @@ impl Conn {
             consumers,
         } = self.leader(op).await?
         else {
-            return Err(AmqpError::new(reply_code::INTERNAL_ERROR, "bad declare reply"));
+            return Err(AmqpError::new(
+                reply_code::INTERNAL_ERROR,
+                "bad declare reply",
+            ));
         };
         if m.exclusive {
             self.declared_exclusive = true;
@@ -725,13 +797,16 @@ impl Conn {
     }
 
     fn settle(&mut self, number: u16, tag: u64, multiple: bool, how: Settle) -> MethodResult {
-        if let Some(Mode::Tx { settles, .. }) = self.channels.get_mut(&number).map(|c| &mut c.mode) {
+        if let Some(Mode::Tx { settles, .. }) = self.channels.get_mut(&number).map(|c| &mut c.mode)
+        {
             // Validate now, apply at commit.
             let known = self.handle.channels.borrow().get(&number).is_some_and(|d| {
                 (multiple && tag == 0) || d.unacked.binary_search_by_key(&tag, |u| u.tag).is_ok()
             });
             if !known {
-                return Err(AmqpError::precondition(format!("unknown delivery tag {tag}")));
+                return Err(AmqpError::precondition(format!(
+                    "unknown delivery tag {tag}"
+                )));
             }
             settles.push(TxSettle { tag, multiple, how });
             return Ok(());
@@ -745,7 +820,9 @@ impl Conn {
             let d = channels.get_mut(&number).expect("channel checked");
             if multiple {
                 if tag != 0 && d.unacked.binary_search_by_key(&tag, |u| u.tag).is_err() {
-                    return Err(AmqpError::precondition(format!("unknown delivery tag {tag}")));
+                    return Err(AmqpError::precondition(format!(
+                        "unknown delivery tag {tag}"
+                    )));
                 }
                 let upto = if tag == 0 { u64::MAX } else { tag };
                 let n = d.unacked.partition_point(|u| u.tag <= upto);
@@ -754,7 +831,9 @@ impl Conn {
                 match d.unacked.binary_search_by_key(&tag, |u| u.tag) {
                     Ok(i) => d.unacked.remove(i).into_iter().collect(),
                     Err(_) => {
-                        return Err(AmqpError::precondition(format!("unknown delivery tag {tag}")))
+                        return Err(AmqpError::precondition(format!(
+                            "unknown delivery tag {tag}"
+                        )))
                     }
                 }
             }

@@ -50,7 +50,11 @@ fn unexpected(what: &str) -> Close {
 }
 
 impl Conn {
-    pub(super) fn content_header(&mut self, number: u16, header: ContentHeader) -> Result<(), Close> {
+    pub(super) fn content_header(
+        &mut self,
+        number: u16,
+        header: ContentHeader,
+    ) -> Result<(), Close> {
         let Some(ch) = self.channels.get_mut(&number) else {
             return Err(unexpected("content header on a channel that is not open"));
         };
@@ -58,11 +62,16 @@ impl Conn {
             return Ok(());
         }
         let Some(p) = ch.content.as_mut().filter(|p| p.header.is_none()) else {
-            return Err(unexpected("content header without a method expecting content"));
+            return Err(unexpected(
+                "content header without a method expecting content",
+            ));
         };
         if header.class_id != 60 {
             return Err(Close::Error(
-                AmqpError::new(reply_code::FRAME_ERROR, "content header for a class other than basic"),
+                AmqpError::new(
+                    reply_code::FRAME_ERROR,
+                    "content header for a class other than basic",
+                ),
                 60,
                 40,
             ));
@@ -91,7 +100,9 @@ impl Conn {
             return Ok(());
         }
         let Some(p) = ch.content.as_mut() else {
-            return Err(unexpected("content body without a method expecting content"));
+            return Err(unexpected(
+                "content body without a method expecting content",
+            ));
         };
         let Some(size) = p.header.as_ref().map(|h| h.body_size) else {
             return Err(unexpected("content body before its header"));

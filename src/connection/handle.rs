@@ -116,7 +116,8 @@ impl ConnHandle {
                 return;
             }
         }
-        if !d.delivery.no_ack && ch.global_prefetch > 0 && ch.consumer_unacked >= ch.global_prefetch {
+        if !d.delivery.no_ack && ch.global_prefetch > 0 && ch.consumer_unacked >= ch.global_prefetch
+        {
             ch.held.push_back(d);
             return;
         }
@@ -170,7 +171,10 @@ impl ConnHandle {
     pub fn consumer_ready(&self, channel: u16, tag: &str) {
         let early = {
             let mut channels = self.channels.borrow_mut();
-            let Some(c) = channels.get_mut(&channel).and_then(|ch| ch.consumers.get_mut(tag)) else {
+            let Some(c) = channels
+                .get_mut(&channel)
+                .and_then(|ch| ch.consumers.get_mut(tag))
+            else {
                 return;
             };
             c.ready = true;
@@ -199,7 +203,9 @@ impl ConnHandle {
         let removed = {
             let mut channels = self.channels.borrow_mut();
             match channels.get_mut(&ch_ref.channel) {
-                Some(ch) if ch.open && ch.epoch == ch_ref.epoch => ch.consumers.remove(tag).is_some(),
+                Some(ch) if ch.open && ch.epoch == ch_ref.epoch => {
+                    ch.consumers.remove(tag).is_some()
+                }
                 _ => false,
             }
         };

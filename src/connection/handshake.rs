@@ -5,8 +5,8 @@ use super::auth::{self, AuthError};
 use super::{conn_error, Close, Conn};
 use crate::broker::AmqpError;
 use crate::codec::{
-    self, reply_code, ConnectionOpenOk, ConnectionStart, ConnectionTune, FieldTable, FieldValue, Frame, Method,
-    ShortStr,
+    self, reply_code, ConnectionOpenOk, ConnectionStart, ConnectionTune, FieldTable, FieldValue,
+    Frame, Method,
 };
 
 pub const CHANNEL_MAX: u16 = 2047;
@@ -82,7 +82,10 @@ impl Conn {
 
         let frame = self.next_frame().await?;
         let Method::ConnectionStartOk(ok) = expect_method(frame, "connection.start-ok")? else {
-            return Err(conn_error(reply_code::COMMAND_INVALID, "expected connection.start-ok"));
+            return Err(conn_error(
+                reply_code::COMMAND_INVALID,
+                "expected connection.start-ok",
+            ));
         };
         let peer = self.reader.peer_addr().ok().map(|a| a.ip());
         match auth::authenticate(&ok.mechanism, &ok.response, peer) {
@@ -120,9 +123,16 @@ impl Conn {
         );
         let frame = self.next_frame().await?;
         let Method::ConnectionTuneOk(tune) = expect_method(frame, "connection.tune-ok")? else {
-            return Err(conn_error(reply_code::COMMAND_INVALID, "expected connection.tune-ok"));
+            return Err(conn_error(
+                reply_code::COMMAND_INVALID,
+                "expected connection.tune-ok",
+            ));
         };
-        let frame_max = if tune.frame_max == 0 { FRAME_MAX } else { tune.frame_max };
+        let frame_max = if tune.frame_max == 0 {
+            FRAME_MAX
+        } else {
+            tune.frame_max
+        };
         if frame_max < codec::FRAME_MIN_SIZE {
             return Err(conn_error(
                 reply_code::NOT_ALLOWED,
@@ -144,19 +154,26 @@ impl Conn {
 
         let frame = self.next_frame().await?;
         let Method::ConnectionOpen(open) = expect_method(frame, "connection.open")? else {
-            return Err(conn_error(reply_code::COMMAND_INVALID, "expected connection.open"));
+            return Err(conn_error(
+                reply_code::COMMAND_INVALID,
+                "expected connection.open",
+            ));
         };
-        if self.shard.topology.borrow().vhost(&open.virtual_host).is_none() {
+        if self
+            .shard
+            .topology
+            .borrow()
+            .vhost(&open.virtual_host)
+            .is_none()
+        {
             return Err(conn_error(
                 reply_code::NOT_ALLOWED,
                 format!("vhost {} not found", open.virtual_host),
             ));
         }
         self.vhost = open.virtual_host.clone();
-        self.handle.send_method(
-            0,
-            &Method::ConnectionOpenOk(ConnectionOpenOk {}),
-        );
+        self.handle
+            .send_method(0, &Method::ConnectionOpenOk(ConnectionOpenOk {}));
         // A peer silent for two heartbeat intervals is gone.
         let timeout = (self.heartbeat > 0).then(|| Duration::from_secs(2 * self.heartbeat as u64));
         let _ = self.reader.set_read_timeout(timeout);

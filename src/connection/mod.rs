@@ -85,9 +85,11 @@ async fn run(shard: Rc<Shard>, stream: TcpStream) {
         let _ = shard
             .call(
                 0,
-                crate::broker::Request::Leader(crate::broker::messages::LeaderOp::ConnectionClosed {
-                    conn: shard.conn_ref(id),
-                }),
+                crate::broker::Request::Leader(
+                    crate::broker::messages::LeaderOp::ConnectionClosed {
+                        conn: shard.conn_ref(id),
+                    },
+                ),
             )
             .await;
     }
@@ -176,7 +178,10 @@ impl Conn {
             Err(e) => {
                 self.buf.truncate(len);
                 if e.kind() == std::io::ErrorKind::TimedOut {
-                    tracing::info!(conn = self.handle.id, "missed heartbeats from client, closing");
+                    tracing::info!(
+                        conn = self.handle.id,
+                        "missed heartbeats from client, closing"
+                    );
                 }
                 return Err(Close::Gone);
             }
@@ -195,11 +200,16 @@ impl Conn {
     /// Reads the next frame, or fails the connection.
     async fn next_frame(&mut self) -> Result<Frame, Close> {
         loop {
-            match codec::decode_frame(&mut self.buf, self.frame_max()) {
+            let frame_max = self.frame_max();
+            match codec::decode_frame(&mut self.buf, frame_max) {
                 Ok(Some(f)) => return Ok(f),
                 Ok(None) => self.fill().await?,
                 Err(e) => {
-                    return Err(Close::Error(AmqpError::new(e.code, e.text), e.class_id, e.method_id))
+                    return Err(Close::Error(
+                        AmqpError::new(e.code, e.text),
+                        e.class_id,
+                        e.method_id,
+                    ))
                 }
             }
         }
@@ -216,7 +226,8 @@ impl Conn {
             // Handle every complete frame already buffered, then flush
             // confirms once for the whole batch.
             loop {
-                let frame = match codec::decode_frame(&mut self.buf, self.frame_max()) {
+                let frame_max = self.frame_max();
+                let frame = match codec::decode_frame(&mut self.buf, frame_max) {
                     Ok(Some(f)) => f,
                     Ok(None) => break,
                     Err(e) => {
@@ -273,7 +284,12 @@ impl Conn {
     }
 
     /// Sends connection.close and waits (briefly) for close-ok.
-    async fn close_with(&mut self, e: AmqpError, class_id: u16, method_id: u16) -> Result<(), Close> {
+    async fn close_with(
+        &mut self,
+        e: AmqpError,
+        class_id: u16,
+        method_id: u16,
+    ) -> Result<(), Close> {
         self.release_all();
         self.handle.send_method(
             0,

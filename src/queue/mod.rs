@@ -202,13 +202,16 @@ impl Queue {
         }
         while self.message_count() > 0 {
             let n = self.consumers.len();
-            let Some(offset) = (0..n).find(|i| self.consumers[(self.cursor + i) % n].has_capacity())
+            let Some(offset) =
+                (0..n).find(|i| self.consumers[(self.cursor + i) % n].has_capacity())
             else {
                 return;
             };
             let idx = (self.cursor + offset) % n;
             self.cursor = (idx + 1) % n;
-            let Some(ready) = self.pop_ready() else { return };
+            let Some(ready) = self.pop_ready() else {
+                return;
+            };
             let c = &mut self.consumers[idx];
             c.unsent += 1;
             if !c.spec.no_ack {
@@ -444,7 +447,10 @@ mod tests {
         q.add_consumer(consumer(1, 1, 0, false)).unwrap();
         let mut ex = consumer(2, 1, 0, false);
         ex.exclusive = true;
-        assert_eq!(q.add_consumer(ex.clone()), Err(ConsumeError::ExclusiveInUse));
+        assert_eq!(
+            q.add_consumer(ex.clone()),
+            Err(ConsumeError::ExclusiveInUse)
+        );
         q.remove_consumer(1);
         q.add_consumer(ex).unwrap();
         assert_eq!(

@@ -3,13 +3,12 @@
 //! ([`headers::headers_match`]). RabbitMQ's behaviour is the reference; the
 //! default exchange ("") is routed by the broker, not here.
 
-mod codec_shim;
 pub mod headers;
 mod set;
 pub mod table;
 pub mod topic;
 
-pub use codec_shim::{FieldTable, FieldValue, ShortStr};
+pub use crate::codec::{FieldTable, FieldValue, ShortStr};
 pub use headers::{headers_match, validate_x_match};
 pub use table::{Binding, Destination, ExchangeKind, RoutingTable};
 pub use topic::TopicTrie;

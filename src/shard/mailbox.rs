@@ -8,6 +8,7 @@
 //! congested so publishers stop reading their sockets (backpressure through
 //! TCP) until the backlog drains.
 use glommio::channels::channel_mesh::Senders;
+use glommio::{GlommioError, ResourceType};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -66,7 +67,11 @@ impl<T: Send + 'static> Mailbox<T> {
             if self.backlog.borrow()[to].is_empty() {
                 match self.senders.try_send_to(to, batch) {
                     Ok(()) => continue,
-                    Err(batch) => self.backlog.borrow_mut()[to].push_back(batch),
+                    Err(GlommioError::WouldBlock(ResourceType::Channel(batch))) => {
+                        self.backlog.borrow_mut()[to].push_back(batch)
+                    }
+                    // The peer is gone (shutdown): nothing to deliver to.
+                    Err(_) => continue,
                 }
             } else {
                 self.backlog.borrow_mut()[to].push_back(batch);

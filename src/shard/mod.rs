@@ -117,7 +117,7 @@ where
         .on_all_shards(move || async move {
             let (senders, receivers) = match mesh.join().await {
                 Ok(x) => x,
-                Err(()) => {
+                Err(_) => {
                     tracing::error!("shard mesh failed to join");
                     return;
                 }
