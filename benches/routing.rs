@@ -2,6 +2,12 @@
 //! while the naive per-pattern scan grows linearly.
 //!
 //! Run: `cargo bench --bench routing`
+//!
+//! Sample run (shared 2-core dev box, noisy), time per match:
+//! bindings       10        1,000     100,000
+//! trie         0.24 us    0.46 us    0.45 us
+//! naive        2.6 us     359 us     36 ms
+//! table route  0.31 us    0.31 us    0.34 us
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 use std::time::Duration;

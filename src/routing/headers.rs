@@ -288,7 +288,7 @@ mod tests {
         assert!(!m(I32(1), F64(1.5)));
         assert!(!m(F64(f64::NAN), F64(f64::NAN)));
         assert!(m(U64(u64::MAX), U64(u64::MAX)));
-        assert!(m(U64(1 << 63), F64(9.223372036854775808e18)));
+        assert!(m(U64(1 << 63), F64(2f64.powi(63))));
         assert!(m(U64(u64::MAX - 2047), F64((u64::MAX - 2047) as f64)));
         assert!(!m(I64(i64::MIN), F64(1e300)));
         assert!(m(s("abc"), ByteArray(Bytes::from_static(b"abc"))));
