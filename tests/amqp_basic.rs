@@ -560,3 +560,72 @@ async fn mandatory_unroutable_is_returned_312() {
     w!(ch.exchange_delete(ex.as_str().into(), ExchangeDeleteOptions::default())).unwrap();
     delete_queue(&ch, &q).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_message_with_small_frame_max() {
+    let broker = TestBroker::start().await;
+    let url = broker.url_with_query("frame_max=4096");
+    let conn = w!(lapin::Connection::connect(&url, lapin::ConnectionProperties::default())).expect("connect");
+    assert_eq!(conn.configuration().frame_max(), 4096, "client-requested frame_max must be honoured");
+    let ch = channel(&conn).await;
+    confirm(&ch).await;
+    let q = unique("small-frames");
+    declare_queue(&ch, &q).await;
+    let body: Vec<u8> = (0..(1usize << 20) + 17).map(|i| (i * 7 % 253) as u8).collect();
+    publish_confirmed(&ch, "", &q, &body).await;
+    // Consume on a connection with the default frame size: the broker re-frames.
+    let other = broker.connect().await;
+    let och = channel(&other).await;
+    let m = get_noack(&och, &q).await.expect("get");
+    assert!(m.delivery.data == body, "body corrupted across frame sizes");
+    // And the reverse direction, through a consumer on the small-frame connection.
+    confirm(&och).await;
+    let mut consumer = consume(&ch, &q, "", false).await;
+    publish_confirmed(&och, "", &q, &body).await;
+    let d = next_delivery(&mut consumer).await;
+    assert!(d.data == body, "body corrupted across frame sizes");
+    d.ack(BasicAckOptions::default()).await.unwrap();
+    delete_queue(&och, &q).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ack_errors_close_the_channel_with_406() {
+    let broker = TestBroker::start().await;
+    let conn = broker.connect().await;
+    let ch = channel(&conn).await;
+    let pch = channel(&conn).await;
+    confirm(&pch).await;
+    let q = unique("ack-errors");
+    declare_queue(&ch, &q).await;
+
+    // Unknown delivery tag.
+    let bad = channel(&conn).await;
+    w!(bad.basic_ack(999, BasicAckOptions::default())).expect("ack is asynchronous");
+    let res = w!(bad.queue_declare(q.as_str().into(), QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default()));
+    assert_code(res, 406);
+
+    // Double ack of the same delivery.
+    publish_confirmed(&pch, "", &q, b"once").await;
+    let bad = channel(&conn).await;
+    let m = get_ack(&bad, &q).await.expect("get");
+    w!(bad.basic_ack(m.delivery.delivery_tag, BasicAckOptions::default())).unwrap();
+    w!(bad.basic_ack(m.delivery.delivery_tag, BasicAckOptions::default())).expect("ack is asynchronous");
+    let res = w!(bad.queue_declare(q.as_str().into(), QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default()));
+    assert_code(res, 406);
+
+    // The first ack counted: the message is gone, not requeued by the channel close.
+    publish_confirmed(&pch, "", &q, b"marker").await;
+    assert_eq!(drain(&ch, &q).await, vec!["marker"]);
+    delete_queue(&ch, &q).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consume_from_missing_queue_is_404() {
+    let broker = TestBroker::start().await;
+    let conn = broker.connect().await;
+    let ch = channel(&conn).await;
+    let res = w!(ch.basic_consume(unique("missing").as_str().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default()));
+    assert_code(res, 404);
+    assert!(!ch.status().connected());
+    assert!(conn.status().connected());
+}

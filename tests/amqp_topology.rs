@@ -601,3 +601,167 @@ async fn bind_errors() {
     let ch = channel(&conn).await;
     delete_queue(&ch, &q).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_redeclare_with_other_attributes_is_406() {
+    let broker = TestBroker::start().await;
+    let conn = broker.connect().await;
+    let ch = channel(&conn).await;
+    let q = unique("redeclare");
+    declare_queue(&ch, &q).await;
+    let res = w!(ch.queue_declare(q.as_str().into(), QueueDeclareOptions { durable: true, ..Default::default() }, FieldTable::default()));
+    assert_code(res, 406);
+    let ch = channel(&conn).await;
+    let res = w!(ch.queue_declare(q.as_str().into(), QueueDeclareOptions { auto_delete: true, ..Default::default() }, FieldTable::default()));
+    assert_code(res, 406);
+    // A passive declare ignores the attributes.
+    let ch = channel(&conn).await;
+    w!(ch.queue_declare(q.as_str().into(), QueueDeclareOptions { passive: true, durable: true, ..Default::default() }, FieldTable::default()))
+        .expect("passive declare ignores attributes");
+    delete_queue(&ch, &q).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_declare_reserved_amq_prefix_is_403() {
+    let broker = TestBroker::start().await;
+    let conn = broker.connect().await;
+    let ch = channel(&conn).await;
+    let res = w!(ch.queue_declare(unique("amq.mine").as_str().into(), QueueDeclareOptions::default(), FieldTable::default()));
+    assert_code(res, 403);
+    assert!(!ch.status().connected());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exclusive_queue_passive_from_other_connection_is_405() {
+    let broker = TestBroker::start().await;
+    let owner = broker.connect().await;
+    let other = broker.connect().await;
+    let och = channel(&owner).await;
+    let q = unique("excl-passive");
+    w!(och.queue_declare(q.as_str().into(), QueueDeclareOptions { exclusive: true, ..Default::default() }, FieldTable::default()))
+        .expect("declare exclusive");
+    assert_code(passive_declare(&other, &q).await, 405);
+    let ch = channel(&other).await;
+    let res = w!(ch.basic_get(q.as_str().into(), BasicGetOptions { no_ack: true }));
+    assert_code(res, 405);
+    let ch = channel(&other).await;
+    let res = w!(ch.queue_purge(q.as_str().into(), QueuePurgeOptions::default()));
+    assert_code(res, 405);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_purge_leaves_unacked_messages() {
+    let broker = TestBroker::start().await;
+    let (_conn, publ, ch) = setup(&broker).await;
+    let q = unique("purge-unacked");
+    declare_queue(&ch, &q).await;
+    for i in 0..3 {
+        publish_confirmed(&publ, "", &q, format!("m{i}").as_bytes()).await;
+    }
+    let held = get_ack(&ch, &q).await.expect("get");
+    assert_eq!(held.delivery.data, b"m0");
+    let n = w!(ch.queue_purge(q.as_str().into(), QueuePurgeOptions::default())).expect("purge");
+    assert_eq!(n, 2, "purge removes ready messages only");
+    w!(ch.basic_recover(BasicRecoverOptions { requeue: true })).expect("recover");
+    let back = get_noack(&ch, &q).await.expect("unacked message survives purge");
+    assert_eq!(back.delivery.data, b"m0");
+    assert!(back.delivery.redelivered);
+    assert!(get_noack(&ch, &q).await.is_none());
+    delete_queue(&ch, &q).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_delete_exchange_deleted_after_last_binding_removed() {
+    let broker = TestBroker::start().await;
+    let conn = broker.connect().await;
+    let ch = channel(&conn).await;
+    let ex = unique("autodel-ex");
+    let q = unique("autodel-ex-q");
+    w!(ch.exchange_declare(ex.as_str().into(), ExchangeKind::Direct, ExchangeDeclareOptions { auto_delete: true, ..Default::default() }, FieldTable::default()))
+        .expect("declare auto-delete exchange");
+    declare_queue(&ch, &q).await;
+    bind(&ch, &q, &ex, "a").await;
+    bind(&ch, &q, &ex, "b").await;
+    w!(ch.queue_unbind(q.as_str().into(), ex.as_str().into(), "a".into(), FieldTable::default())).unwrap();
+    // One binding left: still there.
+    w!(ch.exchange_declare(ex.as_str().into(), ExchangeKind::Direct, ExchangeDeclareOptions { passive: true, ..Default::default() }, FieldTable::default()))
+        .expect("exchange with a binding left must exist");
+    w!(ch.queue_unbind(q.as_str().into(), ex.as_str().into(), "b".into(), FieldTable::default())).unwrap();
+    let res = w!(ch.exchange_declare(ex.as_str().into(), ExchangeKind::Direct, ExchangeDeclareOptions { passive: true, ..Default::default() }, FieldTable::default()));
+    assert_code(res, 404);
+    let ch = channel(&conn).await;
+    delete_queue(&ch, &q).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn internal_exchange_refuses_publishes_but_routes_e2e() {
+    let broker = TestBroker::start().await;
+    let (conn, publ, ch) = setup(&broker).await;
+    let internal = unique("internal");
+    let front = unique("front");
+    let q = unique("internal-q");
+    w!(ch.exchange_declare(internal.as_str().into(), ExchangeKind::Fanout, ExchangeDeclareOptions { internal: true, ..Default::default() }, FieldTable::default()))
+        .expect("declare internal exchange");
+    declare_exchange(&ch, &front, ExchangeKind::Fanout).await;
+    declare_queue(&ch, &q).await;
+    bind(&ch, &q, &internal, "").await;
+    w!(ch.exchange_bind(internal.as_str().into(), front.as_str().into(), "".into(), ExchangeBindOptions::default(), FieldTable::default())).unwrap();
+    publish_confirmed(&publ, &front, "k", b"via-front").await;
+    assert_eq!(drain(&ch, &q).await, vec!["via-front"]);
+    // Publishing directly to an internal exchange: 403 ACCESS_REFUSED.
+    let c = w!(publ.basic_publish(internal.as_str().into(), "k".into(), BasicPublishOptions::default(), b"direct", BasicProperties::default()))
+        .expect("publish is asynchronous");
+    assert_code(w!(c), 403);
+    let ch = channel(&conn).await;
+    delete_exchange(&ch, &front).await;
+    delete_exchange(&ch, &internal).await;
+    delete_queue(&ch, &q).await;
+}
+
+/// Topology changes made on one connection are visible to every other
+/// connection as soon as the -ok arrives (Warren may run them on different
+/// shards; RabbitMQ guarantees this, and clients rely on it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topology_changes_visible_immediately_on_other_connections() {
+    let broker = TestBroker::start().await;
+    let mut conns = Vec::new();
+    for _ in 0..4 {
+        conns.push(broker.connect().await);
+    }
+    let mut chans = Vec::new();
+    for c in &conns {
+        let ch = channel(c).await;
+        confirm(&ch).await;
+        chans.push(ch);
+    }
+    for round in 0..12 {
+        let a = &chans[round % 4];
+        let b = &chans[(round + 1) % 4];
+        let c = &chans[(round + 2) % 4];
+        let ex = unique("vis-ex");
+        let q = unique("vis-q");
+        declare_exchange(a, &ex, ExchangeKind::Direct).await;
+        declare_queue(b, &q).await;
+        // Queue declared on b is visible to a, bind on a, publish on c.
+        assert_eq!(queue_counts(a, &q).await, (0, 0));
+        bind(a, &q, &ex, "k").await;
+        let conf = w!(w!(c.basic_publish(ex.as_str().into(), "k".into(), BasicPublishOptions { mandatory: true, ..Default::default() }, b"x", BasicProperties::default())).unwrap())
+            .expect("confirm");
+        assert!(conf.take_message().is_none(), "round {round}: binding made on another connection not yet effective");
+        assert_eq!(queue_counts(b, &q).await.0, 1);
+        // Unbind on b: c's next mandatory publish is returned.
+        w!(b.queue_unbind(q.as_str().into(), ex.as_str().into(), "k".into(), FieldTable::default())).unwrap();
+        let conf = w!(w!(c.basic_publish(ex.as_str().into(), "k".into(), BasicPublishOptions { mandatory: true, ..Default::default() }, b"y", BasicProperties::default())).unwrap())
+            .expect("confirm");
+        assert!(conf.take_message().is_some(), "round {round}: unbind made on another connection not yet effective");
+        // Delete on c: a passive declare on a fails right away.
+        delete_queue(c, &q).await;
+        let chk = channel(&conns[round % 4]).await;
+        let res = w!(chk.queue_declare(q.as_str().into(), QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default()));
+        assert_code(res, 404);
+        delete_exchange(b, &ex).await;
+        let chk = channel(&conns[(round + 3) % 4]).await;
+        let res = w!(chk.exchange_declare(ex.as_str().into(), ExchangeKind::Direct, ExchangeDeclareOptions { passive: true, ..Default::default() }, FieldTable::default()));
+        assert_code(res, 404);
+    }
+}
