@@ -1,0 +1,410 @@
+//! Shared harness for the lapin-based integration tests.
+//!
+//! Every test starts its own Warren broker (`TestBroker::start`) on a free
+//! port with a fresh data directory, unless `WARREN_TEST_URL` is set: then the
+//! tests run against that broker (e.g. a real RabbitMQ, to prove the tests
+//! describe RabbitMQ's actual behaviour) and nothing is spawned. Tests never
+//! assume an empty broker: every name comes from [`unique`].
+//!
+//! Every wait is bounded (see [`within`] / [`w!`]) so a hang fails the test.
+#![allow(dead_code, unused_macros, unused_imports)]
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures_lite::StreamExt;
+use lapin::message::{BasicGetMessage, Delivery};
+use lapin::options::{
+    BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
+    QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
+
+/// Default bound for a single awaited step.
+pub const STEP: Duration = Duration::from_secs(10);
+
+/// Await `fut` with the default step timeout; on timeout panic with the
+/// caller's location and the expression text.
+#[macro_export]
+macro_rules! w {
+    ($fut:expr) => {
+        $crate::common::within_at($crate::common::STEP, $fut, concat!(file!(), ":", line!(), ": ", stringify!($fut))).await
+    };
+    ($secs:expr, $fut:expr) => {
+        $crate::common::within_at(
+            std::time::Duration::from_secs($secs),
+            $fut,
+            concat!(file!(), ":", line!(), ": ", stringify!($fut)),
+        )
+        .await
+    };
+}
+
+pub async fn within_at<F: Future>(limit: Duration, fut: F, what: &str) -> F::Output {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("timed out after {limit:?} waiting for {what}"),
+    }
+}
+
+pub async fn within<F: Future>(limit: Duration, fut: F) -> F::Output {
+    within_at(limit, fut, "operation").await
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A name that is unique across tests, test binaries and broker runs.
+pub fn unique(prefix: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{prefix}-{}-{n}-{}", std::process::id(), nanos % 1_000_000_000_000)
+}
+
+pub struct TestBroker {
+    url: String,
+    port: u16,
+    child: Option<Child>,
+    data_dir: Option<PathBuf>,
+    log_path: Option<PathBuf>,
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind ephemeral port");
+    listener.local_addr().unwrap().port()
+}
+
+impl TestBroker {
+    /// True when the tests run against an external broker (`WARREN_TEST_URL`).
+    pub fn external() -> bool {
+        std::env::var("WARREN_TEST_URL").map(|u| !u.is_empty()).unwrap_or(false)
+    }
+
+    pub async fn start() -> TestBroker {
+        if let Ok(url) = std::env::var("WARREN_TEST_URL") {
+            if !url.is_empty() {
+                let port = parse_port(&url).unwrap_or(5672);
+                return TestBroker { url, port, child: None, data_dir: None, log_path: None };
+            }
+        }
+        let shards = std::env::var("WARREN_TEST_SHARDS").unwrap_or_else(|_| "3".to_string());
+        let data_dir = std::env::temp_dir().join(unique("warren-lapin-test"));
+        std::fs::create_dir_all(&data_dir).expect("create broker data dir");
+        let log_path = data_dir.with_extension("log");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        // The free port can be raced by another process between our probe and
+        // the broker's bind; retry a couple of times if the broker dies early.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let port = free_port();
+            let log = std::fs::File::create(&log_path).expect("create broker log file");
+            let child = Command::new(env!("CARGO_BIN_EXE_warren"))
+                .args(["serve", "--port", &port.to_string(), "--bind", "127.0.0.1", "--shards", &shards])
+                .arg("--data-dir")
+                .arg(&data_dir)
+                .args(["--log", "warn"])
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("clone log fd"))
+                .stderr(log)
+                .spawn()
+                .expect("spawn warren broker");
+            let mut broker = TestBroker {
+                url: format!("amqp://guest:guest@127.0.0.1:{port}/%2F"),
+                port,
+                child: Some(child),
+                data_dir: Some(data_dir.clone()),
+                log_path: Some(log_path.clone()),
+            };
+            loop {
+                if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                    return broker;
+                }
+                if let Some(status) = broker.child.as_mut().unwrap().try_wait().expect("try_wait") {
+                    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                    if attempt < 3 && Instant::now() < deadline {
+                        eprintln!("warren exited early ({status}), retrying; log:\n{log}");
+                        broker.child = None;
+                        broker.data_dir = None; // keep the dir for the retry
+                        broker.log_path = None;
+                        break;
+                    }
+                    panic!("warren exited before accepting connections ({status}); log:\n{log}");
+                }
+                if Instant::now() >= deadline {
+                    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                    panic!("warren did not accept connections on port {port} within 15s; log:\n{log}");
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        }
+    }
+
+    pub fn url(&self) -> String {
+        self.url.clone()
+    }
+
+    /// The broker URL with a different user/password (and same vhost).
+    pub fn url_with_credentials(&self, user: &str, pass: &str) -> String {
+        format!("amqp://{user}:{pass}@{}", self.host_port_path())
+    }
+
+    /// The broker URL with another vhost (given already percent-encoded).
+    pub fn url_with_vhost(&self, vhost_encoded: &str) -> String {
+        let hpp = self.host_port_path();
+        let hp = hpp.split('/').next().unwrap().to_string();
+        format!("amqp://guest:guest@{hp}/{vhost_encoded}")
+    }
+
+    /// The broker URL with extra query parameters, e.g. `heartbeat=2`.
+    pub fn url_with_query(&self, query: &str) -> String {
+        let base = self.url();
+        if base.contains('?') { format!("{base}&{query}") } else { format!("{base}?{query}") }
+    }
+
+    fn host_port_path(&self) -> String {
+        // strip scheme and userinfo
+        let rest = self.url.splitn(2, "://").nth(1).unwrap_or(&self.url);
+        let rest = rest.rsplit_once('@').map(|(_, r)| r).unwrap_or(rest);
+        rest.split('?').next().unwrap().to_string()
+    }
+
+    /// host:port of the broker, for raw socket tests.
+    pub fn addr(&self) -> String {
+        let hpp = self.host_port_path();
+        let hp = hpp.split('/').next().unwrap().to_string();
+        if hp.contains(':') { hp } else { format!("{hp}:5672") }
+    }
+
+    pub async fn connect(&self) -> Connection {
+        w!(Connection::connect(&self.url, ConnectionProperties::default()))
+            .unwrap_or_else(|e| panic!("connect to {}: {e:?}", self.url))
+    }
+
+    /// Open a connection and one channel on it.
+    pub async fn connect_channel(&self) -> (Connection, Channel) {
+        let conn = self.connect().await;
+        let ch = channel(&conn).await;
+        (conn, ch)
+    }
+}
+
+fn parse_port(url: &str) -> Option<u16> {
+    let rest = url.splitn(2, "://").nth(1)?;
+    let rest = rest.rsplit_once('@').map(|(_, r)| r).unwrap_or(rest);
+    let hp = rest.split(['/', '?']).next()?;
+    hp.rsplit_once(':').and_then(|(_, p)| p.parse().ok())
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(log) = self.log_path.take() {
+            if std::thread::panicking() {
+                if let Ok(text) = std::fs::read_to_string(&log) {
+                    if !text.trim().is_empty() {
+                        let tail: String = text.chars().rev().take(8000).collect::<Vec<_>>().into_iter().rev().collect();
+                        eprintln!("---- warren log (tail) ----\n{tail}\n---- end warren log ----");
+                    }
+                }
+            }
+            let _ = std::fs::remove_file(&log);
+        }
+        if let Some(dir) = self.data_dir.take() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Small helpers shared by the test files.
+// ---------------------------------------------------------------------------
+
+pub async fn channel(conn: &Connection) -> Channel {
+    w!(conn.create_channel()).expect("create channel")
+}
+
+/// The AMQP reply code carried by a lapin error, if it is a protocol error.
+pub fn amqp_code(err: &lapin::Error) -> Option<u16> {
+    match err.kind() {
+        lapin::ErrorKind::ProtocolError(e) => Some(e.get_id()),
+        _ => None,
+    }
+}
+
+/// Assert that `res` failed with AMQP reply code `code`.
+#[track_caller]
+pub fn assert_code<T: std::fmt::Debug>(res: lapin::Result<T>, code: u16) {
+    match res {
+        Ok(v) => panic!("expected AMQP error {code}, got Ok({v:?})"),
+        Err(e) => assert_eq!(amqp_code(&e), Some(code), "expected AMQP error {code}, got {e:?}"),
+    }
+}
+
+pub fn ss(s: &str) -> ShortString {
+    s.into()
+}
+
+pub fn table(pairs: &[(&str, AMQPValue)]) -> FieldTable {
+    let mut t = FieldTable::default();
+    for (k, v) in pairs {
+        t.insert((*k).into(), v.clone());
+    }
+    t
+}
+
+pub fn lstr(s: &str) -> AMQPValue {
+    AMQPValue::LongString(s.into())
+}
+
+/// Declare a plain (non-durable, non-exclusive, non-auto-delete) queue.
+pub async fn declare_queue(ch: &Channel, name: &str) -> lapin::Queue {
+    w!(ch.queue_declare(name.into(), QueueDeclareOptions::default(), FieldTable::default()))
+        .unwrap_or_else(|e| panic!("declare queue {name}: {e:?}"))
+}
+
+/// Passive declare; returns (message_count, consumer_count). Panics on error.
+pub async fn queue_counts(ch: &Channel, name: &str) -> (u32, u32) {
+    let q = w!(ch.queue_declare(
+        name.into(),
+        QueueDeclareOptions { passive: true, ..Default::default() },
+        FieldTable::default()
+    ))
+    .unwrap_or_else(|e| panic!("passive declare {name}: {e:?}"));
+    (q.message_count(), q.consumer_count())
+}
+
+/// Passive declare on a fresh channel of `conn`; Ok(counts) or the error.
+pub async fn passive_declare(conn: &Connection, name: &str) -> lapin::Result<lapin::Queue> {
+    let ch = channel(conn).await;
+    let res = w!(ch.queue_declare(
+        name.into(),
+        QueueDeclareOptions { passive: true, ..Default::default() },
+        FieldTable::default()
+    ));
+    if res.is_ok() {
+        let _ = w!(ch.close(200, "bye".into()));
+    }
+    res
+}
+
+/// Poll (bounded) until a passive declare of `name` fails with 404.
+pub async fn wait_queue_gone(conn: &Connection, name: &str) {
+    let deadline = Instant::now() + STEP;
+    loop {
+        match passive_declare(conn, name).await {
+            Err(e) => {
+                assert_eq!(amqp_code(&e), Some(404), "queue {name}: expected 404, got {e:?}");
+                return;
+            }
+            Ok(_) => {
+                assert!(Instant::now() < deadline, "queue {name} still exists after {STEP:?}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Put `ch` in confirm mode.
+pub async fn confirm(ch: &Channel) {
+    w!(ch.confirm_select(ConfirmSelectOptions::default())).expect("confirm.select");
+}
+
+/// Publish (no confirm wait).
+pub async fn publish(ch: &Channel, exchange: &str, key: &str, body: &[u8]) {
+    publish_props(ch, exchange, key, body, BasicProperties::default()).await
+}
+
+pub async fn publish_props(ch: &Channel, exchange: &str, key: &str, body: &[u8], props: BasicProperties) {
+    w!(ch.basic_publish(exchange.into(), key.into(), BasicPublishOptions::default(), body, props))
+        .unwrap_or_else(|e| panic!("publish to {exchange:?}/{key:?}: {e:?}"));
+}
+
+/// Publish on a channel in confirm mode and wait for the broker's ack: once
+/// this returns, the message has been routed (and enqueued) everywhere.
+pub async fn publish_confirmed(ch: &Channel, exchange: &str, key: &str, body: &[u8]) {
+    publish_confirmed_props(ch, exchange, key, body, BasicProperties::default()).await
+}
+
+pub async fn publish_confirmed_props(
+    ch: &Channel,
+    exchange: &str,
+    key: &str,
+    body: &[u8],
+    props: BasicProperties,
+) {
+    let confirm = w!(ch.basic_publish(exchange.into(), key.into(), BasicPublishOptions::default(), body, props))
+        .unwrap_or_else(|e| panic!("publish to {exchange:?}/{key:?}: {e:?}"));
+    let c = w!(confirm).unwrap_or_else(|e| panic!("confirm for {exchange:?}/{key:?}: {e:?}"));
+    assert!(c.is_ack(), "publish to {exchange:?}/{key:?} was nacked");
+}
+
+/// basic.get with auto-ack.
+pub async fn get_noack(ch: &Channel, queue: &str) -> Option<BasicGetMessage> {
+    w!(ch.basic_get(queue.into(), BasicGetOptions { no_ack: true }))
+        .unwrap_or_else(|e| panic!("basic.get {queue}: {e:?}"))
+}
+
+/// basic.get with manual ack.
+pub async fn get_ack(ch: &Channel, queue: &str) -> Option<BasicGetMessage> {
+    w!(ch.basic_get(queue.into(), BasicGetOptions { no_ack: false }))
+        .unwrap_or_else(|e| panic!("basic.get {queue}: {e:?}"))
+}
+
+/// Drain a queue with auto-ack basic.get, returning the bodies as strings.
+pub async fn drain(ch: &Channel, queue: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    while let Some(m) = get_noack(ch, queue).await {
+        out.push(String::from_utf8_lossy(&m.delivery.data).into_owned());
+        assert!(out.len() < 100_000, "queue {queue} never drains");
+    }
+    out
+}
+
+pub async fn consume(ch: &Channel, queue: &str, tag: &str, no_ack: bool) -> Consumer {
+    w!(ch.basic_consume(
+        queue.into(),
+        tag.into(),
+        BasicConsumeOptions { no_ack, ..Default::default() },
+        FieldTable::default()
+    ))
+    .unwrap_or_else(|e| panic!("basic.consume {queue}: {e:?}"))
+}
+
+/// Next delivery of `consumer` within the step timeout.
+pub async fn next_delivery(consumer: &mut Consumer) -> Delivery {
+    match w!(consumer.next()) {
+        Some(Ok(d)) => d,
+        Some(Err(e)) => panic!("consumer error: {e:?}"),
+        None => panic!("consumer ended unexpectedly"),
+    }
+}
+
+/// Assert that `consumer` yields nothing within `ms` milliseconds (a bounded
+/// observation window; only used to check that something does NOT happen).
+pub async fn assert_no_delivery(consumer: &mut Consumer, ms: u64) {
+    if let Ok(item) = tokio::time::timeout(Duration::from_millis(ms), consumer.next()).await {
+        match item {
+            Some(Ok(d)) => panic!(
+                "unexpected delivery: {:?} (tag {}, redelivered {})",
+                String::from_utf8_lossy(&d.data),
+                d.delivery_tag,
+                d.redelivered
+            ),
+            other => panic!("unexpected consumer event: {other:?}"),
+        }
+    }
+}
+
+pub fn body_str(d: &Delivery) -> String {
+    String::from_utf8_lossy(&d.data).into_owned()
+}
