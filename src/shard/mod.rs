@@ -10,7 +10,6 @@ pub mod sync;
 use glommio::channels::channel_mesh::{MeshBuilder, Receivers, Senders};
 use glommio::{CpuSet, LocalExecutorPoolBuilder, PoolPlacement};
 use std::future::Future;
-use std::time::Duration;
 
 /// Depth of each shard-to-shard channel, in batches (field notes: shallow
 /// channels force sleeps and wakeups).
@@ -112,7 +111,6 @@ where
     let handles = LocalExecutorPoolBuilder::new(placement)
         .name("warren-shard")
         .io_memory(io_memory)
-        .spin_before_park(Duration::from_micros(50))
         .blocking_thread_pool_placement(PoolPlacement::Unbound(1))
         .on_all_shards(move || async move {
             let (senders, receivers) = match mesh.join().await {
