@@ -107,7 +107,8 @@ def main():
                 var = "bits" if named else "_bits"
                 w(f"        let {var} = r.u8()?;\n")
                 for k, g in named:
-                    w(f"        let {field_name(g)} = bits & (1 << {k}) != 0;\n")
+                    mask = "1" if k == 0 else f"(1 << {k})"
+                    w(f"        let {field_name(g)} = bits & {mask} != 0;\n")
                 continue
             reserved = n.startswith("reserved")
             if reserved:
@@ -141,8 +142,9 @@ def main():
                 while i < len(fields) and fields[i][1] == "bit" and len(group) < 8:
                     group.append(fields[i][0])
                     i += 1
-                parts = [f"(self.{field_name(g)} as u8) << {k}" for k, g in enumerate(group)
-                         if not g.startswith("reserved")]
+                parts = [f"self.{field_name(g)} as u8" if k == 0
+                         else f"((self.{field_name(g)} as u8) << {k})"
+                         for k, g in enumerate(group) if not g.startswith("reserved")]
                 w(f"        out.put_u8({' | '.join(parts) if parts else '0'});\n")
                 continue
             if n.startswith("reserved"):

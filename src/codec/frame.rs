@@ -19,6 +19,9 @@ const HEADER_PREFIX: usize = 12;
 const CLASS_BASIC: u16 = 60;
 
 /// One decoded frame.
+// The header variant is large (decoded properties); boxing it would cost an
+// allocation per message, and frames are consumed right after decoding.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Frame {
     Method {

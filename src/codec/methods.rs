@@ -489,12 +489,12 @@ impl ChannelFlow {
 
     pub(crate) fn decode(r: &mut Reader) -> Result<Self, CodecError> {
         let bits = r.u8()?;
-        let active = bits & (1 << 0) != 0;
+        let active = bits & 1 != 0;
         Ok(ChannelFlow { active })
     }
 
     pub(crate) fn encode(&self, out: &mut BytesMut) {
-        out.put_u8((self.active as u8) << 0);
+        out.put_u8(self.active as u8);
     }
 }
 
@@ -516,12 +516,12 @@ impl ChannelFlowOk {
 
     pub(crate) fn decode(r: &mut Reader) -> Result<Self, CodecError> {
         let bits = r.u8()?;
-        let active = bits & (1 << 0) != 0;
+        let active = bits & 1 != 0;
         Ok(ChannelFlowOk { active })
     }
 
     pub(crate) fn encode(&self, out: &mut BytesMut) {
-        out.put_u8((self.active as u8) << 0);
+        out.put_u8(self.active as u8);
     }
 }
 
@@ -614,7 +614,7 @@ impl ExchangeDeclare {
         let exchange = r.shortstr()?;
         let kind = r.shortstr()?;
         let bits = r.u8()?;
-        let passive = bits & (1 << 0) != 0;
+        let passive = bits & 1 != 0;
         let durable = bits & (1 << 1) != 0;
         let auto_delete = bits & (1 << 2) != 0;
         let internal = bits & (1 << 3) != 0;
@@ -637,11 +637,11 @@ impl ExchangeDeclare {
         put_shortstr(out, &self.exchange);
         put_shortstr(out, &self.kind);
         out.put_u8(
-            (self.passive as u8) << 0
-                | (self.durable as u8) << 1
-                | (self.auto_delete as u8) << 2
-                | (self.internal as u8) << 3
-                | (self.no_wait as u8) << 4,
+            self.passive as u8
+                | ((self.durable as u8) << 1)
+                | ((self.auto_delete as u8) << 2)
+                | ((self.internal as u8) << 3)
+                | ((self.no_wait as u8) << 4),
         );
         put_table(out, &self.arguments);
     }
@@ -690,7 +690,7 @@ impl ExchangeDelete {
         let _ = r.u16()?;
         let exchange = r.shortstr()?;
         let bits = r.u8()?;
-        let if_unused = bits & (1 << 0) != 0;
+        let if_unused = bits & 1 != 0;
         let no_wait = bits & (1 << 1) != 0;
         Ok(ExchangeDelete {
             exchange,
@@ -702,7 +702,7 @@ impl ExchangeDelete {
     pub(crate) fn encode(&self, out: &mut BytesMut) {
         out.put_u16(0);
         put_shortstr(out, &self.exchange);
-        out.put_u8((self.if_unused as u8) << 0 | (self.no_wait as u8) << 1);
+        out.put_u8(self.if_unused as u8 | ((self.no_wait as u8) << 1));
     }
 }
 
@@ -753,7 +753,7 @@ impl ExchangeBind {
         let source = r.shortstr()?;
         let routing_key = r.shortstr()?;
         let bits = r.u8()?;
-        let no_wait = bits & (1 << 0) != 0;
+        let no_wait = bits & 1 != 0;
         let arguments = r.table()?;
         Ok(ExchangeBind {
             destination,
@@ -769,7 +769,7 @@ impl ExchangeBind {
         put_shortstr(out, &self.destination);
         put_shortstr(out, &self.source);
         put_shortstr(out, &self.routing_key);
-        out.put_u8((self.no_wait as u8) << 0);
+        out.put_u8(self.no_wait as u8);
         put_table(out, &self.arguments);
     }
 }
@@ -821,7 +821,7 @@ impl ExchangeUnbind {
         let source = r.shortstr()?;
         let routing_key = r.shortstr()?;
         let bits = r.u8()?;
-        let no_wait = bits & (1 << 0) != 0;
+        let no_wait = bits & 1 != 0;
         let arguments = r.table()?;
         Ok(ExchangeUnbind {
             destination,
@@ -837,7 +837,7 @@ impl ExchangeUnbind {
         put_shortstr(out, &self.destination);
         put_shortstr(out, &self.source);
         put_shortstr(out, &self.routing_key);
-        out.put_u8((self.no_wait as u8) << 0);
+        out.put_u8(self.no_wait as u8);
         put_table(out, &self.arguments);
     }
 }
@@ -889,7 +889,7 @@ impl QueueDeclare {
         let _ = r.u16()?;
         let queue = r.shortstr()?;
         let bits = r.u8()?;
-        let passive = bits & (1 << 0) != 0;
+        let passive = bits & 1 != 0;
         let durable = bits & (1 << 1) != 0;
         let exclusive = bits & (1 << 2) != 0;
         let auto_delete = bits & (1 << 3) != 0;
@@ -910,11 +910,11 @@ impl QueueDeclare {
         out.put_u16(0);
         put_shortstr(out, &self.queue);
         out.put_u8(
-            (self.passive as u8) << 0
-                | (self.durable as u8) << 1
-                | (self.exclusive as u8) << 2
-                | (self.auto_delete as u8) << 3
-                | (self.no_wait as u8) << 4,
+            self.passive as u8
+                | ((self.durable as u8) << 1)
+                | ((self.exclusive as u8) << 2)
+                | ((self.auto_delete as u8) << 3)
+                | ((self.no_wait as u8) << 4),
         );
         put_table(out, &self.arguments);
     }
@@ -982,7 +982,7 @@ impl QueueBind {
         let exchange = r.shortstr()?;
         let routing_key = r.shortstr()?;
         let bits = r.u8()?;
-        let no_wait = bits & (1 << 0) != 0;
+        let no_wait = bits & 1 != 0;
         let arguments = r.table()?;
         Ok(QueueBind {
             queue,
@@ -998,7 +998,7 @@ impl QueueBind {
         put_shortstr(out, &self.queue);
         put_shortstr(out, &self.exchange);
         put_shortstr(out, &self.routing_key);
-        out.put_u8((self.no_wait as u8) << 0);
+        out.put_u8(self.no_wait as u8);
         put_table(out, &self.arguments);
     }
 }
@@ -1108,14 +1108,14 @@ impl QueuePurge {
         let _ = r.u16()?;
         let queue = r.shortstr()?;
         let bits = r.u8()?;
-        let no_wait = bits & (1 << 0) != 0;
+        let no_wait = bits & 1 != 0;
         Ok(QueuePurge { queue, no_wait })
     }
 
     pub(crate) fn encode(&self, out: &mut BytesMut) {
         out.put_u16(0);
         put_shortstr(out, &self.queue);
-        out.put_u8((self.no_wait as u8) << 0);
+        out.put_u8(self.no_wait as u8);
     }
 }
 
@@ -1168,7 +1168,7 @@ impl QueueDelete {
         let _ = r.u16()?;
         let queue = r.shortstr()?;
         let bits = r.u8()?;
-        let if_unused = bits & (1 << 0) != 0;
+        let if_unused = bits & 1 != 0;
         let if_empty = bits & (1 << 1) != 0;
         let no_wait = bits & (1 << 2) != 0;
         Ok(QueueDelete {
@@ -1183,7 +1183,7 @@ impl QueueDelete {
         out.put_u16(0);
         put_shortstr(out, &self.queue);
         out.put_u8(
-            (self.if_unused as u8) << 0 | (self.if_empty as u8) << 1 | (self.no_wait as u8) << 2,
+            self.if_unused as u8 | ((self.if_empty as u8) << 1) | ((self.no_wait as u8) << 2),
         );
     }
 }
@@ -1236,7 +1236,7 @@ impl BasicQos {
         let prefetch_size = r.u32()?;
         let prefetch_count = r.u16()?;
         let bits = r.u8()?;
-        let global = bits & (1 << 0) != 0;
+        let global = bits & 1 != 0;
         Ok(BasicQos {
             prefetch_size,
             prefetch_count,
@@ -1247,7 +1247,7 @@ impl BasicQos {
     pub(crate) fn encode(&self, out: &mut BytesMut) {
         out.put_u32(self.prefetch_size);
         out.put_u16(self.prefetch_count);
-        out.put_u8((self.global as u8) << 0);
+        out.put_u8(self.global as u8);
     }
 }
 
@@ -1299,7 +1299,7 @@ impl BasicConsume {
         let queue = r.shortstr()?;
         let consumer_tag = r.shortstr()?;
         let bits = r.u8()?;
-        let no_local = bits & (1 << 0) != 0;
+        let no_local = bits & 1 != 0;
         let no_ack = bits & (1 << 1) != 0;
         let exclusive = bits & (1 << 2) != 0;
         let no_wait = bits & (1 << 3) != 0;
@@ -1320,10 +1320,10 @@ impl BasicConsume {
         put_shortstr(out, &self.queue);
         put_shortstr(out, &self.consumer_tag);
         out.put_u8(
-            (self.no_local as u8) << 0
-                | (self.no_ack as u8) << 1
-                | (self.exclusive as u8) << 2
-                | (self.no_wait as u8) << 3,
+            self.no_local as u8
+                | ((self.no_ack as u8) << 1)
+                | ((self.exclusive as u8) << 2)
+                | ((self.no_wait as u8) << 3),
         );
         put_table(out, &self.arguments);
     }
@@ -1375,7 +1375,7 @@ impl BasicCancel {
     pub(crate) fn decode(r: &mut Reader) -> Result<Self, CodecError> {
         let consumer_tag = r.shortstr()?;
         let bits = r.u8()?;
-        let no_wait = bits & (1 << 0) != 0;
+        let no_wait = bits & 1 != 0;
         Ok(BasicCancel {
             consumer_tag,
             no_wait,
@@ -1384,7 +1384,7 @@ impl BasicCancel {
 
     pub(crate) fn encode(&self, out: &mut BytesMut) {
         put_shortstr(out, &self.consumer_tag);
-        out.put_u8((self.no_wait as u8) << 0);
+        out.put_u8(self.no_wait as u8);
     }
 }
 
@@ -1438,7 +1438,7 @@ impl BasicPublish {
         let exchange = r.shortstr()?;
         let routing_key = r.shortstr()?;
         let bits = r.u8()?;
-        let mandatory = bits & (1 << 0) != 0;
+        let mandatory = bits & 1 != 0;
         let immediate = bits & (1 << 1) != 0;
         Ok(BasicPublish {
             exchange,
@@ -1452,7 +1452,7 @@ impl BasicPublish {
         out.put_u16(0);
         put_shortstr(out, &self.exchange);
         put_shortstr(out, &self.routing_key);
-        out.put_u8((self.mandatory as u8) << 0 | (self.immediate as u8) << 1);
+        out.put_u8(self.mandatory as u8 | ((self.immediate as u8) << 1));
     }
 }
 
@@ -1520,7 +1520,7 @@ impl BasicDeliver {
         let consumer_tag = r.shortstr()?;
         let delivery_tag = r.u64()?;
         let bits = r.u8()?;
-        let redelivered = bits & (1 << 0) != 0;
+        let redelivered = bits & 1 != 0;
         let exchange = r.shortstr()?;
         let routing_key = r.shortstr()?;
         Ok(BasicDeliver {
@@ -1535,7 +1535,7 @@ impl BasicDeliver {
     pub(crate) fn encode(&self, out: &mut BytesMut) {
         put_shortstr(out, &self.consumer_tag);
         out.put_u64(self.delivery_tag);
-        out.put_u8((self.redelivered as u8) << 0);
+        out.put_u8(self.redelivered as u8);
         put_shortstr(out, &self.exchange);
         put_shortstr(out, &self.routing_key);
     }
@@ -1562,14 +1562,14 @@ impl BasicGet {
         let _ = r.u16()?;
         let queue = r.shortstr()?;
         let bits = r.u8()?;
-        let no_ack = bits & (1 << 0) != 0;
+        let no_ack = bits & 1 != 0;
         Ok(BasicGet { queue, no_ack })
     }
 
     pub(crate) fn encode(&self, out: &mut BytesMut) {
         out.put_u16(0);
         put_shortstr(out, &self.queue);
-        out.put_u8((self.no_ack as u8) << 0);
+        out.put_u8(self.no_ack as u8);
     }
 }
 
@@ -1596,7 +1596,7 @@ impl BasicGetOk {
     pub(crate) fn decode(r: &mut Reader) -> Result<Self, CodecError> {
         let delivery_tag = r.u64()?;
         let bits = r.u8()?;
-        let redelivered = bits & (1 << 0) != 0;
+        let redelivered = bits & 1 != 0;
         let exchange = r.shortstr()?;
         let routing_key = r.shortstr()?;
         let message_count = r.u32()?;
@@ -1611,7 +1611,7 @@ impl BasicGetOk {
 
     pub(crate) fn encode(&self, out: &mut BytesMut) {
         out.put_u64(self.delivery_tag);
-        out.put_u8((self.redelivered as u8) << 0);
+        out.put_u8(self.redelivered as u8);
         put_shortstr(out, &self.exchange);
         put_shortstr(out, &self.routing_key);
         out.put_u32(self.message_count);
@@ -1662,7 +1662,7 @@ impl BasicAck {
     pub(crate) fn decode(r: &mut Reader) -> Result<Self, CodecError> {
         let delivery_tag = r.u64()?;
         let bits = r.u8()?;
-        let multiple = bits & (1 << 0) != 0;
+        let multiple = bits & 1 != 0;
         Ok(BasicAck {
             delivery_tag,
             multiple,
@@ -1671,7 +1671,7 @@ impl BasicAck {
 
     pub(crate) fn encode(&self, out: &mut BytesMut) {
         out.put_u64(self.delivery_tag);
-        out.put_u8((self.multiple as u8) << 0);
+        out.put_u8(self.multiple as u8);
     }
 }
 
@@ -1695,7 +1695,7 @@ impl BasicReject {
     pub(crate) fn decode(r: &mut Reader) -> Result<Self, CodecError> {
         let delivery_tag = r.u64()?;
         let bits = r.u8()?;
-        let requeue = bits & (1 << 0) != 0;
+        let requeue = bits & 1 != 0;
         Ok(BasicReject {
             delivery_tag,
             requeue,
@@ -1704,7 +1704,7 @@ impl BasicReject {
 
     pub(crate) fn encode(&self, out: &mut BytesMut) {
         out.put_u64(self.delivery_tag);
-        out.put_u8((self.requeue as u8) << 0);
+        out.put_u8(self.requeue as u8);
     }
 }
 
@@ -1726,12 +1726,12 @@ impl BasicRecoverAsync {
 
     pub(crate) fn decode(r: &mut Reader) -> Result<Self, CodecError> {
         let bits = r.u8()?;
-        let requeue = bits & (1 << 0) != 0;
+        let requeue = bits & 1 != 0;
         Ok(BasicRecoverAsync { requeue })
     }
 
     pub(crate) fn encode(&self, out: &mut BytesMut) {
-        out.put_u8((self.requeue as u8) << 0);
+        out.put_u8(self.requeue as u8);
     }
 }
 
@@ -1753,12 +1753,12 @@ impl BasicRecover {
 
     pub(crate) fn decode(r: &mut Reader) -> Result<Self, CodecError> {
         let bits = r.u8()?;
-        let requeue = bits & (1 << 0) != 0;
+        let requeue = bits & 1 != 0;
         Ok(BasicRecover { requeue })
     }
 
     pub(crate) fn encode(&self, out: &mut BytesMut) {
-        out.put_u8((self.requeue as u8) << 0);
+        out.put_u8(self.requeue as u8);
     }
 }
 
@@ -1804,7 +1804,7 @@ impl BasicNack {
     pub(crate) fn decode(r: &mut Reader) -> Result<Self, CodecError> {
         let delivery_tag = r.u64()?;
         let bits = r.u8()?;
-        let multiple = bits & (1 << 0) != 0;
+        let multiple = bits & 1 != 0;
         let requeue = bits & (1 << 1) != 0;
         Ok(BasicNack {
             delivery_tag,
@@ -1815,7 +1815,7 @@ impl BasicNack {
 
     pub(crate) fn encode(&self, out: &mut BytesMut) {
         out.put_u64(self.delivery_tag);
-        out.put_u8((self.multiple as u8) << 0 | (self.requeue as u8) << 1);
+        out.put_u8(self.multiple as u8 | ((self.requeue as u8) << 1));
     }
 }
 
@@ -1837,12 +1837,12 @@ impl ConfirmSelect {
 
     pub(crate) fn decode(r: &mut Reader) -> Result<Self, CodecError> {
         let bits = r.u8()?;
-        let nowait = bits & (1 << 0) != 0;
+        let nowait = bits & 1 != 0;
         Ok(ConfirmSelect { nowait })
     }
 
     pub(crate) fn encode(&self, out: &mut BytesMut) {
-        out.put_u8((self.nowait as u8) << 0);
+        out.put_u8(self.nowait as u8);
     }
 }
 

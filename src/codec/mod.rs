@@ -59,3 +59,6 @@ pub mod reply_code {
     pub const NOT_IMPLEMENTED: u16 = 540;
     pub const INTERNAL_ERROR: u16 = 541;
 }
+
+#[cfg(test)]
+mod tests;
