@@ -96,10 +96,11 @@ ensure_venv() {
                 local pyver
                 pyver="$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
                 echo "tools/test.sh: running as root: installing python3-venv via apt-get" >&2
-                apt-get update -q
+                apt-get update -q || return 1
                 DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv \
-                    || DEBIAN_FRONTEND=noninteractive apt-get install -y -q "python${pyver}-venv"
-                "$PYTHON" -m venv "$VENV"
+                    || DEBIAN_FRONTEND=noninteractive apt-get install -y -q "python${pyver}-venv" \
+                    || return 1
+                "$PYTHON" -m venv "$VENV" || return 1
             else
                 echo "tools/test.sh: install it (e.g. 'sudo apt-get install python3-venv') and re-run." >&2
                 rm -f /tmp/warren-venv-err.$$
@@ -112,7 +113,9 @@ ensure_venv() {
     fi
     rm -f /tmp/warren-venv-err.$$
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$ROOT/tests/python/requirements.txt"
+    # (set -e does not apply inside a function called from `if`: check explicitly)
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
+        -r "$ROOT/tests/python/requirements.txt" || return 1
     touch "$VENV/.requirements.stamp"
 }
 
@@ -124,7 +127,7 @@ if [[ $RUN_PY -eq 1 ]]; then
             if env -u WARREN_TEST_URL \
                 WARREN_BIN="$ROOT/target/release/warren" WARREN_SHARDS="$shards" \
                 "$VENV/bin/python" -m pytest "$ROOT/tests/python" -q \
-                    -p no:cacheprovider --timeout="$PYTEST_TIMEOUT" \
+                    --timeout="$PYTEST_TIMEOUT" \
                     "${PYTEST_EXTRA[@]+"${PYTEST_EXTRA[@]}"}"; then
                 record "pytest (shards=$shards)" PASS
             else

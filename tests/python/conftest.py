@@ -31,6 +31,17 @@ TUTORIALS_DIR = os.path.join(HERE, "tutorials")
 
 STARTUP_TIMEOUT_S = 15.0
 
+_STATE = {}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_sessionfinish(session, exitstatus):
+    yield
+    msg = _STATE.pop("unreported_exit", None)
+    if msg:
+        sys.stderr.write("\nFAILED: " + msg + "\n")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
 
 def pytest_configure(config):
     config.addinivalue_line(
@@ -82,6 +93,7 @@ class Broker:
         self.stdout_path = stdout_path
         self.data_dir = data_dir
         self.shards = shards
+        self.exit_reported = False
 
     @property
     def external(self):
@@ -204,6 +216,7 @@ def _start_broker():
         last_err = "command: %s\n%s" % (" ".join(cmd), broker.describe_exit())
         if "address in use" not in broker.stderr_text().lower():
             break
+    shutil.rmtree(data_dir, ignore_errors=True)
     pytest.exit("could not start the broker:\n%s" % last_err, returncode=3)
 
 
@@ -228,10 +241,16 @@ def broker():
                 b.proc.wait(timeout=10)
         if os.environ.get("WARREN_KEEP_DATA") != "1":
             shutil.rmtree(b.data_dir, ignore_errors=True)
-        if exited_early:
-            msg = b.describe_exit()
-            sys.stderr.write("\n" + msg + "\n")
-            pytest.fail(msg, pytrace=False)
+            if not exited_early:
+                for p in (b.stderr_path, b.stdout_path):
+                    try:
+                        os.unlink(p)
+                    except OSError:
+                        pass
+        if exited_early and not b.exit_reported:
+            # Died after the last test's check: report it and fail the run
+            # from pytest_sessionfinish (raising here would only print a traceback).
+            _STATE["unreported_exit"] = b.describe_exit()
 
 
 @pytest.fixture(autouse=True)
@@ -241,7 +260,10 @@ def _broker_still_alive(request):
     if "broker" not in request.fixturenames:
         return
     b = request.getfixturevalue("broker")
-    if not b.alive():
+    if not b.alive() and not b.exit_reported:
+        b.exit_reported = True
+        # Everything after this would fail with "connection refused": stop the run.
+        request.session.shouldstop = "broker process exited early"
         pytest.fail(b.describe_exit(), pytrace=False)
 
 
