@@ -1,0 +1,304 @@
+"""Shared fixtures for Warren's Python (pika) compatibility tests.
+
+Two modes:
+
+* Default: start the broker binary given by ``WARREN_BIN`` (or, if unset,
+  ``target/release/warren`` / ``target/debug/warren`` from the repo root) with
+  ``--shards $WARREN_SHARDS`` (default 3) on a free port and a fresh data
+  directory; stop it at the end of the session.
+* ``WARREN_TEST_URL=amqp://guest:guest@127.0.0.1:5672/%2F``: use an already
+  running broker (e.g. a real RabbitMQ, to validate that the tests describe
+  RabbitMQ's actual behaviour).  Tests marked ``needs_warren_process`` are
+  skipped in this mode.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import uuid
+
+import pika
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO_ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+TUTORIALS_DIR = os.path.join(HERE, "tutorials")
+
+STARTUP_TIMEOUT_S = 15.0
+
+_STATE = {}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_sessionfinish(session, exitstatus):
+    yield
+    msg = _STATE.pop("unreported_exit", None)
+    if msg:
+        sys.stderr.write("\nFAILED: " + msg + "\n")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "needs_warren_process: test inspects the broker process started by the "
+        "fixture; skipped when WARREN_TEST_URL points at an external broker",
+    )
+
+
+def free_port():
+    """Ask the kernel for a free TCP port on 127.0.0.1."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
+def port_open(host, port, timeout=0.5):
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _default_bin():
+    for profile in ("release", "debug"):
+        p = os.path.join(REPO_ROOT, "target", profile, "warren")
+        if os.path.exists(p):
+            return p
+    return os.path.join(REPO_ROOT, "target", "release", "warren")
+
+
+class Broker:
+    """Where the broker under test listens, and (if we started it) its process."""
+
+    def __init__(self, host, port, username="guest", password="guest",
+                 vhost="/", proc=None, stderr_path=None, stdout_path=None,
+                 data_dir=None, shards=None):
+        self.host = host
+        self.port = port
+        self.username = username
+        self.password = password
+        self.vhost = vhost
+        self.proc = proc
+        self.stderr_path = stderr_path
+        self.stdout_path = stdout_path
+        self.data_dir = data_dir
+        self.shards = shards
+        self.exit_reported = False
+
+    @property
+    def external(self):
+        return self.proc is None
+
+    @property
+    def url(self):
+        return "amqp://%s:%s@%s:%d/%s" % (
+            urllib.parse.quote(self.username, safe=""),
+            urllib.parse.quote(self.password, safe=""),
+            self.host, self.port,
+            urllib.parse.quote(self.vhost, safe=""))
+
+    def params(self, **overrides):
+        """pika.ConnectionParameters for this broker; keyword args override."""
+        kw = dict(
+            host=self.host,
+            port=self.port,
+            virtual_host=self.vhost,
+            credentials=pika.PlainCredentials(self.username, self.password),
+            connection_attempts=1,
+            socket_timeout=10,
+            blocked_connection_timeout=30,
+        )
+        kw.update(overrides)
+        return pika.ConnectionParameters(**kw)
+
+    def url_params(self):
+        return pika.URLParameters(self.url)
+
+    def connect(self, **overrides):
+        return pika.BlockingConnection(self.params(**overrides))
+
+    # --- process state (only meaningful when we started the broker) ---
+    def alive(self):
+        return self.proc is None or self.proc.poll() is None
+
+    def _read(self, path):
+        if not path:
+            return ""
+        try:
+            with open(path, "r", errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def stderr_text(self):
+        return self._read(self.stderr_path)
+
+    def stdout_text(self):
+        return self._read(self.stdout_path)
+
+    def describe_exit(self):
+        tail = self.stderr_text()[-20000:]
+        out_tail = self.stdout_text()[-5000:]
+        return ("broker process exited early with code %r\n"
+                "--- broker stderr (tail) ---\n%s\n"
+                "--- broker stdout (tail) ---\n%s" % (
+                    self.proc.returncode if self.proc else None, tail, out_tail))
+
+
+def _external_broker(url):
+    p = urllib.parse.urlparse(url)
+    if p.scheme not in ("amqp", ""):
+        raise pytest.UsageError("WARREN_TEST_URL must be an amqp:// URL: %r" % url)
+    vhost = urllib.parse.unquote(p.path[1:]) if len(p.path) > 1 else "/"
+    return Broker(
+        host=p.hostname or "127.0.0.1",
+        port=p.port or 5672,
+        username=urllib.parse.unquote(p.username or "guest"),
+        password=urllib.parse.unquote(p.password or "guest"),
+        vhost=vhost,
+    )
+
+
+def _start_broker():
+    binary = os.environ.get("WARREN_BIN") or _default_bin()
+    if not os.path.isabs(binary):
+        binary = os.path.join(REPO_ROOT, binary)
+    if not os.path.exists(binary):
+        pytest.exit("broker binary not found: %s (set WARREN_BIN or run "
+                    "`cargo build --release`)" % binary, returncode=3)
+    shards = os.environ.get("WARREN_SHARDS", "3")
+    data_dir = tempfile.mkdtemp(prefix="warren-pytest-")
+    stderr_path = os.path.join(data_dir, "..",
+                               os.path.basename(data_dir) + ".stderr.log")
+    stdout_path = os.path.join(data_dir, "..",
+                               os.path.basename(data_dir) + ".stdout.log")
+    stderr_path = os.path.abspath(stderr_path)
+    stdout_path = os.path.abspath(stdout_path)
+
+    last_err = None
+    for _attempt in range(3):  # a port grabbed by someone else between probe and bind: retry
+        port = free_port()
+        cmd = [binary, "serve", "--port", str(port), "--bind", "127.0.0.1",
+               "--shards", str(shards), "--data-dir", data_dir, "--log", "info"]
+        errf = open(stderr_path, "wb")
+        outf = open(stdout_path, "wb")
+        proc = subprocess.Popen(cmd, stdout=outf, stderr=errf,
+                                stdin=subprocess.DEVNULL, cwd=REPO_ROOT)
+        errf.close()
+        outf.close()
+        broker = Broker("127.0.0.1", port, proc=proc, stderr_path=stderr_path,
+                        stdout_path=stdout_path, data_dir=data_dir, shards=shards)
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                break
+            if port_open("127.0.0.1", port, timeout=0.2):
+                return broker
+            time.sleep(0.05)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+            last_err = ("broker did not accept TCP connections on port %d within "
+                        "%.0f s\ncommand: %s\n--- stderr ---\n%s" % (
+                            port, STARTUP_TIMEOUT_S, " ".join(cmd),
+                            broker.stderr_text()[-20000:]))
+            break
+        last_err = "command: %s\n%s" % (" ".join(cmd), broker.describe_exit())
+        if "address in use" not in broker.stderr_text().lower():
+            break
+    shutil.rmtree(data_dir, ignore_errors=True)
+    pytest.exit("could not start the broker:\n%s" % last_err, returncode=3)
+
+
+@pytest.fixture(scope="session")
+def broker():
+    url = os.environ.get("WARREN_TEST_URL")
+    if url:
+        yield _external_broker(url)
+        return
+
+    b = _start_broker()
+    try:
+        yield b
+    finally:
+        exited_early = b.proc.poll() is not None
+        if not exited_early:
+            b.proc.terminate()
+            try:
+                b.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                b.proc.kill()
+                b.proc.wait(timeout=10)
+        if os.environ.get("WARREN_KEEP_DATA") != "1":
+            shutil.rmtree(b.data_dir, ignore_errors=True)
+            if not exited_early:
+                for p in (b.stderr_path, b.stdout_path):
+                    try:
+                        os.unlink(p)
+                    except OSError:
+                        pass
+        if exited_early and not b.exit_reported:
+            # Died after the last test's check: report it and fail the run
+            # from pytest_sessionfinish (raising here would only print a traceback).
+            _STATE["unreported_exit"] = b.describe_exit()
+
+
+@pytest.fixture(autouse=True)
+def _broker_still_alive(request):
+    """After every test: if we started the broker, it must still be running."""
+    yield
+    if "broker" not in request.fixturenames:
+        return
+    b = request.getfixturevalue("broker")
+    if not b.alive() and not b.exit_reported:
+        b.exit_reported = True
+        # Everything after this would fail with "connection refused": stop the run.
+        request.session.shouldstop = "broker process exited early"
+        pytest.fail(b.describe_exit(), pytrace=False)
+
+
+def pytest_collection_modifyitems(config, items):
+    if not os.environ.get("WARREN_TEST_URL"):
+        return
+    skip = pytest.mark.skip(reason="WARREN_TEST_URL set: broker process not started by the tests")
+    for item in items:
+        if "needs_warren_process" in item.keywords:
+            item.add_marker(skip)
+
+
+# ---------------------------------------------------------------------------
+# Generic helpers used by several test modules
+# ---------------------------------------------------------------------------
+
+@pytest.fixture
+def conn(broker):
+    c = broker.connect()
+    yield c
+    if c.is_open:
+        try:
+            c.close()
+        except Exception:
+            pass
+
+
+@pytest.fixture
+def channel(conn):
+    return conn.channel()
+
+
+@pytest.fixture
+def unique():
+    """unique('q') -> 'pytest.q.<uuid>' : names that never collide between tests."""
+    def make(prefix="x"):
+        return "pytest.%s.%s" % (prefix, uuid.uuid4().hex)
+    return make

@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# Warren's full test suite: Rust tests (1 and 3 shards) + Python/pika
+# compatibility tests (1 and 3 shards).  Needs only Rust and Python >= 3.8.
+#
+#   tools/test.sh                # everything
+#   tools/test.sh --quick        # shards=3 only
+#   tools/test.sh --python-only  # skip cargo test (still builds the binary)
+#   tools/test.sh --rust-only    # skip the Python suite
+#   tools/test.sh -- -k routing  # extra arguments after -- go to pytest
+#
+# Environment: PYTHON (interpreter used to create the venv, default python3),
+# PYTEST_TIMEOUT (per-test timeout in seconds, default 60).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT="$(pwd)"
+
+QUICK=0
+RUN_RUST=1
+RUN_PY=1
+PYTEST_EXTRA=()
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --quick) QUICK=1 ;;
+        --python-only) RUN_RUST=0 ;;
+        --rust-only) RUN_PY=0 ;;
+        --) shift; PYTEST_EXTRA=("$@"); break ;;
+        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        *) echo "tools/test.sh: unknown option: $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+if [[ $RUN_RUST -eq 0 && $RUN_PY -eq 0 ]]; then
+    echo "tools/test.sh: --python-only and --rust-only together run nothing" >&2
+    exit 2
+fi
+
+if [[ $QUICK -eq 1 ]]; then SHARDS_LIST=(3); else SHARDS_LIST=(1 3); fi
+PYTHON="${PYTHON:-python3}"
+PYTEST_TIMEOUT="${PYTEST_TIMEOUT:-60}"
+VENV="$ROOT/tests/python/.venv"
+
+RESULTS=()
+FAILED=0
+record() {  # record NAME STATUS
+    RESULTS+=("$(printf '%-34s %s' "$1" "$2")")
+    if [[ "$2" != PASS ]]; then FAILED=1; fi
+}
+summary() {
+    echo
+    echo "================ tools/test.sh summary ================"
+    local r
+    for r in "${RESULTS[@]+"${RESULTS[@]}"}"; do echo "  $r"; done
+    if [[ $FAILED -eq 0 ]]; then echo "  RESULT: ALL PASSED"; else echo "  RESULT: FAILED"; fi
+    echo "======================================================="
+}
+trap 'rc=$?; if [[ $rc -ne 0 && ${#RESULTS[@]} -eq 0 ]]; then echo "tools/test.sh: aborted (exit $rc)" >&2; fi' EXIT
+
+step() { echo; echo "==> $*"; }
+
+# --- build --------------------------------------------------------------
+step "cargo build --release --bins"
+if cargo build --release --bins; then
+    record "cargo build --release" PASS
+else
+    record "cargo build --release" FAIL
+    summary
+    exit 1
+fi
+
+# --- Rust tests -----------------------------------------------------------
+if [[ $RUN_RUST -eq 1 ]]; then
+    for shards in "${SHARDS_LIST[@]}"; do
+        step "cargo test --release (WARREN_TEST_SHARDS=$shards)"
+        if WARREN_TEST_SHARDS=$shards cargo test --release; then
+            record "cargo test (shards=$shards)" PASS
+        else
+            record "cargo test (shards=$shards)" FAIL
+        fi
+    done
+fi
+
+# --- Python compatibility tests ------------------------------------------
+ensure_venv() {
+    if [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c 'import pika, pytest, pytest_timeout' 2>/dev/null \
+        && [[ "$VENV/.requirements.stamp" -nt "$ROOT/tests/python/requirements.txt" ]]; then
+        return 0
+    fi
+    step "creating Python venv at tests/python/.venv"
+    if ! "$PYTHON" -m venv "$VENV" 2>/tmp/warren-venv-err.$$; then
+        cat /tmp/warren-venv-err.$$ >&2
+        rm -rf "$VENV"
+        if grep -qiE 'ensurepip|python3-venv' /tmp/warren-venv-err.$$; then
+            echo "tools/test.sh: '$PYTHON -m venv' failed: ensurepip is missing (Debian/Ubuntu ship it in python3-venv)." >&2
+            if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+                local pyver
+                pyver="$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+                echo "tools/test.sh: running as root: installing python3-venv via apt-get" >&2
+                apt-get update -q || return 1
+                DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv \
+                    || DEBIAN_FRONTEND=noninteractive apt-get install -y -q "python${pyver}-venv" \
+                    || return 1
+                "$PYTHON" -m venv "$VENV" || return 1
+            else
+                echo "tools/test.sh: install it (e.g. 'sudo apt-get install python3-venv') and re-run." >&2
+                rm -f /tmp/warren-venv-err.$$
+                return 1
+            fi
+        else
+            rm -f /tmp/warren-venv-err.$$
+            return 1
+        fi
+    fi
+    rm -f /tmp/warren-venv-err.$$
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
+    # (set -e does not apply inside a function called from `if`: check explicitly)
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
+        -r "$ROOT/tests/python/requirements.txt" || return 1
+    touch "$VENV/.requirements.stamp"
+}
+
+if [[ $RUN_PY -eq 1 ]]; then
+    if ensure_venv; then
+        record "python venv" PASS
+        for shards in "${SHARDS_LIST[@]}"; do
+            step "pytest tests/python (WARREN_SHARDS=$shards)"
+            if env -u WARREN_TEST_URL \
+                WARREN_BIN="$ROOT/target/release/warren" WARREN_SHARDS="$shards" \
+                "$VENV/bin/python" -m pytest "$ROOT/tests/python" -q \
+                    --timeout="$PYTEST_TIMEOUT" \
+                    "${PYTEST_EXTRA[@]+"${PYTEST_EXTRA[@]}"}"; then
+                record "pytest (shards=$shards)" PASS
+            else
+                record "pytest (shards=$shards)" FAIL
+            fi
+        done
+    else
+        record "python venv" FAIL
+    fi
+fi
+
+summary
+exit "$FAILED"
