@@ -27,7 +27,10 @@ fn full_properties() -> AMQPProperties {
         ("long", AMQPValue::LongLongInt(1 << 40)),
         ("bool", AMQPValue::Boolean(true)),
         ("table", AMQPValue::FieldTable(nested)),
-        ("array", AMQPValue::FieldArray(FieldArray::from(vec![lstr("a"), AMQPValue::LongInt(2)]))),
+        (
+            "array",
+            AMQPValue::FieldArray(FieldArray::from(vec![lstr("a"), AMQPValue::LongInt(2)])),
+        ),
         ("ts", AMQPValue::Timestamp(1_700_000_000)),
     ]);
     BasicProperties::default()
@@ -97,7 +100,12 @@ async fn consumer_tags_generated_when_empty() {
     assert_ne!(t1, t2);
     assert_eq!(queue_counts(&ch, &q).await.1, 2);
     // Reusing a tag on the same channel is a 530 NOT_ALLOWED connection error.
-    let res = w!(ch.basic_consume(q.as_str().into(), t1.as_str().into(), BasicConsumeOptions::default(), FieldTable::default()));
+    let res = w!(ch.basic_consume(
+        q.as_str().into(),
+        t1.as_str().into(),
+        BasicConsumeOptions::default(),
+        FieldTable::default()
+    ));
     assert!(res.is_err(), "duplicate consumer tag accepted");
     drop((c1, c2));
     let conn = broker.connect().await;
@@ -112,10 +120,23 @@ async fn exclusive_consumer_refuses_others() {
     let ch1 = channel(&conn).await;
     let q = unique("excl-consumer");
     declare_queue(&ch1, &q).await;
-    let _exclusive = w!(ch1.basic_consume(q.as_str().into(), "".into(), BasicConsumeOptions { exclusive: true, ..Default::default() }, FieldTable::default()))
-        .expect("exclusive consume");
+    let _exclusive = w!(ch1.basic_consume(
+        q.as_str().into(),
+        "".into(),
+        BasicConsumeOptions {
+            exclusive: true,
+            ..Default::default()
+        },
+        FieldTable::default()
+    ))
+    .expect("exclusive consume");
     let ch2 = channel(&conn).await;
-    let res = w!(ch2.basic_consume(q.as_str().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default()));
+    let res = w!(ch2.basic_consume(
+        q.as_str().into(),
+        "".into(),
+        BasicConsumeOptions::default(),
+        FieldTable::default()
+    ));
     assert_code(res, 403);
     assert!(!ch2.status().connected());
 
@@ -124,7 +145,15 @@ async fn exclusive_consumer_refuses_others() {
     declare_queue(&ch1, &q2).await;
     let _plain = consume(&ch1, &q2, "", false).await;
     let ch3 = channel(&conn).await;
-    let res = w!(ch3.basic_consume(q2.as_str().into(), "".into(), BasicConsumeOptions { exclusive: true, ..Default::default() }, FieldTable::default()));
+    let res = w!(ch3.basic_consume(
+        q2.as_str().into(),
+        "".into(),
+        BasicConsumeOptions {
+            exclusive: true,
+            ..Default::default()
+        },
+        FieldTable::default()
+    ));
     assert_code(res, 403);
     delete_queue(&ch1, &q).await;
     delete_queue(&ch1, &q2).await;
@@ -164,7 +193,8 @@ async fn server_cancels_consumer_when_queue_deleted() {
     declare_queue(&ch, &q).await;
     let mut consumer = consume(&ch, &q, "", false).await;
     let och = channel(&other).await;
-    w!(och.queue_delete(q.as_str().into(), QueueDeleteOptions::default())).expect("delete from other connection");
+    w!(och.queue_delete(q.as_str().into(), QueueDeleteOptions::default()))
+        .expect("delete from other connection");
     // consumer_cancel_notify: the broker sends basic.cancel and lapin ends the stream.
     match w!(consumer.next()) {
         None => {}
@@ -186,21 +216,47 @@ async fn get_and_get_empty() {
     confirm(&pch).await;
     let q = unique("get");
     declare_queue(&ch, &q).await;
-    assert!(get_noack(&ch, &q).await.is_none(), "get-empty on an empty queue");
+    assert!(
+        get_noack(&ch, &q).await.is_none(),
+        "get-empty on an empty queue"
+    );
     for i in 0..3 {
-        publish_confirmed_props(&pch, "", &q, format!("m{i}").as_bytes(), BasicProperties::default().with_message_id(format!("id{i}").into())).await;
+        publish_confirmed_props(
+            &pch,
+            "",
+            &q,
+            format!("m{i}").as_bytes(),
+            BasicProperties::default().with_message_id(format!("id{i}").into()),
+        )
+        .await;
     }
     let m = get_ack(&ch, &q).await.expect("get-ok");
     assert_eq!(m.delivery.data, b"m0");
-    assert_eq!(m.message_count, 2, "message_count is the number of messages left");
+    assert_eq!(
+        m.message_count, 2,
+        "message_count is the number of messages left"
+    );
     assert_eq!(m.delivery.routing_key.as_str(), q.as_str());
-    assert_eq!(m.delivery.properties.message_id().as_ref().map(|s| s.as_str()), Some("id0"));
+    assert_eq!(
+        m.delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|s| s.as_str()),
+        Some("id0")
+    );
     assert!(!m.delivery.redelivered);
     m.delivery.ack(BasicAckOptions::default()).await.unwrap();
     let m = get_noack(&ch, &q).await.expect("get-ok");
-    assert_eq!((m.delivery.data.as_slice(), m.message_count), (&b"m1"[..], 1));
+    assert_eq!(
+        (m.delivery.data.as_slice(), m.message_count),
+        (&b"m1"[..], 1)
+    );
     let m = get_noack(&ch, &q).await.expect("get-ok");
-    assert_eq!((m.delivery.data.as_slice(), m.message_count), (&b"m2"[..], 0));
+    assert_eq!(
+        (m.delivery.data.as_slice(), m.message_count),
+        (&b"m2"[..], 0)
+    );
     assert!(get_noack(&ch, &q).await.is_none());
     // basic.get on a missing queue: 404.
     let res = w!(ch.basic_get(unique("nope").as_str().into(), BasicGetOptions::default()));
@@ -260,11 +316,25 @@ async fn nack_multiple_requeue_keeps_order() {
         assert!(!d.redelivered);
         last = d.delivery_tag;
     }
-    w!(cch.basic_nack(last, BasicNackOptions { multiple: true, requeue: true })).expect("nack multiple");
+    w!(cch.basic_nack(
+        last,
+        BasicNackOptions {
+            multiple: true,
+            requeue: true
+        }
+    ))
+    .expect("nack multiple");
     for i in 0..4 {
         let d = next_delivery(&mut consumer).await;
-        assert_eq!(body_str(&d), format!("m{i}"), "requeued messages keep their order");
-        assert!(d.redelivered, "requeued message must be flagged redelivered");
+        assert_eq!(
+            body_str(&d),
+            format!("m{i}"),
+            "requeued messages keep their order"
+        );
+        assert!(
+            d.redelivered,
+            "requeued message must be flagged redelivered"
+        );
         assert!(d.delivery_tag > last, "new deliveries get new tags");
         d.ack(BasicAckOptions::default()).await.unwrap();
     }
@@ -286,10 +356,18 @@ async fn reject_without_requeue_drops_and_with_requeue_redelivers() {
     publish_confirmed(&pch, "", &q, b"keep-me").await;
     let m = get_ack(&ch, &q).await.expect("get");
     assert_eq!(m.delivery.data, b"drop-me");
-    w!(ch.basic_reject(m.delivery.delivery_tag, BasicRejectOptions { requeue: false })).unwrap();
+    w!(ch.basic_reject(
+        m.delivery.delivery_tag,
+        BasicRejectOptions { requeue: false }
+    ))
+    .unwrap();
     let m = get_ack(&ch, &q).await.expect("get");
     assert_eq!(m.delivery.data, b"keep-me");
-    w!(ch.basic_reject(m.delivery.delivery_tag, BasicRejectOptions { requeue: true })).unwrap();
+    w!(ch.basic_reject(
+        m.delivery.delivery_tag,
+        BasicRejectOptions { requeue: true }
+    ))
+    .unwrap();
     let m = get_ack(&ch, &q).await.expect("get requeued");
     assert_eq!(m.delivery.data, b"keep-me");
     assert!(m.delivery.redelivered);
@@ -317,11 +395,17 @@ async fn recover_requeues_unacked() {
     w!(ch.basic_recover(BasicRecoverOptions { requeue: true })).expect("basic.recover");
     let a2 = get_ack(&ch, &q).await.expect("a requeued");
     let b2 = get_ack(&ch, &q).await.expect("b requeued");
-    assert_eq!((a2.delivery.data.as_slice(), b2.delivery.data.as_slice()), (&b"a"[..], &b"b"[..]));
+    assert_eq!(
+        (a2.delivery.data.as_slice(), b2.delivery.data.as_slice()),
+        (&b"a"[..], &b"b"[..])
+    );
     assert!(a2.delivery.redelivered && b2.delivery.redelivered);
     w!(ch.basic_ack(b2.delivery.delivery_tag, BasicAckOptions { multiple: true })).unwrap();
     w!(ch.basic_recover(BasicRecoverOptions { requeue: true })).expect("basic.recover");
-    assert!(get_ack(&ch, &q).await.is_none(), "acked messages are not recovered");
+    assert!(
+        get_ack(&ch, &q).await.is_none(),
+        "acked messages are not recovered"
+    );
     delete_queue(&ch, &q).await;
 }
 
@@ -371,7 +455,10 @@ async fn qos_is_per_consumer() {
     let d1 = next_delivery(&mut c1).await;
     let mut c2 = consume(&cch, &q, "c2", false).await;
     let d2 = next_delivery(&mut c2).await;
-    assert_eq!((body_str(&d1), body_str(&d2)), ("m0".to_string(), "m1".to_string()));
+    assert_eq!(
+        (body_str(&d1), body_str(&d2)),
+        ("m0".to_string(), "m1".to_string())
+    );
     assert_eq!(queue_counts(&ch, &q).await, (2, 2));
     assert_no_delivery(&mut c1, 200).await;
     assert_no_delivery(&mut c2, 100).await;
@@ -397,8 +484,16 @@ async fn round_robin_across_two_consumers() {
     let mut got_a = Vec::new();
     let mut got_b = Vec::new();
     for _ in 0..5 {
-        got_a.push(body_str(&next_delivery(&mut ca).await).parse::<u32>().unwrap());
-        got_b.push(body_str(&next_delivery(&mut cb).await).parse::<u32>().unwrap());
+        got_a.push(
+            body_str(&next_delivery(&mut ca).await)
+                .parse::<u32>()
+                .unwrap(),
+        );
+        got_b.push(
+            body_str(&next_delivery(&mut cb).await)
+                .parse::<u32>()
+                .unwrap(),
+        );
     }
     assert_no_delivery(&mut ca, 200).await;
     assert_no_delivery(&mut cb, 50).await;
@@ -427,11 +522,17 @@ async fn unacked_messages_requeued_when_channel_closes() {
     let cch = channel(&conn).await;
     let mut consumer = consume(&cch, &q, "", false).await;
     for i in 0..3 {
-        assert_eq!(body_str(&next_delivery(&mut consumer).await), format!("m{i}"));
+        assert_eq!(
+            body_str(&next_delivery(&mut consumer).await),
+            format!("m{i}")
+        );
     }
     let gch = channel(&conn).await;
     let g = get_ack(&gch, &q).await;
-    assert!(g.is_none(), "all messages are unacked on the consumer channel");
+    assert!(
+        g.is_none(),
+        "all messages are unacked on the consumer channel"
+    );
     w!(cch.close(200, "bye".into())).expect("close consumer channel");
 
     let cch2 = channel(&conn).await;
@@ -457,7 +558,10 @@ async fn unacked_messages_requeued_when_channel_closes() {
         if queue_counts(&ch, &q).await.0 == 3 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "messages not requeued after connection close");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "messages not requeued after connection close"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     delete_queue(&ch, &q).await;
@@ -472,7 +576,10 @@ async fn large_message_spans_frames() {
     let q = unique("large");
     declare_queue(&ch, &q).await;
     let body: Vec<u8> = (0..(1usize << 20)).map(|i| (i * 31 % 251) as u8).collect();
-    assert!(body.len() > frame_max, "1 MiB must span several frames (frame_max {frame_max})");
+    assert!(
+        body.len() > frame_max,
+        "1 MiB must span several frames (frame_max {frame_max})"
+    );
     let pch = channel(&conn).await;
     confirm(&pch).await;
     publish_confirmed(&pch, "", &q, &body).await;
@@ -501,8 +608,14 @@ async fn publish_to_missing_exchange_is_404() {
     // In confirm mode the pending confirm fails with the channel error.
     let ch = channel(&conn).await;
     confirm(&ch).await;
-    let confirm_fut = w!(ch.basic_publish(unique("nx").as_str().into(), "k".into(), BasicPublishOptions::default(), b"x", BasicProperties::default()))
-        .expect("publish is asynchronous");
+    let confirm_fut = w!(ch.basic_publish(
+        unique("nx").as_str().into(),
+        "k".into(),
+        BasicPublishOptions::default(),
+        b"x",
+        BasicProperties::default()
+    ))
+    .expect("publish is asynchronous");
     let res = w!(confirm_fut);
     assert_code(res, 404);
     assert!(!ch.status().connected());
@@ -510,8 +623,18 @@ async fn publish_to_missing_exchange_is_404() {
     // Without confirms, the next synchronous method on the channel fails.
     let ch = channel(&conn).await;
     publish(&ch, &unique("nx"), "k", b"x").await;
-    let res = w!(ch.queue_declare(unique("never").as_str().into(), QueueDeclareOptions { exclusive: true, ..Default::default() }, FieldTable::default()));
-    assert!(res.is_err(), "channel survived a publish to a missing exchange");
+    let res = w!(ch.queue_declare(
+        unique("never").as_str().into(),
+        QueueDeclareOptions {
+            exclusive: true,
+            ..Default::default()
+        },
+        FieldTable::default()
+    ));
+    assert!(
+        res.is_err(),
+        "channel survived a publish to a missing exchange"
+    );
     assert!(!ch.status().connected());
     assert!(conn.status().connected());
     let ok = channel(&conn).await;
@@ -528,11 +651,22 @@ async fn mandatory_unroutable_is_returned_312() {
     confirm(&ch).await;
     let key = unique("nowhere");
     let props = BasicProperties::default().with_message_id("ret-1".into());
-    let confirm_fut = w!(ch.basic_publish("".into(), key.as_str().into(), BasicPublishOptions { mandatory: true, ..Default::default() }, b"returned", props.clone()))
-        .expect("publish");
+    let confirm_fut = w!(ch.basic_publish(
+        "".into(),
+        key.as_str().into(),
+        BasicPublishOptions {
+            mandatory: true,
+            ..Default::default()
+        },
+        b"returned",
+        props.clone()
+    ))
+    .expect("publish");
     let confirmation = w!(confirm_fut).expect("confirmation");
     assert!(confirmation.is_ack(), "unroutable messages are still acked");
-    let ret = confirmation.take_message().expect("basic.return must precede the ack");
+    let ret = confirmation
+        .take_message()
+        .expect("basic.return must precede the ack");
     assert_eq!(ret.reply_code, 312);
     assert_eq!(ret.reply_text.as_str(), "NO_ROUTE");
     assert_eq!(ret.delivery.exchange.as_str(), "");
@@ -543,18 +677,57 @@ async fn mandatory_unroutable_is_returned_312() {
     // Mandatory + routable is not returned; non-mandatory + unroutable is silently dropped.
     let q = unique("routable");
     declare_queue(&ch, &q).await;
-    let c = w!(w!(ch.basic_publish("".into(), q.as_str().into(), BasicPublishOptions { mandatory: true, ..Default::default() }, b"ok", BasicProperties::default())).unwrap()).unwrap();
+    let c = w!(w!(ch.basic_publish(
+        "".into(),
+        q.as_str().into(),
+        BasicPublishOptions {
+            mandatory: true,
+            ..Default::default()
+        },
+        b"ok",
+        BasicProperties::default()
+    ))
+    .unwrap())
+    .unwrap();
     assert!(c.is_ack());
     assert!(c.take_message().is_none());
-    let c = w!(w!(ch.basic_publish("".into(), key.as_str().into(), BasicPublishOptions::default(), b"dropped", BasicProperties::default())).unwrap()).unwrap();
+    let c = w!(w!(ch.basic_publish(
+        "".into(),
+        key.as_str().into(),
+        BasicPublishOptions::default(),
+        b"dropped",
+        BasicProperties::default()
+    ))
+    .unwrap())
+    .unwrap();
     assert!(c.is_ack());
     assert!(c.take_message().is_none());
     // Mandatory to an exchange with no bindings is returned too.
     let ex = unique("empty-fanout");
-    w!(ch.exchange_declare(ex.as_str().into(), lapin::ExchangeKind::Fanout, ExchangeDeclareOptions::default(), FieldTable::default())).unwrap();
-    let c = w!(w!(ch.basic_publish(ex.as_str().into(), "k".into(), BasicPublishOptions { mandatory: true, ..Default::default() }, b"r2", BasicProperties::default())).unwrap()).unwrap();
+    w!(ch.exchange_declare(
+        ex.as_str().into(),
+        lapin::ExchangeKind::Fanout,
+        ExchangeDeclareOptions::default(),
+        FieldTable::default()
+    ))
+    .unwrap();
+    let c = w!(w!(ch.basic_publish(
+        ex.as_str().into(),
+        "k".into(),
+        BasicPublishOptions {
+            mandatory: true,
+            ..Default::default()
+        },
+        b"r2",
+        BasicProperties::default()
+    ))
+    .unwrap())
+    .unwrap();
     let ret = c.take_message().expect("returned from empty fanout");
-    assert_eq!((ret.reply_code, ret.delivery.exchange.as_str()), (312, ex.as_str()));
+    assert_eq!(
+        (ret.reply_code, ret.delivery.exchange.as_str()),
+        (312, ex.as_str())
+    );
     assert!(ch.status().connected());
     assert_eq!(drain(&ch, &q).await, vec!["ok"]);
     w!(ch.exchange_delete(ex.as_str().into(), ExchangeDeleteOptions::default())).unwrap();
@@ -565,13 +738,23 @@ async fn mandatory_unroutable_is_returned_312() {
 async fn large_message_with_small_frame_max() {
     let broker = TestBroker::start().await;
     let url = broker.url_with_query("frame_max=4096");
-    let conn = w!(lapin::Connection::connect(&url, lapin::ConnectionProperties::default())).expect("connect");
-    assert_eq!(conn.configuration().frame_max(), 4096, "client-requested frame_max must be honoured");
+    let conn = w!(lapin::Connection::connect(
+        &url,
+        lapin::ConnectionProperties::default()
+    ))
+    .expect("connect");
+    assert_eq!(
+        conn.configuration().frame_max(),
+        4096,
+        "client-requested frame_max must be honoured"
+    );
     let ch = channel(&conn).await;
     confirm(&ch).await;
     let q = unique("small-frames");
     declare_queue(&ch, &q).await;
-    let body: Vec<u8> = (0..(1usize << 20) + 17).map(|i| (i * 7 % 253) as u8).collect();
+    let body: Vec<u8> = (0..(1usize << 20) + 17)
+        .map(|i| (i * 7 % 253) as u8)
+        .collect();
     publish_confirmed(&ch, "", &q, &body).await;
     // Consume on a connection with the default frame size: the broker re-frames.
     let other = broker.connect().await;
@@ -601,7 +784,14 @@ async fn ack_errors_close_the_channel_with_406() {
     // Unknown delivery tag.
     let bad = channel(&conn).await;
     w!(bad.basic_ack(999, BasicAckOptions::default())).expect("ack is asynchronous");
-    let res = w!(bad.queue_declare(q.as_str().into(), QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default()));
+    let res = w!(bad.queue_declare(
+        q.as_str().into(),
+        QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        },
+        FieldTable::default()
+    ));
     assert_code(res, 406);
 
     // Double ack of the same delivery.
@@ -609,8 +799,16 @@ async fn ack_errors_close_the_channel_with_406() {
     let bad = channel(&conn).await;
     let m = get_ack(&bad, &q).await.expect("get");
     w!(bad.basic_ack(m.delivery.delivery_tag, BasicAckOptions::default())).unwrap();
-    w!(bad.basic_ack(m.delivery.delivery_tag, BasicAckOptions::default())).expect("ack is asynchronous");
-    let res = w!(bad.queue_declare(q.as_str().into(), QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default()));
+    w!(bad.basic_ack(m.delivery.delivery_tag, BasicAckOptions::default()))
+        .expect("ack is asynchronous");
+    let res = w!(bad.queue_declare(
+        q.as_str().into(),
+        QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        },
+        FieldTable::default()
+    ));
     assert_code(res, 406);
 
     // The first ack counted: the message is gone, not requeued by the channel close.
@@ -624,7 +822,12 @@ async fn consume_from_missing_queue_is_404() {
     let broker = TestBroker::start().await;
     let conn = broker.connect().await;
     let ch = channel(&conn).await;
-    let res = w!(ch.basic_consume(unique("missing").as_str().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default()));
+    let res = w!(ch.basic_consume(
+        unique("missing").as_str().into(),
+        "".into(),
+        BasicConsumeOptions::default(),
+        FieldTable::default()
+    ));
     assert_code(res, 404);
     assert!(!ch.status().connected());
     assert!(conn.status().connected());

@@ -35,9 +35,19 @@ async fn confirm_select_then_all_publishes_acked() {
     let mut pending = Vec::with_capacity(N);
     for i in 0..N {
         // Mix routable and unroutable publishes: both are acked.
-        let key = if i % 5 == 0 { format!("{q}-unroutable") } else { q.clone() };
-        let c = w!(ch.basic_publish("".into(), key.as_str().into(), BasicPublishOptions::default(), format!("{i}").as_bytes(), BasicProperties::default()))
-            .expect("publish");
+        let key = if i % 5 == 0 {
+            format!("{q}-unroutable")
+        } else {
+            q.clone()
+        };
+        let c = w!(ch.basic_publish(
+            "".into(),
+            key.as_str().into(),
+            BasicPublishOptions::default(),
+            format!("{i}").as_bytes(),
+            BasicProperties::default()
+        ))
+        .expect("publish");
         pending.push(c);
     }
     for (i, c) in pending.into_iter().enumerate() {
@@ -52,7 +62,14 @@ async fn confirm_select_then_all_publishes_acked() {
 
     // Batch style: publish, then wait for all.
     for i in 0..100 {
-        w!(ch.basic_publish("".into(), q.as_str().into(), BasicPublishOptions::default(), format!("b{i}").as_bytes(), BasicProperties::default())).unwrap();
+        w!(ch.basic_publish(
+            "".into(),
+            q.as_str().into(),
+            BasicPublishOptions::default(),
+            format!("b{i}").as_bytes(),
+            BasicProperties::default()
+        ))
+        .unwrap();
     }
     let returned = w!(ch.wait_for_confirms()).expect("wait_for_confirms");
     assert!(returned.is_empty());
@@ -76,7 +93,14 @@ async fn confirms_on_several_channels_are_independent() {
     let mut pending = Vec::new();
     for round in 0..50 {
         for (c, ch) in chans.iter().enumerate() {
-            let p = w!(ch.basic_publish("".into(), q.as_str().into(), BasicPublishOptions::default(), format!("{c}-{round}").as_bytes(), BasicProperties::default())).unwrap();
+            let p = w!(ch.basic_publish(
+                "".into(),
+                q.as_str().into(),
+                BasicPublishOptions::default(),
+                format!("{c}-{round}").as_bytes(),
+                BasicProperties::default()
+            ))
+            .unwrap();
             pending.push(p);
         }
     }
@@ -125,7 +149,11 @@ async fn tx_rollback_discards_and_commit_delivers() {
     // The channel stays transactional: the next batch commits.
     publish(&tx, "", &q, b"committed-1").await;
     publish(&tx, "", &q, b"committed-2").await;
-    assert_eq!(queue_counts(&ch, &q).await.0, 0, "uncommitted publishes must not be enqueued");
+    assert_eq!(
+        queue_counts(&ch, &q).await.0,
+        0,
+        "uncommitted publishes must not be enqueued"
+    );
     w!(tx.tx_commit()).expect("tx.commit");
     assert_eq!(queue_counts(&ch, &q).await.0, 2);
     assert_eq!(drain(&ch, &q).await, vec!["committed-1", "committed-2"]);
@@ -174,8 +202,15 @@ async fn tx_ack_applies_only_at_commit() {
     // Closing the channel requeues the still-unacked message.
     let m = wait_get_ack(&ch, &q).await;
     assert_eq!(m.delivery.data, b"m");
-    assert!(m.delivery.redelivered, "message whose ack was rolled back must come back");
-    w!(ch.basic_reject(m.delivery.delivery_tag, BasicRejectOptions { requeue: true })).unwrap();
+    assert!(
+        m.delivery.redelivered,
+        "message whose ack was rolled back must come back"
+    );
+    w!(ch.basic_reject(
+        m.delivery.delivery_tag,
+        BasicRejectOptions { requeue: true }
+    ))
+    .unwrap();
 
     // Ack, then close without committing: the ack never happened.
     let tx = channel(&conn).await;
@@ -206,7 +241,10 @@ async fn wait_get_ack(ch: &Channel, q: &str) -> lapin::message::BasicGetMessage 
         if let Some(m) = get_ack(ch, q).await {
             return m;
         }
-        assert!(std::time::Instant::now() < deadline, "no message in {q} within {STEP:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no message in {q} within {STEP:?}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
@@ -279,9 +317,13 @@ async fn cross_connection_10k_in_order() {
                 let got: usize = body_str(&d).parse().expect("numeric body");
                 assert_eq!(got, n, "{q}: out of order or lost message");
                 assert!(!d.redelivered);
-                assert_eq!(d.properties.message_id().as_ref().map(|s| s.to_string()), Some(format!("{q}:{n}")));
+                assert_eq!(
+                    d.properties.message_id().as_ref().map(|s| s.to_string()),
+                    Some(format!("{q}:{n}"))
+                );
                 if n % 100 == 99 {
-                    w!(ch.basic_ack(d.delivery_tag, BasicAckOptions { multiple: true })).expect("ack");
+                    w!(ch.basic_ack(d.delivery_tag, BasicAckOptions { multiple: true }))
+                        .expect("ack");
                 }
             }
             // Nothing beyond the N messages.
@@ -312,7 +354,13 @@ async fn cross_connection_fanout_to_consumers_on_other_connections() {
     let pch = channel(&pconn).await;
     confirm(&pch).await;
     let ex = unique("cross-fanout");
-    w!(pch.exchange_declare(ex.as_str().into(), lapin::ExchangeKind::Fanout, ExchangeDeclareOptions::default(), FieldTable::default())).unwrap();
+    w!(pch.exchange_declare(
+        ex.as_str().into(),
+        lapin::ExchangeKind::Fanout,
+        ExchangeDeclareOptions::default(),
+        FieldTable::default()
+    ))
+    .unwrap();
     let mut readers = Vec::new();
     let mut conns = Vec::new();
     const M: usize = 1000;
@@ -320,8 +368,23 @@ async fn cross_connection_fanout_to_consumers_on_other_connections() {
         let conn = broker.connect().await;
         let ch = channel(&conn).await;
         let q = unique(&format!("cf{i}"));
-        w!(ch.queue_declare(q.as_str().into(), QueueDeclareOptions { exclusive: true, ..Default::default() }, FieldTable::default())).unwrap();
-        w!(ch.queue_bind(q.as_str().into(), ex.as_str().into(), "".into(), QueueBindOptions::default(), FieldTable::default())).unwrap();
+        w!(ch.queue_declare(
+            q.as_str().into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                ..Default::default()
+            },
+            FieldTable::default()
+        ))
+        .unwrap();
+        w!(ch.queue_bind(
+            q.as_str().into(),
+            ex.as_str().into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default()
+        ))
+        .unwrap();
         let mut consumer = consume(&ch, &q, "", true).await;
         readers.push(tokio::spawn(async move {
             for n in 0..M {
@@ -333,7 +396,14 @@ async fn cross_connection_fanout_to_consumers_on_other_connections() {
         conns.push(conn);
     }
     for n in 0..M {
-        w!(pch.basic_publish(ex.as_str().into(), "".into(), BasicPublishOptions::default(), format!("{n}").as_bytes(), BasicProperties::default())).unwrap();
+        w!(pch.basic_publish(
+            ex.as_str().into(),
+            "".into(),
+            BasicPublishOptions::default(),
+            format!("{n}").as_bytes(),
+            BasicProperties::default()
+        ))
+        .unwrap();
     }
     assert!(w!(30, pch.wait_for_confirms()).unwrap().is_empty());
     for r in readers {

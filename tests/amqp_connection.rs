@@ -9,7 +9,7 @@ use std::time::Duration;
 use amq_protocol::frame::{parse_frame, AMQPFrame};
 use amq_protocol::protocol::{connection, AMQPClass};
 use common::*;
-use lapin::options::{QueueDeclareOptions, ExchangeDeclareOptions};
+use lapin::options::{ExchangeDeclareOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Connection, ConnectionProperties, ExchangeKind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -40,13 +40,25 @@ async fn handshake_and_server_capabilities() {
     };
     assert_eq!((start.version_major, start.version_minor), (0, 9));
     let mechanisms = start.mechanisms.to_string();
-    assert!(mechanisms.split_whitespace().any(|m| m == "PLAIN"), "mechanisms: {mechanisms}");
+    assert!(
+        mechanisms.split_whitespace().any(|m| m == "PLAIN"),
+        "mechanisms: {mechanisms}"
+    );
     let locales = start.locales.to_string();
-    assert!(locales.split_whitespace().any(|l| l == "en_US"), "locales: {locales}");
+    assert!(
+        locales.split_whitespace().any(|l| l == "en_US"),
+        "locales: {locales}"
+    );
 
     let props = start.server_properties.inner();
-    assert!(props.contains_key("product"), "server properties lack product: {props:?}");
-    assert!(props.contains_key("version"), "server properties lack version: {props:?}");
+    assert!(
+        props.contains_key("product"),
+        "server properties lack product: {props:?}"
+    );
+    assert!(
+        props.contains_key("version"),
+        "server properties lack version: {props:?}"
+    );
     let caps = match props.get("capabilities") {
         Some(AMQPValue::FieldTable(t)) => t.inner().clone(),
         other => panic!("capabilities missing or not a table: {other:?}"),
@@ -103,7 +115,11 @@ async fn bad_credentials_are_refused() {
         Err(e) => e,
     };
     // authentication_failure_close: the broker sends connection.close 403.
-    assert_eq!(amqp_code(&err), Some(403), "expected ACCESS_REFUSED, got {err:?}");
+    assert_eq!(
+        amqp_code(&err),
+        Some(403),
+        "expected ACCESS_REFUSED, got {err:?}"
+    );
 
     let url = broker.url_with_credentials(&unique("nobody"), "guest");
     let res = w!(Connection::connect(&url, ConnectionProperties::default()));
@@ -124,7 +140,11 @@ async fn unknown_vhost_is_refused() {
         Err(e) => e,
     };
     // connection.open on a missing vhost: 530 NOT_ALLOWED.
-    assert_eq!(amqp_code(&err), Some(530), "expected NOT_ALLOWED, got {err:?}");
+    assert_eq!(
+        amqp_code(&err),
+        Some(530),
+        "expected NOT_ALLOWED, got {err:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -139,7 +159,11 @@ async fn heartbeats_keep_an_idle_connection_alive() {
     // drops it if it hears nothing from lapin. The passing of time is the
     // condition under test here.
     tokio::time::sleep(Duration::from_secs(6)).await;
-    assert!(conn.status().connected(), "connection died while idle: {:?}", conn.status());
+    assert!(
+        conn.status().connected(),
+        "connection died while idle: {:?}",
+        conn.status()
+    );
     let q = unique("hb");
     declare_queue(&ch, &q).await;
     let ch2 = channel(&conn).await;
@@ -162,7 +186,12 @@ async fn many_channels_close_one_others_keep_working() {
     let victim = chans.remove(17);
     w!(victim.close(200, "done".into())).expect("channel.close");
     assert!(!victim.status().connected());
-    assert!(w!(victim.queue_declare(unique("x").as_str().into(), QueueDeclareOptions::default(), FieldTable::default())).is_err());
+    assert!(w!(victim.queue_declare(
+        unique("x").as_str().into(),
+        QueueDeclareOptions::default(),
+        FieldTable::default()
+    ))
+    .is_err());
 
     let q = unique("many");
     declare_queue(&chans[0], &q).await;
@@ -199,19 +228,36 @@ async fn channel_error_closes_only_that_channel() {
     let missing = unique("missing");
     let res = w!(bad.queue_declare(
         missing.as_str().into(),
-        QueueDeclareOptions { passive: true, ..Default::default() },
+        QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        },
         FieldTable::default()
     ));
     assert_code(res, 404);
-    assert!(!bad.status().connected(), "channel must be closed after a 404");
+    assert!(
+        !bad.status().connected(),
+        "channel must be closed after a 404"
+    );
     // Further use of the dead channel fails.
-    assert!(w!(bad.exchange_declare("amq.direct".into(), ExchangeKind::Direct, ExchangeDeclareOptions { passive: true, ..Default::default() }, FieldTable::default())).is_err());
+    assert!(w!(bad.exchange_declare(
+        "amq.direct".into(),
+        ExchangeKind::Direct,
+        ExchangeDeclareOptions {
+            passive: true,
+            ..Default::default()
+        },
+        FieldTable::default()
+    ))
+    .is_err());
 
     // The connection and the other channel are unaffected.
     assert!(conn.status().connected());
     assert_eq!(queue_counts(&good, &q).await, (0, 0));
     publish(&good, "", &q, b"still here").await;
-    let m = get_noack(&good, &q).await.expect("message on surviving channel");
+    let m = get_noack(&good, &q)
+        .await
+        .expect("message on surviving channel");
     assert_eq!(m.delivery.data, b"still here");
     let again = channel(&conn).await;
     assert_eq!(queue_counts(&again, &q).await, (0, 0));

@@ -13,8 +13,13 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, ExchangeKind};
 
 async fn declare_exchange(ch: &Channel, name: &str, kind: ExchangeKind) {
-    w!(ch.exchange_declare(name.into(), kind.clone(), ExchangeDeclareOptions::default(), FieldTable::default()))
-        .unwrap_or_else(|e| panic!("declare exchange {name} ({kind:?}): {e:?}"));
+    w!(ch.exchange_declare(
+        name.into(),
+        kind.clone(),
+        ExchangeDeclareOptions::default(),
+        FieldTable::default()
+    ))
+    .unwrap_or_else(|e| panic!("declare exchange {name} ({kind:?}): {e:?}"));
 }
 
 async fn bind(ch: &Channel, queue: &str, exchange: &str, key: &str) {
@@ -22,8 +27,14 @@ async fn bind(ch: &Channel, queue: &str, exchange: &str, key: &str) {
 }
 
 async fn bind_args(ch: &Channel, queue: &str, exchange: &str, key: &str, args: FieldTable) {
-    w!(ch.queue_bind(queue.into(), exchange.into(), key.into(), QueueBindOptions::default(), args))
-        .unwrap_or_else(|e| panic!("bind {queue} to {exchange} with {key:?}: {e:?}"));
+    w!(ch.queue_bind(
+        queue.into(),
+        exchange.into(),
+        key.into(),
+        QueueBindOptions::default(),
+        args
+    ))
+    .unwrap_or_else(|e| panic!("bind {queue} to {exchange} with {key:?}: {e:?}"));
 }
 
 async fn delete_exchange(ch: &Channel, name: &str) {
@@ -53,7 +64,12 @@ async fn setup(broker: &TestBroker) -> (lapin::Connection, Channel, Channel) {
 async fn exchange_declare_each_type_and_redeclare() {
     let broker = TestBroker::start().await;
     let (_conn, _publ, ch) = setup(&broker).await;
-    let kinds = [ExchangeKind::Direct, ExchangeKind::Fanout, ExchangeKind::Topic, ExchangeKind::Headers];
+    let kinds = [
+        ExchangeKind::Direct,
+        ExchangeKind::Fanout,
+        ExchangeKind::Topic,
+        ExchangeKind::Headers,
+    ];
     let mut names = Vec::new();
     for kind in kinds.iter() {
         let name = unique(&format!("ex-{:?}", kind).to_lowercase());
@@ -64,7 +80,10 @@ async fn exchange_declare_each_type_and_redeclare() {
         w!(ch.exchange_declare(
             name.as_str().into(),
             kind.clone(),
-            ExchangeDeclareOptions { passive: true, ..Default::default() },
+            ExchangeDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
             FieldTable::default()
         ))
         .expect("passive declare of existing exchange");
@@ -78,8 +97,16 @@ async fn exchange_declare_each_type_and_redeclare() {
         ("amq.headers", ExchangeKind::Headers),
         ("amq.match", ExchangeKind::Headers),
     ] {
-        w!(ch.exchange_declare(name.into(), kind, ExchangeDeclareOptions { passive: true, ..Default::default() }, FieldTable::default()))
-            .unwrap_or_else(|e| panic!("passive declare {name}: {e:?}"));
+        w!(ch.exchange_declare(
+            name.into(),
+            kind,
+            ExchangeDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default()
+        ))
+        .unwrap_or_else(|e| panic!("passive declare {name}: {e:?}"));
     }
     for name in &names {
         delete_exchange(&ch, name).await;
@@ -88,7 +115,10 @@ async fn exchange_declare_each_type_and_redeclare() {
     let res = w!(ch.exchange_declare(
         names[0].as_str().into(),
         ExchangeKind::Direct,
-        ExchangeDeclareOptions { passive: true, ..Default::default() },
+        ExchangeDeclareOptions {
+            passive: true,
+            ..Default::default()
+        },
         FieldTable::default()
     ));
     assert_code(res, 404);
@@ -102,7 +132,10 @@ async fn exchange_passive_missing_is_404() {
     let res = w!(ch.exchange_declare(
         unique("no-such-exchange").as_str().into(),
         ExchangeKind::Direct,
-        ExchangeDeclareOptions { passive: true, ..Default::default() },
+        ExchangeDeclareOptions {
+            passive: true,
+            ..Default::default()
+        },
         FieldTable::default()
     ));
     assert_code(res, 404);
@@ -117,7 +150,12 @@ async fn exchange_redeclare_with_other_type_is_406() {
     let ch = channel(&conn).await;
     let name = unique("ex-type");
     declare_exchange(&ch, &name, ExchangeKind::Direct).await;
-    let res = w!(ch.exchange_declare(name.as_str().into(), ExchangeKind::Fanout, ExchangeDeclareOptions::default(), FieldTable::default()));
+    let res = w!(ch.exchange_declare(
+        name.as_str().into(),
+        ExchangeKind::Fanout,
+        ExchangeDeclareOptions::default(),
+        FieldTable::default()
+    ));
     assert_code(res, 406);
     assert!(!ch.status().connected(), "406 must close the channel");
     // The exchange keeps its original type.
@@ -131,7 +169,12 @@ async fn exchange_declare_reserved_amq_prefix_is_403() {
     let broker = TestBroker::start().await;
     let conn = broker.connect().await;
     let ch = channel(&conn).await;
-    let res = w!(ch.exchange_declare(unique("amq.foo").as_str().into(), ExchangeKind::Direct, ExchangeDeclareOptions::default(), FieldTable::default()));
+    let res = w!(ch.exchange_declare(
+        unique("amq.foo").as_str().into(),
+        ExchangeKind::Direct,
+        ExchangeDeclareOptions::default(),
+        FieldTable::default()
+    ));
     assert_code(res, 403);
     assert!(!ch.status().connected());
 }
@@ -146,16 +189,42 @@ async fn exchange_delete_if_unused_when_bound_is_406() {
     declare_exchange(&ch, &ex, ExchangeKind::Direct).await;
     declare_queue(&ch, &q).await;
     bind(&ch, &q, &ex, "k").await;
-    let res = w!(ch.exchange_delete(ex.as_str().into(), ExchangeDeleteOptions { if_unused: true, ..Default::default() }));
+    let res = w!(ch.exchange_delete(
+        ex.as_str().into(),
+        ExchangeDeleteOptions {
+            if_unused: true,
+            ..Default::default()
+        }
+    ));
     assert_code(res, 406);
     assert!(!ch.status().connected());
 
     let ch = channel(&conn).await;
     // Still there; after unbinding, if-unused delete succeeds.
-    w!(ch.queue_unbind(q.as_str().into(), ex.as_str().into(), "k".into(), FieldTable::default())).expect("unbind");
-    w!(ch.exchange_delete(ex.as_str().into(), ExchangeDeleteOptions { if_unused: true, ..Default::default() }))
-        .expect("if-unused delete of unbound exchange");
-    let res = w!(ch.exchange_declare(ex.as_str().into(), ExchangeKind::Direct, ExchangeDeclareOptions { passive: true, ..Default::default() }, FieldTable::default()));
+    w!(ch.queue_unbind(
+        q.as_str().into(),
+        ex.as_str().into(),
+        "k".into(),
+        FieldTable::default()
+    ))
+    .expect("unbind");
+    w!(ch.exchange_delete(
+        ex.as_str().into(),
+        ExchangeDeleteOptions {
+            if_unused: true,
+            ..Default::default()
+        }
+    ))
+    .expect("if-unused delete of unbound exchange");
+    let res = w!(ch.exchange_declare(
+        ex.as_str().into(),
+        ExchangeKind::Direct,
+        ExchangeDeclareOptions {
+            passive: true,
+            ..Default::default()
+        },
+        FieldTable::default()
+    ));
     assert_code(res, 404);
     let ch = channel(&conn).await;
     delete_queue(&ch, &q).await;
@@ -172,8 +241,14 @@ async fn exchange_to_exchange_binding_routes() {
     declare_exchange(&ch, &dst, ExchangeKind::Direct).await;
     declare_queue(&ch, &q).await;
     bind(&ch, &q, &dst, "a.b").await;
-    w!(ch.exchange_bind(dst.as_str().into(), src.as_str().into(), "a.*".into(), ExchangeBindOptions::default(), FieldTable::default()))
-        .expect("exchange.bind");
+    w!(ch.exchange_bind(
+        dst.as_str().into(),
+        src.as_str().into(),
+        "a.*".into(),
+        ExchangeBindOptions::default(),
+        FieldTable::default()
+    ))
+    .expect("exchange.bind");
 
     publish_confirmed(&publ, &src, "a.b", b"via-src").await; // matches a.* then a.b
     publish_confirmed(&publ, &src, "a.c", b"dropped-at-dst").await; // matches a.*, not a.b
@@ -181,8 +256,14 @@ async fn exchange_to_exchange_binding_routes() {
     publish_confirmed(&publ, &dst, "a.b", b"direct").await;
     assert_eq!(drain(&ch, &q).await, vec!["via-src", "direct"]);
 
-    w!(ch.exchange_unbind(dst.as_str().into(), src.as_str().into(), "a.*".into(), ExchangeUnbindOptions::default(), FieldTable::default()))
-        .expect("exchange.unbind");
+    w!(ch.exchange_unbind(
+        dst.as_str().into(),
+        src.as_str().into(),
+        "a.*".into(),
+        ExchangeUnbindOptions::default(),
+        FieldTable::default()
+    ))
+    .expect("exchange.unbind");
     publish_confirmed(&publ, &src, "a.b", b"after-unbind").await;
     assert!(drain(&ch, &q).await.is_empty());
 
@@ -202,14 +283,32 @@ async fn exchange_to_exchange_loop_delivers_once() {
     declare_exchange(&ch, &x2, ExchangeKind::Fanout).await;
     declare_queue(&ch, &q).await;
     // x1 -> x2 -> x1 cycle, queue bound to both (diamond + cycle).
-    w!(ch.exchange_bind(x2.as_str().into(), x1.as_str().into(), "".into(), ExchangeBindOptions::default(), FieldTable::default())).unwrap();
-    w!(ch.exchange_bind(x1.as_str().into(), x2.as_str().into(), "".into(), ExchangeBindOptions::default(), FieldTable::default())).unwrap();
+    w!(ch.exchange_bind(
+        x2.as_str().into(),
+        x1.as_str().into(),
+        "".into(),
+        ExchangeBindOptions::default(),
+        FieldTable::default()
+    ))
+    .unwrap();
+    w!(ch.exchange_bind(
+        x1.as_str().into(),
+        x2.as_str().into(),
+        "".into(),
+        ExchangeBindOptions::default(),
+        FieldTable::default()
+    ))
+    .unwrap();
     bind(&ch, &q, &x2, "").await;
     bind(&ch, &q, &x1, "").await;
 
     publish_confirmed(&publ, &x1, "k", b"one").await;
     publish_confirmed(&publ, &x2, "k", b"two").await;
-    assert_eq!(queue_counts(&ch, &q).await.0, 2, "each message must be enqueued exactly once");
+    assert_eq!(
+        queue_counts(&ch, &q).await.0,
+        2,
+        "each message must be enqueued exactly once"
+    );
     assert_eq!(drain(&ch, &q).await, vec!["one", "two"]);
 
     delete_exchange(&ch, &x1).await;
@@ -225,12 +324,31 @@ async fn exchange_to_exchange_loop_delivers_once() {
 async fn queue_server_named() {
     let broker = TestBroker::start().await;
     let (_conn, publ, ch) = setup(&broker).await;
-    let q = w!(ch.queue_declare("".into(), QueueDeclareOptions { exclusive: true, ..Default::default() }, FieldTable::default()))
-        .expect("declare server-named queue");
+    let q = w!(ch.queue_declare(
+        "".into(),
+        QueueDeclareOptions {
+            exclusive: true,
+            ..Default::default()
+        },
+        FieldTable::default()
+    ))
+    .expect("declare server-named queue");
     let name = q.name().to_string();
     assert!(name.starts_with("amq.gen-"), "server-named queue {name:?}");
-    let q2 = w!(ch.queue_declare("".into(), QueueDeclareOptions { exclusive: true, ..Default::default() }, FieldTable::default())).unwrap();
-    assert_ne!(q2.name().as_str(), name.as_str(), "server names must be unique");
+    let q2 = w!(ch.queue_declare(
+        "".into(),
+        QueueDeclareOptions {
+            exclusive: true,
+            ..Default::default()
+        },
+        FieldTable::default()
+    ))
+    .unwrap();
+    assert_ne!(
+        q2.name().as_str(),
+        name.as_str(),
+        "server names must be unique"
+    );
     // It is usable through the default exchange.
     publish_confirmed(&publ, "", &name, b"hi").await;
     assert_eq!(drain(&ch, &name).await, vec!["hi"]);
@@ -276,7 +394,10 @@ async fn queue_declare_ok_counts() {
         if counts == (0, 2) {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "counts stuck at {counts:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "counts stuck at {counts:?}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     w!(ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default())).unwrap();
@@ -289,18 +410,41 @@ async fn exclusive_queue_is_locked_to_its_connection() {
     let other = broker.connect().await;
     let och = channel(&owner).await;
     let q = unique("excl");
-    w!(och.queue_declare(q.as_str().into(), QueueDeclareOptions { exclusive: true, ..Default::default() }, FieldTable::default()))
-        .expect("declare exclusive");
+    w!(och.queue_declare(
+        q.as_str().into(),
+        QueueDeclareOptions {
+            exclusive: true,
+            ..Default::default()
+        },
+        FieldTable::default()
+    ))
+    .expect("declare exclusive");
 
     // Another connection can neither declare, consume from nor delete it.
     let ch = channel(&other).await;
-    let res = w!(ch.queue_declare(q.as_str().into(), QueueDeclareOptions { exclusive: true, ..Default::default() }, FieldTable::default()));
+    let res = w!(ch.queue_declare(
+        q.as_str().into(),
+        QueueDeclareOptions {
+            exclusive: true,
+            ..Default::default()
+        },
+        FieldTable::default()
+    ));
     assert_code(res, 405);
     let ch = channel(&other).await;
-    let res = w!(ch.queue_declare(q.as_str().into(), QueueDeclareOptions::default(), FieldTable::default()));
+    let res = w!(ch.queue_declare(
+        q.as_str().into(),
+        QueueDeclareOptions::default(),
+        FieldTable::default()
+    ));
     assert_code(res, 405);
     let ch = channel(&other).await;
-    let res = w!(ch.basic_consume(q.as_str().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default()));
+    let res = w!(ch.basic_consume(
+        q.as_str().into(),
+        "".into(),
+        BasicConsumeOptions::default(),
+        FieldTable::default()
+    ));
     assert_code(res, 405);
     let ch = channel(&other).await;
     let res = w!(ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default()));
@@ -318,15 +462,29 @@ async fn exclusive_queue_deleted_when_connection_closes() {
     let other = broker.connect().await;
     let och = channel(&owner).await;
     let q = unique("excl-gone");
-    w!(och.queue_declare(q.as_str().into(), QueueDeclareOptions { exclusive: true, ..Default::default() }, FieldTable::default()))
-        .expect("declare exclusive");
+    w!(och.queue_declare(
+        q.as_str().into(),
+        QueueDeclareOptions {
+            exclusive: true,
+            ..Default::default()
+        },
+        FieldTable::default()
+    ))
+    .expect("declare exclusive");
     publish(&och, "", &q, b"x").await;
     w!(owner.close(200, "bye".into())).expect("close owner");
     wait_queue_gone(&other, &q).await;
     // The name is free again for another connection.
     let ch = channel(&other).await;
-    w!(ch.queue_declare(q.as_str().into(), QueueDeclareOptions { exclusive: true, ..Default::default() }, FieldTable::default()))
-        .expect("re-declare exclusive from the other connection");
+    w!(ch.queue_declare(
+        q.as_str().into(),
+        QueueDeclareOptions {
+            exclusive: true,
+            ..Default::default()
+        },
+        FieldTable::default()
+    ))
+    .expect("re-declare exclusive from the other connection");
     assert_eq!(queue_counts(&ch, &q).await, (0, 0));
 }
 
@@ -336,8 +494,15 @@ async fn auto_delete_queue_deleted_after_last_consumer_cancels() {
     let conn = broker.connect().await;
     let ch = channel(&conn).await;
     let q = unique("autodel");
-    w!(ch.queue_declare(q.as_str().into(), QueueDeclareOptions { auto_delete: true, ..Default::default() }, FieldTable::default()))
-        .expect("declare auto-delete");
+    w!(ch.queue_declare(
+        q.as_str().into(),
+        QueueDeclareOptions {
+            auto_delete: true,
+            ..Default::default()
+        },
+        FieldTable::default()
+    ))
+    .expect("declare auto-delete");
     let c1 = consume(&ch, &q, "c1", false).await;
     let c2 = consume(&ch, &q, "c2", false).await;
     w!(ch.basic_cancel(c1.tag(), BasicCancelOptions::default())).expect("cancel c1");
@@ -361,7 +526,8 @@ async fn queue_purge_returns_count() {
     assert_eq!(n, 5);
     assert_eq!(queue_counts(&ch, &q).await.0, 0);
     assert!(get_noack(&ch, &q).await.is_none());
-    let n = w!(ch.queue_purge(q.as_str().into(), QueuePurgeOptions::default())).expect("purge empty");
+    let n =
+        w!(ch.queue_purge(q.as_str().into(), QueuePurgeOptions::default())).expect("purge empty");
     assert_eq!(n, 0);
     let deleted = w!(ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default())).unwrap();
     assert_eq!(deleted, 0);
@@ -375,7 +541,13 @@ async fn queue_delete_if_empty_and_if_unused() {
     declare_queue(&ch, &q).await;
     publish_confirmed(&publ, "", &q, b"keep").await;
 
-    let res = w!(ch.queue_delete(q.as_str().into(), QueueDeleteOptions { if_empty: true, ..Default::default() }));
+    let res = w!(ch.queue_delete(
+        q.as_str().into(),
+        QueueDeleteOptions {
+            if_empty: true,
+            ..Default::default()
+        }
+    ));
     assert_code(res, 406);
     assert!(!ch.status().connected());
 
@@ -383,7 +555,13 @@ async fn queue_delete_if_empty_and_if_unused() {
     let cch = channel(&conn).await;
     w!(cch.basic_qos(1, BasicQosOptions::default())).unwrap();
     let _consumer = consume(&cch, &q, "", false).await;
-    let res = w!(ch.queue_delete(q.as_str().into(), QueueDeleteOptions { if_unused: true, ..Default::default() }));
+    let res = w!(ch.queue_delete(
+        q.as_str().into(),
+        QueueDeleteOptions {
+            if_unused: true,
+            ..Default::default()
+        }
+    ));
     assert_code(res, 406);
 
     // Still there.
@@ -414,7 +592,13 @@ async fn unbind_stops_routing() {
     publish_confirmed(&publ, &ex, "k1", b"a").await;
     publish_confirmed(&publ, &ex, "k2", b"b").await;
     assert_eq!(drain(&ch, &q).await, vec!["a", "b"]);
-    w!(ch.queue_unbind(q.as_str().into(), ex.as_str().into(), "k1".into(), FieldTable::default())).expect("unbind");
+    w!(ch.queue_unbind(
+        q.as_str().into(),
+        ex.as_str().into(),
+        "k1".into(),
+        FieldTable::default()
+    ))
+    .expect("unbind");
     publish_confirmed(&publ, &ex, "k1", b"c").await;
     publish_confirmed(&publ, &ex, "k2", b"d").await;
     assert_eq!(drain(&ch, &q).await, vec!["d"]);
@@ -484,7 +668,15 @@ async fn route_topic_wildcards() {
     let (_conn, publ, ch) = setup(&broker).await;
     let ex = unique("topic");
     declare_exchange(&ch, &ex, ExchangeKind::Topic).await;
-    let patterns = ["*.orange.*", "*.*.rabbit", "lazy.#", "#", "a.*", "a.#.z", "exact.key"];
+    let patterns = [
+        "*.orange.*",
+        "*.*.rabbit",
+        "lazy.#",
+        "#",
+        "a.*",
+        "a.#.z",
+        "exact.key",
+    ];
     let mut queues = Vec::new();
     for p in patterns {
         let q = unique("topic-q");
@@ -512,7 +704,11 @@ async fn route_topic_wildcards() {
         publish_confirmed(&publ, &ex, k, k.as_bytes()).await;
     }
     let expected: [&[&str]; 7] = [
-        &["quick.orange.rabbit", "lazy.orange.elephant", "quick.orange.fox"],
+        &[
+            "quick.orange.rabbit",
+            "lazy.orange.elephant",
+            "quick.orange.fox",
+        ],
         &["quick.orange.rabbit"],
         &["lazy.orange.elephant", "lazy.brown.fox", "lazy"],
         &keys,
@@ -539,29 +735,84 @@ async fn route_headers_any_all() {
     for q in [&q_all, &q_any, &q_default] {
         declare_queue(&ch, q).await;
     }
-    bind_args(&ch, &q_all, &ex, "", table(&[("x-match", lstr("all")), ("format", lstr("pdf")), ("type", lstr("report"))])).await;
-    bind_args(&ch, &q_any, &ex, "", table(&[("x-match", lstr("any")), ("format", lstr("pdf")), ("type", lstr("report"))])).await;
-    bind_args(&ch, &q_default, &ex, "", table(&[("format", lstr("pdf")), ("type", lstr("report"))])).await;
+    bind_args(
+        &ch,
+        &q_all,
+        &ex,
+        "",
+        table(&[
+            ("x-match", lstr("all")),
+            ("format", lstr("pdf")),
+            ("type", lstr("report")),
+        ]),
+    )
+    .await;
+    bind_args(
+        &ch,
+        &q_any,
+        &ex,
+        "",
+        table(&[
+            ("x-match", lstr("any")),
+            ("format", lstr("pdf")),
+            ("type", lstr("report")),
+        ]),
+    )
+    .await;
+    bind_args(
+        &ch,
+        &q_default,
+        &ex,
+        "",
+        table(&[("format", lstr("pdf")), ("type", lstr("report"))]),
+    )
+    .await;
 
     let send = |name: &'static str, headers: FieldTable| {
         let publ = publ.clone();
         let ex = ex.clone();
         async move {
-            publish_confirmed_props(&publ, &ex, "rk-ignored", name.as_bytes(), BasicProperties::default().with_headers(headers)).await
+            publish_confirmed_props(
+                &publ,
+                &ex,
+                "rk-ignored",
+                name.as_bytes(),
+                BasicProperties::default().with_headers(headers),
+            )
+            .await
         }
     };
-    send("both", table(&[("format", lstr("pdf")), ("type", lstr("report"))])).await;
-    send("both+extra", table(&[("format", lstr("pdf")), ("type", lstr("report")), ("x", AMQPValue::LongInt(1))])).await;
+    send(
+        "both",
+        table(&[("format", lstr("pdf")), ("type", lstr("report"))]),
+    )
+    .await;
+    send(
+        "both+extra",
+        table(&[
+            ("format", lstr("pdf")),
+            ("type", lstr("report")),
+            ("x", AMQPValue::LongInt(1)),
+        ]),
+    )
+    .await;
     send("format-only", table(&[("format", lstr("pdf"))])).await;
     send("type-only", table(&[("type", lstr("report"))])).await;
-    send("wrong-value", table(&[("format", lstr("zip")), ("type", lstr("log"))])).await;
+    send(
+        "wrong-value",
+        table(&[("format", lstr("zip")), ("type", lstr("log"))]),
+    )
+    .await;
     send("unrelated", table(&[("other", lstr("pdf"))])).await;
     send("no-headers", FieldTable::default()).await;
     publish_confirmed(&publ, &ex, "rk", b"no-props").await;
 
     assert_eq!(drain(&ch, &q_all).await, vec!["both", "both+extra"]);
     assert_eq!(drain(&ch, &q_default).await, vec!["both", "both+extra"]);
-    assert_eq!(drain(&ch, &q_any).await, vec!["both", "both+extra", "format-only", "type-only"]);
+    assert_eq!(
+        drain(&ch, &q_any).await,
+        vec!["both", "both+extra", "format-only", "type-only"]
+    );
     for q in [&q_all, &q_any, &q_default] {
         delete_queue(&ch, q).await;
     }
@@ -578,7 +829,13 @@ async fn route_default_exchange_by_queue_name() {
     publish_confirmed(&publ, "", &format!("{q}-nope"), b"lost").await;
     assert_eq!(drain(&ch, &q).await, vec!["by-name"]);
     // Binding to the default exchange is not allowed (403).
-    let res = w!(ch.queue_bind(q.as_str().into(), "".into(), "other".into(), QueueBindOptions::default(), FieldTable::default()));
+    let res = w!(ch.queue_bind(
+        q.as_str().into(),
+        "".into(),
+        "other".into(),
+        QueueBindOptions::default(),
+        FieldTable::default()
+    ));
     assert_code(res, 403);
     let ch = channel(&_conn).await;
     delete_queue(&ch, &q).await;
@@ -592,11 +849,23 @@ async fn bind_errors() {
     let q = unique("bind-err");
     declare_queue(&ch, &q).await;
     // Binding to a missing exchange: 404.
-    let res = w!(ch.queue_bind(q.as_str().into(), unique("nx").as_str().into(), "k".into(), QueueBindOptions::default(), FieldTable::default()));
+    let res = w!(ch.queue_bind(
+        q.as_str().into(),
+        unique("nx").as_str().into(),
+        "k".into(),
+        QueueBindOptions::default(),
+        FieldTable::default()
+    ));
     assert_code(res, 404);
     // Binding a missing queue: 404.
     let ch = channel(&conn).await;
-    let res = w!(ch.queue_bind(unique("nq").as_str().into(), "amq.direct".into(), "k".into(), QueueBindOptions::default(), FieldTable::default()));
+    let res = w!(ch.queue_bind(
+        unique("nq").as_str().into(),
+        "amq.direct".into(),
+        "k".into(),
+        QueueBindOptions::default(),
+        FieldTable::default()
+    ));
     assert_code(res, 404);
     let ch = channel(&conn).await;
     delete_queue(&ch, &q).await;
@@ -609,15 +878,37 @@ async fn queue_redeclare_with_other_attributes_is_406() {
     let ch = channel(&conn).await;
     let q = unique("redeclare");
     declare_queue(&ch, &q).await;
-    let res = w!(ch.queue_declare(q.as_str().into(), QueueDeclareOptions { durable: true, ..Default::default() }, FieldTable::default()));
+    let res = w!(ch.queue_declare(
+        q.as_str().into(),
+        QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        FieldTable::default()
+    ));
     assert_code(res, 406);
     let ch = channel(&conn).await;
-    let res = w!(ch.queue_declare(q.as_str().into(), QueueDeclareOptions { auto_delete: true, ..Default::default() }, FieldTable::default()));
+    let res = w!(ch.queue_declare(
+        q.as_str().into(),
+        QueueDeclareOptions {
+            auto_delete: true,
+            ..Default::default()
+        },
+        FieldTable::default()
+    ));
     assert_code(res, 406);
     // A passive declare ignores the attributes.
     let ch = channel(&conn).await;
-    w!(ch.queue_declare(q.as_str().into(), QueueDeclareOptions { passive: true, durable: true, ..Default::default() }, FieldTable::default()))
-        .expect("passive declare ignores attributes");
+    w!(ch.queue_declare(
+        q.as_str().into(),
+        QueueDeclareOptions {
+            passive: true,
+            durable: true,
+            ..Default::default()
+        },
+        FieldTable::default()
+    ))
+    .expect("passive declare ignores attributes");
     delete_queue(&ch, &q).await;
 }
 
@@ -626,7 +917,11 @@ async fn queue_declare_reserved_amq_prefix_is_403() {
     let broker = TestBroker::start().await;
     let conn = broker.connect().await;
     let ch = channel(&conn).await;
-    let res = w!(ch.queue_declare(unique("amq.mine").as_str().into(), QueueDeclareOptions::default(), FieldTable::default()));
+    let res = w!(ch.queue_declare(
+        unique("amq.mine").as_str().into(),
+        QueueDeclareOptions::default(),
+        FieldTable::default()
+    ));
     assert_code(res, 403);
     assert!(!ch.status().connected());
 }
@@ -638,8 +933,15 @@ async fn exclusive_queue_passive_from_other_connection_is_405() {
     let other = broker.connect().await;
     let och = channel(&owner).await;
     let q = unique("excl-passive");
-    w!(och.queue_declare(q.as_str().into(), QueueDeclareOptions { exclusive: true, ..Default::default() }, FieldTable::default()))
-        .expect("declare exclusive");
+    w!(och.queue_declare(
+        q.as_str().into(),
+        QueueDeclareOptions {
+            exclusive: true,
+            ..Default::default()
+        },
+        FieldTable::default()
+    ))
+    .expect("declare exclusive");
     assert_code(passive_declare(&other, &q).await, 405);
     let ch = channel(&other).await;
     let res = w!(ch.basic_get(q.as_str().into(), BasicGetOptions { no_ack: true }));
@@ -663,7 +965,9 @@ async fn queue_purge_leaves_unacked_messages() {
     let n = w!(ch.queue_purge(q.as_str().into(), QueuePurgeOptions::default())).expect("purge");
     assert_eq!(n, 2, "purge removes ready messages only");
     w!(ch.basic_recover(BasicRecoverOptions { requeue: true })).expect("recover");
-    let back = get_noack(&ch, &q).await.expect("unacked message survives purge");
+    let back = get_noack(&ch, &q)
+        .await
+        .expect("unacked message survives purge");
     assert_eq!(back.delivery.data, b"m0");
     assert!(back.delivery.redelivered);
     assert!(get_noack(&ch, &q).await.is_none());
@@ -677,17 +981,53 @@ async fn auto_delete_exchange_deleted_after_last_binding_removed() {
     let ch = channel(&conn).await;
     let ex = unique("autodel-ex");
     let q = unique("autodel-ex-q");
-    w!(ch.exchange_declare(ex.as_str().into(), ExchangeKind::Direct, ExchangeDeclareOptions { auto_delete: true, ..Default::default() }, FieldTable::default()))
-        .expect("declare auto-delete exchange");
+    w!(ch.exchange_declare(
+        ex.as_str().into(),
+        ExchangeKind::Direct,
+        ExchangeDeclareOptions {
+            auto_delete: true,
+            ..Default::default()
+        },
+        FieldTable::default()
+    ))
+    .expect("declare auto-delete exchange");
     declare_queue(&ch, &q).await;
     bind(&ch, &q, &ex, "a").await;
     bind(&ch, &q, &ex, "b").await;
-    w!(ch.queue_unbind(q.as_str().into(), ex.as_str().into(), "a".into(), FieldTable::default())).unwrap();
+    w!(ch.queue_unbind(
+        q.as_str().into(),
+        ex.as_str().into(),
+        "a".into(),
+        FieldTable::default()
+    ))
+    .unwrap();
     // One binding left: still there.
-    w!(ch.exchange_declare(ex.as_str().into(), ExchangeKind::Direct, ExchangeDeclareOptions { passive: true, ..Default::default() }, FieldTable::default()))
-        .expect("exchange with a binding left must exist");
-    w!(ch.queue_unbind(q.as_str().into(), ex.as_str().into(), "b".into(), FieldTable::default())).unwrap();
-    let res = w!(ch.exchange_declare(ex.as_str().into(), ExchangeKind::Direct, ExchangeDeclareOptions { passive: true, ..Default::default() }, FieldTable::default()));
+    w!(ch.exchange_declare(
+        ex.as_str().into(),
+        ExchangeKind::Direct,
+        ExchangeDeclareOptions {
+            passive: true,
+            ..Default::default()
+        },
+        FieldTable::default()
+    ))
+    .expect("exchange with a binding left must exist");
+    w!(ch.queue_unbind(
+        q.as_str().into(),
+        ex.as_str().into(),
+        "b".into(),
+        FieldTable::default()
+    ))
+    .unwrap();
+    let res = w!(ch.exchange_declare(
+        ex.as_str().into(),
+        ExchangeKind::Direct,
+        ExchangeDeclareOptions {
+            passive: true,
+            ..Default::default()
+        },
+        FieldTable::default()
+    ));
     assert_code(res, 404);
     let ch = channel(&conn).await;
     delete_queue(&ch, &q).await;
@@ -700,17 +1040,38 @@ async fn internal_exchange_refuses_publishes_but_routes_e2e() {
     let internal = unique("internal");
     let front = unique("front");
     let q = unique("internal-q");
-    w!(ch.exchange_declare(internal.as_str().into(), ExchangeKind::Fanout, ExchangeDeclareOptions { internal: true, ..Default::default() }, FieldTable::default()))
-        .expect("declare internal exchange");
+    w!(ch.exchange_declare(
+        internal.as_str().into(),
+        ExchangeKind::Fanout,
+        ExchangeDeclareOptions {
+            internal: true,
+            ..Default::default()
+        },
+        FieldTable::default()
+    ))
+    .expect("declare internal exchange");
     declare_exchange(&ch, &front, ExchangeKind::Fanout).await;
     declare_queue(&ch, &q).await;
     bind(&ch, &q, &internal, "").await;
-    w!(ch.exchange_bind(internal.as_str().into(), front.as_str().into(), "".into(), ExchangeBindOptions::default(), FieldTable::default())).unwrap();
+    w!(ch.exchange_bind(
+        internal.as_str().into(),
+        front.as_str().into(),
+        "".into(),
+        ExchangeBindOptions::default(),
+        FieldTable::default()
+    ))
+    .unwrap();
     publish_confirmed(&publ, &front, "k", b"via-front").await;
     assert_eq!(drain(&ch, &q).await, vec!["via-front"]);
     // Publishing directly to an internal exchange: 403 ACCESS_REFUSED.
-    let c = w!(publ.basic_publish(internal.as_str().into(), "k".into(), BasicPublishOptions::default(), b"direct", BasicProperties::default()))
-        .expect("publish is asynchronous");
+    let c = w!(publ.basic_publish(
+        internal.as_str().into(),
+        "k".into(),
+        BasicPublishOptions::default(),
+        b"direct",
+        BasicProperties::default()
+    ))
+    .expect("publish is asynchronous");
     assert_code(w!(c), 403);
     let ch = channel(&conn).await;
     delete_exchange(&ch, &front).await;
@@ -745,23 +1106,70 @@ async fn topology_changes_visible_immediately_on_other_connections() {
         // Queue declared on b is visible to a, bind on a, publish on c.
         assert_eq!(queue_counts(a, &q).await, (0, 0));
         bind(a, &q, &ex, "k").await;
-        let conf = w!(w!(c.basic_publish(ex.as_str().into(), "k".into(), BasicPublishOptions { mandatory: true, ..Default::default() }, b"x", BasicProperties::default())).unwrap())
-            .expect("confirm");
-        assert!(conf.take_message().is_none(), "round {round}: binding made on another connection not yet effective");
+        let conf = w!(w!(c.basic_publish(
+            ex.as_str().into(),
+            "k".into(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..Default::default()
+            },
+            b"x",
+            BasicProperties::default()
+        ))
+        .unwrap())
+        .expect("confirm");
+        assert!(
+            conf.take_message().is_none(),
+            "round {round}: binding made on another connection not yet effective"
+        );
         assert_eq!(queue_counts(b, &q).await.0, 1);
         // Unbind on b: c's next mandatory publish is returned.
-        w!(b.queue_unbind(q.as_str().into(), ex.as_str().into(), "k".into(), FieldTable::default())).unwrap();
-        let conf = w!(w!(c.basic_publish(ex.as_str().into(), "k".into(), BasicPublishOptions { mandatory: true, ..Default::default() }, b"y", BasicProperties::default())).unwrap())
-            .expect("confirm");
-        assert!(conf.take_message().is_some(), "round {round}: unbind made on another connection not yet effective");
+        w!(b.queue_unbind(
+            q.as_str().into(),
+            ex.as_str().into(),
+            "k".into(),
+            FieldTable::default()
+        ))
+        .unwrap();
+        let conf = w!(w!(c.basic_publish(
+            ex.as_str().into(),
+            "k".into(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..Default::default()
+            },
+            b"y",
+            BasicProperties::default()
+        ))
+        .unwrap())
+        .expect("confirm");
+        assert!(
+            conf.take_message().is_some(),
+            "round {round}: unbind made on another connection not yet effective"
+        );
         // Delete on c: a passive declare on a fails right away.
         delete_queue(c, &q).await;
         let chk = channel(&conns[round % 4]).await;
-        let res = w!(chk.queue_declare(q.as_str().into(), QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default()));
+        let res = w!(chk.queue_declare(
+            q.as_str().into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default()
+        ));
         assert_code(res, 404);
         delete_exchange(b, &ex).await;
         let chk = channel(&conns[(round + 3) % 4]).await;
-        let res = w!(chk.exchange_declare(ex.as_str().into(), ExchangeKind::Direct, ExchangeDeclareOptions { passive: true, ..Default::default() }, FieldTable::default()));
+        let res = w!(chk.exchange_declare(
+            ex.as_str().into(),
+            ExchangeKind::Direct,
+            ExchangeDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default()
+        ));
         assert_code(res, 404);
     }
 }

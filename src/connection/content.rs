@@ -154,6 +154,16 @@ impl Conn {
             Body::Many(b) => b.freeze(),
         };
         let props = header.properties;
+        if let Some(uid) = props.user_id.as_ref().filter(|u| **u != self.user) {
+            // RabbitMQ's validated user-id: a publisher cannot claim to be
+            // someone else.
+            let e = AmqpError::precondition(format!(
+                "user_id property set to '{uid}' but authenticated user was '{}'",
+                self.user
+            ));
+            self.channel_error(number, e, 60, 40);
+            return Ok(());
+        }
         let msg = Arc::new(MessageData {
             exchange: publish.exchange,
             routing_key: publish.routing_key,

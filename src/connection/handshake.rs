@@ -89,7 +89,7 @@ impl Conn {
         };
         let peer = self.reader.peer_addr().ok().map(|a| a.ip());
         match auth::authenticate(&ok.mechanism, &ok.response, peer) {
-            Ok(_user) => {}
+            Ok(user) => self.user = user,
             Err(AuthError::UnknownMechanism) => {
                 return Err(conn_error(
                     reply_code::COMMAND_INVALID,

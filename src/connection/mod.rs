@@ -70,6 +70,7 @@ async fn run(shard: Rc<Shard>, stream: TcpStream) {
         buf: BytesMut::with_capacity(READ_CHUNK),
         scratch: vec![0; READ_CHUNK].into_boxed_slice(),
         vhost: codec::ShortStr::from_static("/"),
+        user: String::new(),
         channel_max: 2047,
         heartbeat: 0,
         channels: ahash::AHashMap::new(),
@@ -137,6 +138,8 @@ pub(crate) struct Conn {
     buf: BytesMut,
     scratch: Box<[u8]>,
     vhost: codec::ShortStr,
+    /// The authenticated user.
+    user: String,
     channel_max: u16,
     heartbeat: u16,
     channels: ahash::AHashMap<u16, Channel>,
@@ -174,7 +177,10 @@ impl Conn {
             Ok(n) => n,
             Err(e) => {
                 if e.kind() == std::io::ErrorKind::TimedOut {
-                    tracing::info!(conn = self.handle.id, "missed heartbeats from client, closing");
+                    tracing::info!(
+                        conn = self.handle.id,
+                        "missed heartbeats from client, closing"
+                    );
                 }
                 return Err(Close::Gone);
             }

@@ -32,7 +32,12 @@ pub const STEP: Duration = Duration::from_secs(10);
 #[macro_export]
 macro_rules! w {
     ($fut:expr) => {
-        $crate::common::within_at($crate::common::STEP, $fut, concat!(file!(), ":", line!(), ": ", stringify!($fut))).await
+        $crate::common::within_at(
+            $crate::common::STEP,
+            $fut,
+            concat!(file!(), ":", line!(), ": ", stringify!($fut)),
+        )
+        .await
     };
     ($secs:expr, $fut:expr) => {
         $crate::common::within_at(
@@ -64,7 +69,11 @@ pub fn unique(prefix: &str) -> String {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    format!("{prefix}-{}-{n}-{}", std::process::id(), nanos % 1_000_000_000_000)
+    format!(
+        "{prefix}-{}-{n}-{}",
+        std::process::id(),
+        nanos % 1_000_000_000_000
+    )
 }
 
 pub struct TestBroker {
@@ -83,14 +92,22 @@ fn free_port() -> u16 {
 impl TestBroker {
     /// True when the tests run against an external broker (`WARREN_TEST_URL`).
     pub fn external() -> bool {
-        std::env::var("WARREN_TEST_URL").map(|u| !u.is_empty()).unwrap_or(false)
+        std::env::var("WARREN_TEST_URL")
+            .map(|u| !u.is_empty())
+            .unwrap_or(false)
     }
 
     pub async fn start() -> TestBroker {
         if let Ok(url) = std::env::var("WARREN_TEST_URL") {
             if !url.is_empty() {
                 let port = parse_port(&url).unwrap_or(5672);
-                return TestBroker { url, port, child: None, data_dir: None, log_path: None };
+                return TestBroker {
+                    url,
+                    port,
+                    child: None,
+                    data_dir: None,
+                    log_path: None,
+                };
             }
         }
         let shards = std::env::var("WARREN_TEST_SHARDS").unwrap_or_else(|_| "3".to_string());
@@ -106,7 +123,15 @@ impl TestBroker {
             let port = free_port();
             let log = std::fs::File::create(&log_path).expect("create broker log file");
             let child = Command::new(env!("CARGO_BIN_EXE_warren"))
-                .args(["serve", "--port", &port.to_string(), "--bind", "127.0.0.1", "--shards", &shards])
+                .args([
+                    "serve",
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--shards",
+                    &shards,
+                ])
                 .arg("--data-dir")
                 .arg(&data_dir)
                 .args(["--log", "warn"])
@@ -123,7 +148,10 @@ impl TestBroker {
                 log_path: Some(log_path.clone()),
             };
             loop {
-                if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .is_ok()
+                {
                     return broker;
                 }
                 if let Some(status) = broker.child.as_mut().unwrap().try_wait().expect("try_wait") {
@@ -139,7 +167,9 @@ impl TestBroker {
                 }
                 if Instant::now() >= deadline {
                     let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-                    panic!("warren did not accept connections on port {port} within 15s; log:\n{log}");
+                    panic!(
+                        "warren did not accept connections on port {port} within 15s; log:\n{log}"
+                    );
                 }
                 tokio::time::sleep(Duration::from_millis(25)).await;
             }
@@ -165,7 +195,11 @@ impl TestBroker {
     /// The broker URL with extra query parameters, e.g. `heartbeat=2`.
     pub fn url_with_query(&self, query: &str) -> String {
         let base = self.url();
-        if base.contains('?') { format!("{base}&{query}") } else { format!("{base}?{query}") }
+        if base.contains('?') {
+            format!("{base}&{query}")
+        } else {
+            format!("{base}?{query}")
+        }
     }
 
     fn host_port_path(&self) -> String {
@@ -179,12 +213,19 @@ impl TestBroker {
     pub fn addr(&self) -> String {
         let hpp = self.host_port_path();
         let hp = hpp.split('/').next().unwrap().to_string();
-        if hp.contains(':') { hp } else { format!("{hp}:5672") }
+        if hp.contains(':') {
+            hp
+        } else {
+            format!("{hp}:5672")
+        }
     }
 
     pub async fn connect(&self) -> Connection {
-        w!(Connection::connect(&self.url, ConnectionProperties::default()))
-            .unwrap_or_else(|e| panic!("connect to {}: {e:?}", self.url))
+        w!(Connection::connect(
+            &self.url,
+            ConnectionProperties::default()
+        ))
+        .unwrap_or_else(|e| panic!("connect to {}: {e:?}", self.url))
     }
 
     /// Open a connection and one channel on it.
@@ -212,7 +253,14 @@ impl Drop for TestBroker {
             if std::thread::panicking() {
                 if let Ok(text) = std::fs::read_to_string(&log) {
                     if !text.trim().is_empty() {
-                        let tail: String = text.chars().rev().take(8000).collect::<Vec<_>>().into_iter().rev().collect();
+                        let tail: String = text
+                            .chars()
+                            .rev()
+                            .take(8000)
+                            .collect::<Vec<_>>()
+                            .into_iter()
+                            .rev()
+                            .collect();
                         eprintln!("---- warren log (tail) ----\n{tail}\n---- end warren log ----");
                     }
                 }
@@ -246,7 +294,11 @@ pub fn amqp_code(err: &lapin::Error) -> Option<u16> {
 pub fn assert_code<T: std::fmt::Debug>(res: lapin::Result<T>, code: u16) {
     match res {
         Ok(v) => panic!("expected AMQP error {code}, got Ok({v:?})"),
-        Err(e) => assert_eq!(amqp_code(&e), Some(code), "expected AMQP error {code}, got {e:?}"),
+        Err(e) => assert_eq!(
+            amqp_code(&e),
+            Some(code),
+            "expected AMQP error {code}, got {e:?}"
+        ),
     }
 }
 
@@ -268,15 +320,22 @@ pub fn lstr(s: &str) -> AMQPValue {
 
 /// Declare a plain (non-durable, non-exclusive, non-auto-delete) queue.
 pub async fn declare_queue(ch: &Channel, name: &str) -> lapin::Queue {
-    w!(ch.queue_declare(name.into(), QueueDeclareOptions::default(), FieldTable::default()))
-        .unwrap_or_else(|e| panic!("declare queue {name}: {e:?}"))
+    w!(ch.queue_declare(
+        name.into(),
+        QueueDeclareOptions::default(),
+        FieldTable::default()
+    ))
+    .unwrap_or_else(|e| panic!("declare queue {name}: {e:?}"))
 }
 
 /// Passive declare; returns (message_count, consumer_count). Panics on error.
 pub async fn queue_counts(ch: &Channel, name: &str) -> (u32, u32) {
     let q = w!(ch.queue_declare(
         name.into(),
-        QueueDeclareOptions { passive: true, ..Default::default() },
+        QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        },
         FieldTable::default()
     ))
     .unwrap_or_else(|e| panic!("passive declare {name}: {e:?}"));
@@ -288,7 +347,10 @@ pub async fn passive_declare(conn: &Connection, name: &str) -> lapin::Result<lap
     let ch = channel(conn).await;
     let res = w!(ch.queue_declare(
         name.into(),
-        QueueDeclareOptions { passive: true, ..Default::default() },
+        QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        },
         FieldTable::default()
     ));
     if res.is_ok() {
@@ -303,11 +365,18 @@ pub async fn wait_queue_gone(conn: &Connection, name: &str) {
     loop {
         match passive_declare(conn, name).await {
             Err(e) => {
-                assert_eq!(amqp_code(&e), Some(404), "queue {name}: expected 404, got {e:?}");
+                assert_eq!(
+                    amqp_code(&e),
+                    Some(404),
+                    "queue {name}: expected 404, got {e:?}"
+                );
                 return;
             }
             Ok(_) => {
-                assert!(Instant::now() < deadline, "queue {name} still exists after {STEP:?}");
+                assert!(
+                    Instant::now() < deadline,
+                    "queue {name} still exists after {STEP:?}"
+                );
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
@@ -324,9 +393,21 @@ pub async fn publish(ch: &Channel, exchange: &str, key: &str, body: &[u8]) {
     publish_props(ch, exchange, key, body, BasicProperties::default()).await
 }
 
-pub async fn publish_props(ch: &Channel, exchange: &str, key: &str, body: &[u8], props: BasicProperties) {
-    w!(ch.basic_publish(exchange.into(), key.into(), BasicPublishOptions::default(), body, props))
-        .unwrap_or_else(|e| panic!("publish to {exchange:?}/{key:?}: {e:?}"));
+pub async fn publish_props(
+    ch: &Channel,
+    exchange: &str,
+    key: &str,
+    body: &[u8],
+    props: BasicProperties,
+) {
+    w!(ch.basic_publish(
+        exchange.into(),
+        key.into(),
+        BasicPublishOptions::default(),
+        body,
+        props
+    ))
+    .unwrap_or_else(|e| panic!("publish to {exchange:?}/{key:?}: {e:?}"));
 }
 
 /// Publish on a channel in confirm mode and wait for the broker's ack: once
@@ -342,8 +423,14 @@ pub async fn publish_confirmed_props(
     body: &[u8],
     props: BasicProperties,
 ) {
-    let confirm = w!(ch.basic_publish(exchange.into(), key.into(), BasicPublishOptions::default(), body, props))
-        .unwrap_or_else(|e| panic!("publish to {exchange:?}/{key:?}: {e:?}"));
+    let confirm = w!(ch.basic_publish(
+        exchange.into(),
+        key.into(),
+        BasicPublishOptions::default(),
+        body,
+        props
+    ))
+    .unwrap_or_else(|e| panic!("publish to {exchange:?}/{key:?}: {e:?}"));
     let c = w!(confirm).unwrap_or_else(|e| panic!("confirm for {exchange:?}/{key:?}: {e:?}"));
     assert!(c.is_ack(), "publish to {exchange:?}/{key:?} was nacked");
 }
@@ -374,7 +461,10 @@ pub async fn consume(ch: &Channel, queue: &str, tag: &str, no_ack: bool) -> Cons
     w!(ch.basic_consume(
         queue.into(),
         tag.into(),
-        BasicConsumeOptions { no_ack, ..Default::default() },
+        BasicConsumeOptions {
+            no_ack,
+            ..Default::default()
+        },
         FieldTable::default()
     ))
     .unwrap_or_else(|e| panic!("basic.consume {queue}: {e:?}"))
