@@ -204,7 +204,7 @@ impl TestBroker {
 
     fn host_port_path(&self) -> String {
         // strip scheme and userinfo
-        let rest = self.url.splitn(2, "://").nth(1).unwrap_or(&self.url);
+        let rest = self.url.split_once("://").map_or(self.url.as_str(), |(_, r)| r);
         let rest = rest.rsplit_once('@').map(|(_, r)| r).unwrap_or(rest);
         rest.split('?').next().unwrap().to_string()
     }
@@ -237,7 +237,7 @@ impl TestBroker {
 }
 
 fn parse_port(url: &str) -> Option<u16> {
-    let rest = url.splitn(2, "://").nth(1)?;
+    let (_, rest) = url.split_once("://")?;
     let rest = rest.rsplit_once('@').map(|(_, r)| r).unwrap_or(rest);
     let hp = rest.split(['/', '?']).next()?;
     hp.rsplit_once(':').and_then(|(_, p)| p.parse().ok())
