@@ -102,12 +102,12 @@ impl Shard {
                 vhost,
                 binding,
                 conn,
-            } => self.bind(vhost, binding, conn).await,
+            } => self.set_binding(vhost, binding, conn, true).await,
             LeaderOp::Unbind {
                 vhost,
                 binding,
                 conn,
-            } => self.unbind(vhost, binding, conn).await,
+            } => self.set_binding(vhost, binding, conn, false).await,
             LeaderOp::AutoDeleteQueue { vhost, name, id } => {
                 self.auto_delete_queue(vhost, name, id).await
             }
@@ -417,11 +417,13 @@ impl Shard {
         Ok(())
     }
 
-    async fn bind(
+    /// Adds or removes a binding; both are idempotent, as in RabbitMQ.
+    async fn set_binding(
         self: &Rc<Self>,
         vhost: ShortStr,
         b: Binding,
         conn: ConnRef,
+        add: bool,
     ) -> Result<Reply, AmqpError> {
         self.check_binding(&vhost, &b, conn)?;
         let exists = self
@@ -429,29 +431,15 @@ impl Shard {
             .borrow()
             .vhost(&vhost)
             .is_some_and(|v| v.routing.has_binding(&b));
-        if !exists {
-            self.broadcast(TopologyChange::BindingAdded(vhost, b)).await;
-        }
-        Ok(Reply::Ok)
-    }
-
-    async fn unbind(
-        self: &Rc<Self>,
-        vhost: ShortStr,
-        b: Binding,
-        conn: ConnRef,
-    ) -> Result<Reply, AmqpError> {
-        self.check_binding(&vhost, &b, conn)?;
-        let exists = self
-            .topology
-            .borrow()
-            .vhost(&vhost)
-            .is_some_and(|v| v.routing.has_binding(&b));
-        if exists {
-            let source = b.source.clone();
-            self.broadcast(TopologyChange::BindingRemoved(vhost.clone(), b))
-                .await;
-            self.auto_delete_exchange(&vhost, &source).await;
+        match (add, exists) {
+            (true, false) => self.broadcast(TopologyChange::BindingAdded(vhost, b)).await,
+            (false, true) => {
+                let source = b.source.clone();
+                self.broadcast(TopologyChange::BindingRemoved(vhost.clone(), b))
+                    .await;
+                self.auto_delete_exchange(&vhost, &source).await;
+            }
+            _ => {}
         }
         Ok(Reply::Ok)
     }

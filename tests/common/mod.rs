@@ -204,7 +204,10 @@ impl TestBroker {
 
     fn host_port_path(&self) -> String {
         // strip scheme and userinfo
-        let rest = self.url.split_once("://").map_or(self.url.as_str(), |(_, r)| r);
+        let rest = self
+            .url
+            .split_once("://")
+            .map_or(self.url.as_str(), |(_, r)| r);
         let rest = rest.rsplit_once('@').map(|(_, r)| r).unwrap_or(rest);
         rest.split('?').next().unwrap().to_string()
     }
