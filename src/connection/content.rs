@@ -13,6 +13,9 @@ use crate::queue::{Message, MessageData};
 
 /// RabbitMQ's default max_message_size (128 MiB).
 pub const MAX_MESSAGE_SIZE: u64 = 128 << 20;
+/// Most memory reserved up front for a multi-frame body: the announced size
+/// is only a claim, so memory follows the bytes that actually arrive.
+const BODY_RESERVE_LIMIT: u64 = 1 << 20;
 
 enum Body {
     Empty,
@@ -114,12 +117,12 @@ impl Conn {
         p.body = match std::mem::replace(&mut p.body, Body::Empty) {
             Body::Empty if p.received == size => Body::One(payload),
             Body::Empty => {
-                let mut b = BytesMut::with_capacity(size as usize);
+                let mut b = BytesMut::with_capacity(size.min(BODY_RESERVE_LIMIT) as usize);
                 b.extend_from_slice(&payload);
                 Body::Many(b)
             }
             Body::One(first) => {
-                let mut b = BytesMut::with_capacity(size as usize);
+                let mut b = BytesMut::with_capacity(size.min(BODY_RESERVE_LIMIT) as usize);
                 b.extend_from_slice(&first);
                 b.extend_from_slice(&payload);
                 Body::Many(b)

@@ -271,6 +271,11 @@ impl Conn {
                 Err(Close::Done)
             }
             Method::ConnectionCloseOk(_) => Err(Close::Gone),
+            Method::ConnectionUpdateSecret(_) => Err(Close::Error(
+                AmqpError::not_implemented("connection.update-secret: no token-based auth"),
+                codec::ConnectionUpdateSecret::CLASS_ID,
+                codec::ConnectionUpdateSecret::METHOD_ID,
+            )),
             other => Err(Close::Error(
                 AmqpError::command_invalid(format!(
                     "unexpected method {} on channel 0",
