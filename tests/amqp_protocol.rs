@@ -88,7 +88,11 @@ fn method(ch: u16, class: u16, id: u16, args: Args) -> Vec<u8> {
 
 /// basic content header with no properties.
 fn content_header(ch: u16, body_size: u64) -> Vec<u8> {
-    frame(2, ch, &Args::default().u16(60).u16(0).u64(body_size).u16(0).0)
+    frame(
+        2,
+        ch,
+        &Args::default().u16(60).u16(0).u64(body_size).u16(0).0,
+    )
 }
 
 fn body(ch: u16, data: &[u8]) -> Vec<u8> {
@@ -106,11 +110,21 @@ fn channel_open(ch: u16) -> Vec<u8> {
 fn queue_declare(ch: u16, name: &str, exclusive: bool) -> Vec<u8> {
     // bits: passive, durable, exclusive, auto-delete, no-wait
     let bits = if exclusive { 0b0_1100 } else { 0 };
-    method(ch, 50, 10, Args::default().u16(0).ss(name).u8(bits).no_table())
+    method(
+        ch,
+        50,
+        10,
+        Args::default().u16(0).ss(name).u8(bits).no_table(),
+    )
 }
 
 fn basic_publish(ch: u16, exchange: &str, key: &str) -> Vec<u8> {
-    method(ch, 60, 40, Args::default().u16(0).ss(exchange).ss(key).u8(0))
+    method(
+        ch,
+        60,
+        40,
+        Args::default().u16(0).ss(exchange).ss(key).u8(0),
+    )
 }
 
 fn basic_get(ch: u16, queue: &str) -> Vec<u8> {
@@ -128,11 +142,28 @@ fn connection_close(code: u16) -> Vec<u8> {
 #[derive(Debug)]
 #[allow(dead_code)] // fields are read through Debug
 enum Frame {
-    Method { ch: u16, class: u16, id: u16, args: Vec<u8> },
-    Header { ch: u16, body_size: u64 },
-    Body { ch: u16, len: usize },
-    Heartbeat { ch: u16 },
-    Other { ty: u8, ch: u16, len: usize },
+    Method {
+        ch: u16,
+        class: u16,
+        id: u16,
+        args: Vec<u8>,
+    },
+    Header {
+        ch: u16,
+        body_size: u64,
+    },
+    Body {
+        ch: u16,
+        len: usize,
+    },
+    Heartbeat {
+        ch: u16,
+    },
+    Other {
+        ty: u8,
+        ch: u16,
+        len: usize,
+    },
 }
 
 #[derive(Debug)]
@@ -186,13 +217,21 @@ struct Tune {
     heartbeat: u16,
 }
 
-const DEFAULT_TUNE: Tune = Tune { channel_max: 2047, frame_max: 131072, heartbeat: 0 };
+const DEFAULT_TUNE: Tune = Tune {
+    channel_max: 2047,
+    frame_max: 131072,
+    heartbeat: 0,
+};
 
 impl Raw {
     async fn connect(broker: &TestBroker) -> Raw {
         let sock = w!(TcpStream::connect(broker.addr())).expect("tcp connect");
         sock.set_nodelay(true).unwrap();
-        Raw { sock, frame_max: 4096, channel_max: 0 }
+        Raw {
+            sock,
+            frame_max: 4096,
+            channel_max: 0,
+        }
     }
 
     /// Connect, handshake, open vhost "/".
@@ -204,7 +243,8 @@ impl Raw {
         let mut raw = Raw::connect(broker).await;
         raw.start("guest", "guest").await;
         raw.tune(tune).await;
-        raw.send(&method(0, 10, 40, Args::default().ss("/").ss("").u8(0))).await;
+        raw.send(&method(0, 10, 40, Args::default().ss("/").ss("").u8(0)))
+            .await;
         raw.expect_method(0, 10, 41).await;
         raw
     }
@@ -222,14 +262,21 @@ impl Raw {
         self.send(PROTOCOL_HEADER).await;
         let args = self.expect_method(0, 10, 10).await;
         assert_eq!(&args[..2], &[0, 9], "connection.start version");
-        let caps = Args::default().ss("authentication_failure_close").u8(b't').u8(1);
+        let caps = Args::default()
+            .ss("authentication_failure_close")
+            .u8(b't')
+            .u8(1);
         let props = Args::default().ss("capabilities").u8(b'F').ls(&caps.0);
         let response = format!("\0{user}\0{pass}");
         self.send(&method(
             0,
             10,
             11,
-            Args::default().ls(&props.0).ss("PLAIN").ls(response.as_bytes()).ss("en_US"),
+            Args::default()
+                .ls(&props.0)
+                .ss("PLAIN")
+                .ls(response.as_bytes())
+                .ss("en_US"),
         ))
         .await;
     }
@@ -239,10 +286,21 @@ impl Raw {
         let args = self.expect_method(0, 10, 30).await;
         let mut c = Cur(&args);
         let (ch_max, fr_max, _hb) = (c.u16(), c.u32(), c.u16());
-        let lower = |a: u32, b: u32| if a == 0 { b } else if b == 0 { a } else { a.min(b) };
+        let lower = |a: u32, b: u32| {
+            if a == 0 {
+                b
+            } else if b == 0 {
+                a
+            } else {
+                a.min(b)
+            }
+        };
         self.channel_max = lower(ch_max as u32, want.channel_max as u32) as u16;
         self.frame_max = lower(fr_max, want.frame_max);
-        let ok = Args::default().u16(self.channel_max).u32(self.frame_max).u16(want.heartbeat);
+        let ok = Args::default()
+            .u16(self.channel_max)
+            .u32(self.frame_max)
+            .u16(want.heartbeat);
         self.send(&method(0, 10, 31, ok)).await;
     }
 
@@ -279,9 +337,17 @@ impl Raw {
             1 => {
                 let mut c = Cur(&rest);
                 let (class, id) = (c.u16(), c.u16());
-                Frame::Method { ch, class, id, args: c.0.to_vec() }
+                Frame::Method {
+                    ch,
+                    class,
+                    id,
+                    args: c.0.to_vec(),
+                }
             }
-            2 => Frame::Header { ch, body_size: u64::from_be_bytes(rest[4..12].try_into().unwrap()) },
+            2 => Frame::Header {
+                ch,
+                body_size: u64::from_be_bytes(rest[4..12].try_into().unwrap()),
+            },
             3 => Frame::Body { ch, len: size },
             8 => Frame::Heartbeat { ch },
             _ => Frame::Other { ty, ch, len: size },
@@ -308,8 +374,15 @@ impl Raw {
         let at = std::panic::Location::caller();
         async move {
             match self.next_non_heartbeat().await {
-                Event::Frame(Frame::Method { ch: c, class: k, id: i, args }) if (c, k, i) == (ch, class, id) => args,
-                other => panic!("{at}: expected method {class}.{id} on channel {ch}, got {other:?}"),
+                Event::Frame(Frame::Method {
+                    ch: c,
+                    class: k,
+                    id: i,
+                    args,
+                }) if (c, k, i) == (ch, class, id) => args,
+                other => {
+                    panic!("{at}: expected method {class}.{id} on channel {ch}, got {other:?}")
+                }
             }
         }
     }
@@ -317,16 +390,27 @@ impl Raw {
     /// The broker must close the connection with `code` (connection.close on
     /// channel 0, nothing else first), then close the socket after close-ok.
     #[track_caller]
-    fn expect_connection_close(&mut self, code: u16) -> impl std::future::Future<Output = String> + '_ {
+    fn expect_connection_close(
+        &mut self,
+        code: u16,
+    ) -> impl std::future::Future<Output = String> + '_ {
         let at = std::panic::Location::caller();
         async move {
             let args = match self.next_non_heartbeat().await {
-                Event::Frame(Frame::Method { ch: 0, class: 10, id: 50, args }) => args,
+                Event::Frame(Frame::Method {
+                    ch: 0,
+                    class: 10,
+                    id: 50,
+                    args,
+                }) => args,
                 other => panic!("{at}: expected connection.close {code}, got {other:?}"),
             };
             let mut c = Cur(&args);
             let (got, text) = (c.u16(), c.ss());
-            assert_eq!(got, code, "{at}: connection.close reply code (text {text:?})");
+            assert_eq!(
+                got, code,
+                "{at}: connection.close reply code (text {text:?})"
+            );
             self.send(&method(0, 10, 51, Args::default())).await;
             self.expect_closed_at(at).await;
             text
@@ -337,19 +421,32 @@ impl Raw {
     /// carrying one of `codes` (answered with close-ok) or by just closing the
     /// socket (RabbitMQ 3.10 drops the socket for an unknown method id).
     #[track_caller]
-    fn expect_error_close<'a>(&'a mut self, codes: &'a [u16]) -> impl std::future::Future<Output = ()> + 'a {
+    fn expect_error_close<'a>(
+        &'a mut self,
+        codes: &'a [u16],
+    ) -> impl std::future::Future<Output = ()> + 'a {
         let at = std::panic::Location::caller();
         async move {
             match self.next_non_heartbeat().await {
                 Event::Closed => {}
-                Event::Frame(Frame::Method { ch: 0, class: 10, id: 50, args }) => {
+                Event::Frame(Frame::Method {
+                    ch: 0,
+                    class: 10,
+                    id: 50,
+                    args,
+                }) => {
                     let mut c = Cur(&args);
                     let (got, text) = (c.u16(), c.ss());
-                    assert!(codes.contains(&got), "{at}: connection.close {got} ({text:?}), expected one of {codes:?}");
+                    assert!(
+                        codes.contains(&got),
+                        "{at}: connection.close {got} ({text:?}), expected one of {codes:?}"
+                    );
                     self.send(&method(0, 10, 51, Args::default())).await;
                     self.expect_closed_at(at).await;
                 }
-                other => panic!("{at}: expected connection.close {codes:?} or a closed socket, got {other:?}"),
+                other => panic!(
+                    "{at}: expected connection.close {codes:?} or a closed socket, got {other:?}"
+                ),
             }
         }
     }
@@ -376,7 +473,9 @@ async fn assert_alive(broker: &TestBroker) {
     declare_queue(&ch, &q).await;
     confirm(&ch).await;
     publish_confirmed(&ch, "", &q, b"still here").await;
-    let m = get_noack(&ch, &q).await.expect("message published after the misbehaviour");
+    let m = get_noack(&ch, &q)
+        .await
+        .expect("message published after the misbehaviour");
     assert_eq!(&m.delivery.data[..], b"still here");
     w!(ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default())).expect("queue.delete");
     let _ = w!(conn.close(200, "bye".into()));
@@ -395,7 +494,10 @@ async fn assert_alive_raw(broker: &TestBroker) {
     raw.send(&msg).await;
     raw.expect_method(1, 60, 71).await;
     match raw.next_non_heartbeat().await {
-        Event::Frame(Frame::Header { ch: 1, body_size: 5 }) => {}
+        Event::Frame(Frame::Header {
+            ch: 1,
+            body_size: 5,
+        }) => {}
         other => panic!("expected content header, got {other:?}"),
     }
     match raw.next_non_heartbeat().await {
@@ -420,7 +522,12 @@ async fn bad_header_is_refused(broker: &TestBroker, header: &[u8]) {
     while let Ok(n @ 1..) = w!(raw.sock.read(&mut buf)) {
         got.extend_from_slice(&buf[..n]);
     }
-    assert_eq!(got, PROTOCOL_HEADER, "reply to protocol header {:?}", String::from_utf8_lossy(header));
+    assert_eq!(
+        got,
+        PROTOCOL_HEADER,
+        "reply to protocol header {:?}",
+        String::from_utf8_lossy(header)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -519,14 +626,17 @@ async fn unknown_method_is_rejected() {
     let broker = TestBroker::start().await;
     let mut raw = Raw::open_channel1(&broker).await;
     raw.send(&method(1, 999, 999, Args::default().u32(0))).await;
-    raw.expect_error_close(&[COMMAND_INVALID, NOT_IMPLEMENTED]).await;
+    raw.expect_error_close(&[COMMAND_INVALID, NOT_IMPLEMENTED])
+        .await;
     // An unknown method id within a known class, on a channel and on channel 0.
     let mut raw = Raw::open_channel1(&broker).await;
     raw.send(&method(1, 60, 999, Args::default().u32(0))).await;
-    raw.expect_error_close(&[COMMAND_INVALID, NOT_IMPLEMENTED]).await;
+    raw.expect_error_close(&[COMMAND_INVALID, NOT_IMPLEMENTED])
+        .await;
     let mut raw = Raw::open(&broker).await;
     raw.send(&method(0, 10, 999, Args::default().u32(0))).await;
-    raw.expect_error_close(&[COMMAND_INVALID, NOT_IMPLEMENTED]).await;
+    raw.expect_error_close(&[COMMAND_INVALID, NOT_IMPLEMENTED])
+        .await;
     assert_alive(&broker).await;
 }
 
@@ -545,7 +655,13 @@ async fn short_string_overrunning_the_frame_is_rejected() {
     let broker = TestBroker::start().await;
     let mut raw = Raw::open_channel1(&broker).await;
     // queue name claims 200 octets, the frame carries 3.
-    raw.send(&method(1, 50, 10, Args::default().u16(0).u8(200).raw(b"abc"))).await;
+    raw.send(&method(
+        1,
+        50,
+        10,
+        Args::default().u16(0).u8(200).raw(b"abc"),
+    ))
+    .await;
     raw.expect_connection_close(FRAME_ERROR).await;
     assert_alive(&broker).await;
 }
@@ -622,7 +738,14 @@ async fn heartbeat_on_a_channel_is_unexpected_frame() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn channel_beyond_channel_max_is_not_allowed() {
     let broker = TestBroker::start().await;
-    let mut raw = Raw::open_tuned(&broker, Tune { channel_max: 2, ..DEFAULT_TUNE }).await;
+    let mut raw = Raw::open_tuned(
+        &broker,
+        Tune {
+            channel_max: 2,
+            ..DEFAULT_TUNE
+        },
+    )
+    .await;
     assert_eq!(raw.channel_max, 2);
     for ch in [1, 2] {
         raw.send(&channel_open(ch)).await;
@@ -650,10 +773,15 @@ async fn body_larger_than_announced_is_rejected() {
     // may reject the oversized body itself with a frame error.
     msg.extend(basic_get(1, &q));
     raw.send(&msg).await;
-    raw.expect_error_close(&[FRAME_ERROR, UNEXPECTED_FRAME]).await;
+    raw.expect_error_close(&[FRAME_ERROR, UNEXPECTED_FRAME])
+        .await;
     // Nothing was enqueued.
     let (conn, ch) = broker.connect_channel().await;
-    assert_eq!(queue_counts(&ch, &q).await, (0, 0), "oversized message must not be enqueued");
+    assert_eq!(
+        queue_counts(&ch, &q).await,
+        (0, 0),
+        "oversized message must not be enqueued"
+    );
     w!(ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default())).expect("queue.delete");
     let _ = w!(conn.close(200, "bye".into()));
     assert_alive(&broker).await;
@@ -697,7 +825,13 @@ async fn unknown_vhost_is_not_allowed() {
     let mut raw = Raw::connect(&broker).await;
     raw.start("guest", "guest").await;
     raw.tune(DEFAULT_TUNE).await;
-    raw.send(&method(0, 10, 40, Args::default().ss(&unique("/no-such-vhost")).ss("").u8(0))).await;
+    raw.send(&method(
+        0,
+        10,
+        40,
+        Args::default().ss(&unique("/no-such-vhost")).ss("").u8(0),
+    ))
+    .await;
     raw.expect_connection_close(NOT_ALLOWED).await;
     assert_alive(&broker).await;
 }
@@ -709,7 +843,14 @@ async fn unknown_vhost_is_not_allowed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_client_is_dropped_after_missed_heartbeats() {
     let broker = TestBroker::start().await;
-    let mut raw = Raw::open_tuned(&broker, Tune { heartbeat: 1, ..DEFAULT_TUNE }).await;
+    let mut raw = Raw::open_tuned(
+        &broker,
+        Tune {
+            heartbeat: 1,
+            ..DEFAULT_TUNE
+        },
+    )
+    .await;
     let silent_since = Instant::now();
     let mut heartbeats = 0;
     loop {
@@ -718,11 +859,20 @@ async fn silent_client_is_dropped_after_missed_heartbeats() {
             Event::Closed => break,
             other => panic!("expected heartbeats then a closed socket, got {other:?}"),
         }
-        assert!(silent_since.elapsed() < Duration::from_secs(6), "silent client still connected after 6s");
+        assert!(
+            silent_since.elapsed() < Duration::from_secs(6),
+            "silent client still connected after 6s"
+        );
     }
     let waited = silent_since.elapsed();
-    assert!(waited < Duration::from_secs(6), "silent client dropped only after {waited:?}");
-    assert!(waited >= Duration::from_millis(900), "silent client dropped too early ({waited:?})");
+    assert!(
+        waited < Duration::from_secs(6),
+        "silent client dropped only after {waited:?}"
+    );
+    assert!(
+        waited >= Duration::from_millis(900),
+        "silent client dropped too early ({waited:?})"
+    );
     assert!(heartbeats >= 1, "broker sent no heartbeat in {waited:?}");
     assert_alive(&broker).await;
 }
@@ -760,7 +910,12 @@ fn fuzz_template(q: &str) -> Vec<u8> {
     v.extend(body(1, b" world"));
     v.extend(basic_get(1, q));
     v.extend(heartbeat(0));
-    v.extend(method(1, 20, 40, Args::default().u16(200).ss("bye").u16(0).u16(0)));
+    v.extend(method(
+        1,
+        20,
+        40,
+        Args::default().u16(200).ss("bye").u16(0).u16(0),
+    ));
     v
 }
 
@@ -802,7 +957,9 @@ fn fuzz_payload(rng: &mut XorShift, q: &str) -> Vec<u8> {
 }
 
 /// Reply codes a broker may legitimately close a fuzzed connection with.
-const FUZZ_CODES: &[u16] = &[200, 402, 403, 404, 405, 406, 501, 502, 503, 504, 505, 506, 530, 540, 541];
+const FUZZ_CODES: &[u16] = &[
+    200, 402, 403, 404, 405, 406, 501, 502, 503, 504, 505, 506, 530, 540, 541,
+];
 
 /// The reply code of the first complete connection.close in `bytes` (a
 /// stream of frames from the broker), if any.
@@ -853,9 +1010,14 @@ async fn fuzz_one(broker: &TestBroker, rng: &mut XorShift, n: usize) -> Option<u
     };
     let code = tokio::time::timeout(Duration::from_secs(10), exchange)
         .await
-        .unwrap_or_else(|_| panic!("fuzz connection #{n} hung: broker neither answered nor closed within 10s"));
+        .unwrap_or_else(|_| {
+            panic!("fuzz connection #{n} hung: broker neither answered nor closed within 10s")
+        });
     if let Some(c) = code {
-        assert!(FUZZ_CODES.contains(&c), "fuzz connection #{n}: unexpected connection.close code {c}");
+        assert!(
+            FUZZ_CODES.contains(&c),
+            "fuzz connection #{n}: unexpected connection.close code {c}"
+        );
     }
     code
 }
@@ -882,7 +1044,9 @@ async fn fuzzed_connections_never_hang_or_kill_the_broker() {
     for c in all.into_iter().flatten() {
         *codes.entry(c).or_insert(0usize) += 1;
     }
-    eprintln!("fuzz outcomes (connection.close code -> count; None = closed without close): {codes:?}");
+    eprintln!(
+        "fuzz outcomes (connection.close code -> count; None = closed without close): {codes:?}"
+    );
     assert_alive(broker).await;
     assert_alive_raw(broker).await;
 }
@@ -901,7 +1065,11 @@ async fn join_all<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Output> {
                 }
             }
         }
-        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
     })
     .await;
     out.into_iter().map(|o| o.unwrap()).collect()

@@ -123,12 +123,16 @@ impl Conn {
     }
 
     fn open_channel(&mut self, number: u16, class_id: u16, method_id: u16) -> Result<(), Close> {
-        if number > self.channel_max {
+        // Like RabbitMQ, channel_max limits how many channels are open, not
+        // which numbers they use.
+        if self.channels.len() >= self.channel_max as usize && !self.channels.contains_key(&number)
+        {
             return Err(Close::Error(
                 AmqpError::new(
-                    reply_code::CHANNEL_ERROR,
+                    reply_code::NOT_ALLOWED,
                     format!(
-                        "channel number {number} exceeds channel_max {}",
+                        "number of channels opened ({}) has reached the negotiated channel_max ({})",
+                        self.channels.len(),
                         self.channel_max
                     ),
                 ),

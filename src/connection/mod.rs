@@ -192,8 +192,10 @@ impl Conn {
         Ok(())
     }
 
+    /// The largest frame we accept: the negotiated size plus the 8 bytes of
+    /// slack RabbitMQ allows, for clients that count frame_max as payload.
     fn frame_max(&self) -> u32 {
-        self.handle.frame_max.get()
+        self.handle.frame_max.get().saturating_add(8)
     }
 
     /// Reads the next frame, or fails the connection.
@@ -251,9 +253,9 @@ impl Conn {
     async fn handle_frame(&mut self, frame: Frame) -> Result<(), Close> {
         match frame {
             Frame::Heartbeat { channel: 0 } => Ok(()),
-            Frame::Heartbeat { .. } => Err(conn_error(
-                reply_code::FRAME_ERROR,
-                "heartbeat frame on a non-zero channel",
+            Frame::Heartbeat { channel } => Err(conn_error(
+                reply_code::UNEXPECTED_FRAME,
+                format!("heartbeat frame on channel {channel}"),
             )),
             Frame::Method { channel: 0, method } => self.connection_method(method).await,
             Frame::Method { channel, method } => self.channel_method(channel, method).await,
