@@ -47,6 +47,18 @@ pub struct OwnedQueue {
     pub queue: Queue,
     /// Auto-delete fires only once a consumer has come and gone.
     pub had_consumer: bool,
+    /// Already on the shard's dispatch list.
+    dirty: bool,
+}
+
+impl OwnedQueue {
+    /// Queues this queue for dispatch in the next pump, once.
+    fn touch(&mut self, id: QueueId, dirty: &RefCell<Vec<QueueId>>) {
+        if !self.dirty {
+            self.dirty = true;
+            dirty.borrow_mut().push(id);
+        }
+    }
 }
 
 pub struct Shard {
@@ -58,6 +70,8 @@ pub struct Shard {
     pub queues: RefCell<AHashMap<QueueId, OwnedQueue>>,
     pub conns: RefCell<AHashMap<u64, Rc<ConnHandle>>>,
     dirty: RefCell<Vec<QueueId>>,
+    /// Reused by `publish` so routing allocates nothing per message.
+    route_scratch: RefCell<Vec<ShortStr>>,
     deliveries: RefCell<Vec<RoutedDelivery>>,
     pump_scheduled: Cell<bool>,
     pending_calls: RefCell<AHashMap<u64, OneshotSender<Reply>>>,
@@ -88,6 +102,7 @@ impl Shard {
             queues: RefCell::new(AHashMap::new()),
             conns: RefCell::new(AHashMap::new()),
             dirty: RefCell::new(Vec::new()),
+            route_scratch: RefCell::new(Vec::new()),
             deliveries: RefCell::new(Vec::new()),
             pump_scheduled: Cell::new(false),
             pending_calls: RefCell::new(AHashMap::new()),
@@ -135,9 +150,10 @@ impl Shard {
                     });
                 }
             } else {
-                let mut names = Vec::new();
+                let mut names = self.route_scratch.borrow_mut();
+                names.clear();
                 vh.routing.route(exchange, routing_key, headers, &mut names);
-                for name in &names {
+                for name in names.iter() {
                     if let Some(q) = vh.queues.get(name) {
                         targets.push(QueueRef {
                             id: q.id,
@@ -162,7 +178,7 @@ impl Shard {
         if q.owner as usize == self.id {
             if let Some(oq) = self.queues.borrow_mut().get_mut(&q.id) {
                 oq.queue.publish(msg);
-                self.dirty.borrow_mut().push(q.id);
+                oq.touch(q.id, &self.dirty);
             }
         } else {
             self.mailbox
@@ -190,7 +206,7 @@ impl Shard {
     fn settle_local(&self, id: QueueId, ids: &[MsgId], how: Settle) {
         if let Some(oq) = self.queues.borrow_mut().get_mut(&id) {
             oq.queue.settle(ids, how);
-            self.dirty.borrow_mut().push(id);
+            oq.touch(id, &self.dirty);
         }
     }
 
@@ -199,7 +215,7 @@ impl Shard {
         if q.owner as usize == self.id {
             if let Some(oq) = self.queues.borrow_mut().get_mut(&q.id) {
                 oq.queue.credit(consumer, n);
-                self.dirty.borrow_mut().push(q.id);
+                oq.touch(q.id, &self.dirty);
             }
         } else {
             self.mailbox.push(
@@ -235,7 +251,7 @@ impl Shard {
                 return;
             };
             let removed = oq.queue.release_channel(ch);
-            self.dirty.borrow_mut().push(id);
+            oq.touch(id, &self.dirty);
             !removed.is_empty()
         };
         if removed {
@@ -265,6 +281,7 @@ impl Shard {
                 let mut out = self.deliveries.borrow_mut();
                 for id in dirty {
                     if let Some(oq) = queues.get_mut(&id) {
+                        oq.dirty = false;
                         oq.queue.dispatch(&mut scratch);
                         let queue = QueueRef {
                             id,
@@ -311,7 +328,7 @@ impl Shard {
                 ShardMsg::Publish { queue, msg } => {
                     if let Some(oq) = self.queues.borrow_mut().get_mut(&queue) {
                         oq.queue.publish(msg);
-                        self.dirty.borrow_mut().push(queue);
+                        oq.touch(queue, &self.dirty);
                     }
                 }
                 ShardMsg::Deliver(d) => self.deliveries.borrow_mut().push(d),
@@ -319,7 +336,7 @@ impl Shard {
                 ShardMsg::Credit { queue, consumer, n } => {
                     if let Some(oq) = self.queues.borrow_mut().get_mut(&queue) {
                         oq.queue.credit(consumer, n);
-                        self.dirty.borrow_mut().push(queue);
+                        oq.touch(queue, &self.dirty);
                     }
                 }
                 ShardMsg::ReleaseChannel { queue, ch } => self.release_local(queue, ch),
@@ -395,6 +412,7 @@ impl Shard {
                         vhost: vhost.clone(),
                         queue: Queue::new(),
                         had_consumer: false,
+                        dirty: false,
                     });
             }
         }
@@ -461,7 +479,7 @@ impl Shard {
             Op::Consume(spec) => match oq.queue.add_consumer(spec) {
                 Ok(()) => {
                     oq.had_consumer = true;
-                    self.dirty.borrow_mut().push(id);
+                    oq.touch(id, &self.dirty);
                     Reply::Ok
                 }
                 Err(_) => Reply::Err(AmqpError::access_refused(format!(

@@ -226,8 +226,9 @@ impl ConnHandle {
 
     /// After a write: the written deliveries free their consumers' windows.
     pub fn return_credits(&self) {
-        let credits = std::mem::take(&mut *self.credits.borrow_mut());
-        for ((queue, consumer), n) in credits {
+        // `Shard::credit` never calls back into this connection, so the
+        // map can stay borrowed (and keep its capacity) while it drains.
+        for ((queue, consumer), n) in self.credits.borrow_mut().drain() {
             self.return_credit(queue, consumer, n);
         }
     }
