@@ -8,36 +8,41 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
-/// Wakes every task waiting on it. A notification with no waiter is kept
-/// (as a flag) so a wakeup between "check" and "wait" is never lost.
+/// Wakes every task waiting on it. A waiter resolves once `notify` has
+/// been called after it was created (a generation count, so several waiters
+/// all see one notification, and a notification between checking a
+/// condition and polling the wait is not lost).
 #[derive(Default)]
 pub struct Event {
-    set: Cell<bool>,
+    generation: Cell<u64>,
     waiters: RefCell<Vec<Waker>>,
 }
 
 impl Event {
     pub fn notify(&self) {
-        self.set.set(true);
+        self.generation.set(self.generation.get().wrapping_add(1));
         for w in self.waiters.borrow_mut().drain(..) {
             w.wake();
         }
     }
 
-    /// Resolves once `notify` has been called since the last resolution.
     pub fn wait(&self) -> EventWait<'_> {
-        EventWait { event: self }
+        EventWait {
+            event: self,
+            seen: self.generation.get(),
+        }
     }
 }
 
 pub struct EventWait<'a> {
     event: &'a Event,
+    seen: u64,
 }
 
 impl Future for EventWait<'_> {
     type Output = ();
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.event.set.replace(false) {
+        if self.event.generation.get() != self.seen {
             Poll::Ready(())
         } else {
             let mut waiters = self.event.waiters.borrow_mut();
@@ -106,5 +111,35 @@ impl<T> Future for OneshotReceiver<T> {
             s.waker = Some(cx.waker().clone());
             Poll::Pending
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_lite::future;
+
+    #[test]
+    fn every_waiter_sees_one_notification() {
+        let ev = Event::default();
+        let (mut a, mut b) = (Box::pin(ev.wait()), Box::pin(ev.wait()));
+        assert!(future::block_on(future::poll_once(&mut a)).is_none());
+        assert!(future::block_on(future::poll_once(&mut b)).is_none());
+        ev.notify();
+        assert!(future::block_on(future::poll_once(&mut a)).is_some());
+        assert!(future::block_on(future::poll_once(&mut b)).is_some());
+        // A wait created after the notification waits for the next one.
+        let mut c = Box::pin(ev.wait());
+        assert!(future::block_on(future::poll_once(&mut c)).is_none());
+    }
+
+    #[test]
+    fn oneshot_reports_a_dropped_sender() {
+        let (tx, rx) = oneshot::<u32>();
+        drop(tx);
+        assert_eq!(future::block_on(rx), None);
+        let (tx, rx) = oneshot::<u32>();
+        tx.send(7);
+        assert_eq!(future::block_on(rx), Some(7));
     }
 }
