@@ -1,8 +1,10 @@
-"""The six RabbitMQ tutorials (Python / pika 1.x), run unchanged against the broker.
+"""The six RabbitMQ tutorials (Python / pika 1.x), run against the broker.
 
-The scripts in tutorials/ are the published ones; only their connection line
-reads AMQP_HOST/AMQP_PORT.  These tests run them as subprocesses and check
-what they print, exactly as a user following the tutorials would see it.
+The programs in tutorials/ are Warren's own re-creations of the tutorial
+programs (same pika calls, command line and printed lines; see
+tutorials/README.md), connecting to AMQP_HOST/AMQP_PORT.  These tests run them
+as subprocesses and check what they print, as a user following the tutorials
+would see it.
 """
 
 import time
@@ -116,6 +118,25 @@ def test_work_queue_single_worker(scripts, clean_queues):
     assert worker.collect_until(" [x] Done") == [_received("Hello World!"), " [x] Done"]
 
 
+def test_work_queue_task_is_durable_and_persistent(broker, scripts, clean_queues):
+    """new_task.py declares task_queue durable and publishes with delivery_mode=2."""
+    clean_queues("task_queue")
+    assert scripts.run("new_task.py", "keep", "me.") == [" [x] Sent 'keep me.'"]
+    c = broker.connect()
+    try:
+        ch = c.channel()
+        method, props, body = ch.basic_get(queue="task_queue", auto_ack=True)
+        assert method is not None, "task_queue is empty"
+        assert body == b"keep me."
+        assert props.delivery_mode == 2
+        # durable: re-declaring it non-durable is refused
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker) as err:
+            ch.queue_declare(queue="task_queue", durable=False)
+        assert err.value.reply_code == 406
+    finally:
+        c.close()
+
+
 def test_work_queue_fair_dispatch(broker, scripts, clean_queues):
     """prefetch_count=1: a busy worker gets nothing more until it acks."""
     clean_queues("task_queue")
@@ -124,7 +145,7 @@ def test_work_queue_fair_dispatch(broker, scripts, clean_queues):
     w2 = scripts.start("worker.py")
     w1.wait_line(WAITING_MESSAGES)
     w2.wait_line(WAITING_MESSAGES)
-    # "Waiting" is printed before basic_consume in worker.py: wait for both consumers.
+    # Belt and braces: both consumers registered before any task is queued.
     _wait_consumers(broker, "task_queue", 2)
 
     slow = "slow-%s..." % tag      # 3 s of "work"
@@ -329,3 +350,33 @@ def test_rpc_two_clients(scripts, clean_queues):
     for c in (c1, c2):
         assert c.wait_exit(60) == 0, c.describe()
         assert c.lines == [" [x] Requesting fib(30)", " [.] Got 832040"]
+
+
+def test_rpc_reply_carries_correlation_id(broker, scripts, clean_queues):
+    """rpc_server.py answers on reply_to, echoing each request's correlation_id.
+
+    Two requests in a row: with prefetch_count=1 the second is only delivered
+    once the first has been acknowledged.
+    """
+    clean_queues("rpc_queue")
+    server = scripts.start("rpc_server.py")
+    server.wait_line(" [x] Awaiting RPC requests")
+    c = broker.connect()
+    try:
+        ch = c.channel()
+        reply_q = ch.queue_declare(queue="", exclusive=True).method.queue
+        got = []
+        ch.basic_consume(queue=reply_q, auto_ack=True,
+                         on_message_callback=lambda _c, _m, p, b: got.append((p.correlation_id, b)))
+        corr = [uuid.uuid4().hex, uuid.uuid4().hex]
+        for cid, n in zip(corr, ("20", "10")):
+            ch.basic_publish(exchange="", routing_key="rpc_queue", body=n,
+                             properties=pika.BasicProperties(reply_to=reply_q, correlation_id=cid))
+        deadline = time.monotonic() + 15
+        while len(got) < 2:
+            assert time.monotonic() < deadline, "replies so far %r: %s" % (got, server.describe())
+            c.process_data_events(time_limit=0.2)
+        assert got == [(corr[0], b"6765"), (corr[1], b"55")]
+        assert server.collect_until(" [.] fib(10)") == [" [.] fib(20)", " [.] fib(10)"]
+    finally:
+        c.close()

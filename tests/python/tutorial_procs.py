@@ -1,4 +1,4 @@
-"""Run the published RabbitMQ tutorial scripts as subprocesses and read what they print."""
+"""Run Warren's re-creations of the RabbitMQ tutorial programs (tests/python/tutorials/) as subprocesses and read what they print."""
 
 import os
 import queue

@@ -1,7 +1,10 @@
-# The only addition to the published RabbitMQ tutorials: where to connect.
-# Each tutorial's connection line reads these instead of hard-coding
-# host='localhost' (and the implicit port 5672), so the test-suite can point
-# them at a broker listening on any port.
+"""Where the tutorial programs connect.
+
+A tutorial user would write host='localhost' and rely on the default port;
+the test-suite starts brokers on arbitrary ports, so every program here takes
+the address from the environment instead (AMQP_HOST, default localhost;
+AMQP_PORT, default 5672).
+"""
 import os
 
 AMQP_HOST = os.environ.get("AMQP_HOST", "localhost")
