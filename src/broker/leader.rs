@@ -246,22 +246,6 @@ impl Shard {
         }
     }
 
-    async fn queue_counts(self: &Rc<Self>, meta: &QueueMeta) -> (u32, u32) {
-        match self
-            .call(
-                meta.owner_shard as usize,
-                Request::Queue(meta.id, QueueOp::Stats),
-            )
-            .await
-        {
-            Reply::Counts {
-                messages,
-                consumers,
-            } => (messages, consumers),
-            _ => (0, 0),
-        }
-    }
-
     async fn declare_queue(
         self: &Rc<Self>,
         vhost: ShortStr,
@@ -290,11 +274,9 @@ impl Shard {
                     return Err(ex("auto_delete", decl.auto_delete, cur.auto_delete));
                 }
             }
-            let (messages, consumers) = self.queue_counts(&cur).await;
             return Ok(Reply::Declared {
-                name,
-                messages,
-                consumers,
+                meta: cur,
+                created: false,
             });
         }
         if decl.passive {
@@ -317,12 +299,11 @@ impl Shard {
             auto_delete: decl.auto_delete,
             arguments: decl.arguments,
         };
-        self.broadcast(TopologyChange::QueueAdded(vhost, meta))
+        self.broadcast(TopologyChange::QueueAdded(vhost, meta.clone()))
             .await;
         Ok(Reply::Declared {
-            name,
-            messages: 0,
-            consumers: 0,
+            meta,
+            created: true,
         })
     }
 

@@ -1,7 +1,7 @@
 //! What shards say to each other. Everything here is `Send`: messages share
 //! bodies through `Arc`/`Bytes`, never copies.
-use super::topology::{ConnRef, ExchangeMeta, QueueId, TopologyChange};
-use super::{AmqpError, RoutedDelivery};
+use super::topology::{ConnRef, ExchangeMeta, QueueId, QueueMeta, TopologyChange};
+use super::{AmqpError, ConfirmRef, RoutedDelivery};
 use crate::codec::{FieldTable, ShortStr};
 use crate::queue::{ChannelRef, ConsumerId, ConsumerSpec, GetResult, Message, MsgId, Settle};
 use crate::routing::Binding;
@@ -11,6 +11,12 @@ pub enum ShardMsg {
     Publish {
         queue: QueueId,
         msg: Message,
+        confirm: Option<ConfirmRef>,
+    },
+    /// A queue took a publish that carried a `ConfirmRef`.
+    Accepted {
+        ch: ChannelRef,
+        seq: u64,
     },
     /// A delivery for a connection on this shard.
     Deliver(RoutedDelivery),
@@ -133,10 +139,10 @@ pub enum Reply {
     },
     Count(u32),
     Got(Option<GetResult>),
+    /// The queue as declared; `created` when this declare made it.
     Declared {
-        name: ShortStr,
-        messages: u32,
-        consumers: u32,
+        meta: QueueMeta,
+        created: bool,
     },
 }
 

@@ -84,6 +84,16 @@ pub struct Shard {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Routed {
     pub queues: usize,
+    /// Queues on other shards, each of which will answer `Accepted` when
+    /// the publish carried a [`ConfirmRef`].
+    pub remote: u32,
+}
+
+/// Asks the queues a publish reaches to say when they have it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConfirmRef {
+    pub ch: ChannelRef,
+    pub seq: u64,
 }
 
 impl Shard {
@@ -135,6 +145,7 @@ impl Shard {
         routing_key: &str,
         headers: Option<&FieldTable>,
         msg: &Message,
+        confirm: Option<ConfirmRef>,
     ) -> Routed {
         let mut targets: smallvec::SmallVec<[QueueRef; 4]> = smallvec::SmallVec::new();
         {
@@ -163,26 +174,29 @@ impl Shard {
                 }
             }
         }
+        let mut remote = 0;
         for t in &targets {
-            self.enqueue(*t, msg.clone());
+            if t.owner as usize == self.id {
+                if let Some(oq) = self.queues.borrow_mut().get_mut(&t.id) {
+                    oq.queue.publish(msg.clone());
+                    oq.touch(t.id, &self.dirty);
+                }
+            } else {
+                remote += 1;
+                let publish = ShardMsg::Publish {
+                    queue: t.id,
+                    msg: msg.clone(),
+                    confirm,
+                };
+                self.mailbox.push(t.owner as usize, publish);
+            }
         }
         if !targets.is_empty() {
             self.schedule_pump();
         }
         Routed {
             queues: targets.len(),
-        }
-    }
-
-    fn enqueue(&self, q: QueueRef, msg: Message) {
-        if q.owner as usize == self.id {
-            if let Some(oq) = self.queues.borrow_mut().get_mut(&q.id) {
-                oq.queue.publish(msg);
-                oq.touch(q.id, &self.dirty);
-            }
-        } else {
-            self.mailbox
-                .push(q.owner as usize, ShardMsg::Publish { queue: q.id, msg });
+            remote,
         }
     }
 
@@ -325,10 +339,29 @@ impl Shard {
     pub fn handle_batch(self: &Rc<Self>, from: usize, batch: Vec<ShardMsg>) {
         for msg in batch {
             match msg {
-                ShardMsg::Publish { queue, msg } => {
+                ShardMsg::Publish {
+                    queue,
+                    msg,
+                    confirm,
+                } => {
                     if let Some(oq) = self.queues.borrow_mut().get_mut(&queue) {
                         oq.queue.publish(msg);
                         oq.touch(queue, &self.dirty);
+                    }
+                    // A queue deleted meanwhile still answers: the publish
+                    // is settled either way, as RabbitMQ confirms it.
+                    if let Some(c) = confirm {
+                        let accepted = ShardMsg::Accepted {
+                            ch: c.ch,
+                            seq: c.seq,
+                        };
+                        self.mailbox.push(c.ch.shard as usize, accepted);
+                    }
+                }
+                ShardMsg::Accepted { ch, seq } => {
+                    let conn = self.conns.borrow().get(&ch.conn).cloned();
+                    if let Some(conn) = conn {
+                        conn.accepted(ch, seq);
                     }
                 }
                 ShardMsg::Deliver(d) => self.deliveries.borrow_mut().push(d),

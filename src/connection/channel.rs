@@ -11,7 +11,7 @@ use super::{Close, Conn};
 use crate::broker::error::describe;
 use crate::broker::messages::{LeaderOp, QueueDecl, QueueOp};
 use crate::broker::topology::{ExchangeMeta, QueueMeta};
-use crate::broker::{AmqpError, QueueRef, Reply, Request};
+use crate::broker::{AmqpError, ConfirmRef, QueueRef, Reply, Request};
 use crate::codec::*;
 use crate::queue::{ConsumerSpec, Settle};
 use crate::routing::{Binding, Destination, ExchangeKind};
@@ -19,11 +19,9 @@ use crate::routing::{Binding, Destination, ExchangeKind};
 /// Publisher confirms or transactions: a channel is in at most one mode.
 pub(crate) enum Mode {
     Plain,
-    Confirm {
-        next_seq: u64,
-        unsent_upto: u64,
-        sent_upto: u64,
-    },
+    /// Publish progress lives in the handle's `PublishTracker`, where
+    /// acceptances from other shards land.
+    Confirm,
     Tx {
         publishes: Vec<TxPublish>,
         settles: Vec<TxSettle>,
@@ -343,6 +341,11 @@ impl Conn {
             }
             Method::QueueDelete(m) => {
                 let queue = self.queue_name(number, m.queue)?;
+                // Let this connection's earlier publishes reach the queue
+                // first, so the deleted count includes them.
+                if let Ok(meta) = self.usable_queue(&queue) {
+                    let _ = self.queue_call(&meta, QueueOp::Stats).await;
+                }
                 let op = LeaderOp::DeleteQueue {
                     vhost: self.vhost.clone(),
                     name: queue,
@@ -447,13 +450,10 @@ impl Conn {
                         ))
                     }
                     Mode::Plain => {
-                        ch.mode = Mode::Confirm {
-                            next_seq: 1,
-                            unsent_upto: 0,
-                            sent_upto: 0,
-                        }
+                        ch.mode = Mode::Confirm;
+                        self.track_publishes(number, true);
                     }
-                    Mode::Confirm { .. } => {}
+                    Mode::Confirm => {}
                 }
                 self.reply(
                     number,
@@ -465,7 +465,7 @@ impl Conn {
             Method::TxSelect(_) => {
                 let ch = self.channels.get_mut(&number).expect("channel checked");
                 match ch.mode {
-                    Mode::Confirm { .. } => {
+                    Mode::Confirm => {
                         return Err(AmqpError::precondition(
                             "cannot switch from confirm to tx mode",
                         ))
@@ -474,7 +474,8 @@ impl Conn {
                         ch.mode = Mode::Tx {
                             publishes: Vec::new(),
                             settles: Vec::new(),
-                        }
+                        };
+                        self.track_publishes(number, false);
                     }
                     Mode::Tx { .. } => {}
                 }
@@ -494,6 +495,15 @@ impl Conn {
                 }
                 for s in settles {
                     self.apply_settle(number, s.tag, s.multiple, s.how)?;
+                }
+                // commit-ok means every queue has the messages.
+                self.shard.schedule_pump();
+                loop {
+                    let accepted = self.handle.accepted.wait();
+                    if self.handle.publishes_settled(number) {
+                        break;
+                    }
+                    accepted.await;
                 }
                 self.handle
                     .send_method(number, &Method::TxCommitOk(TxCommitOk {}));
@@ -650,17 +660,27 @@ impl Conn {
                 conn,
             },
         };
-        let Reply::Declared {
-            name,
-            messages,
-            consumers,
-        } = self.leader(op).await?
-        else {
+        let Reply::Declared { meta, created } = self.leader(op).await? else {
             return Err(AmqpError::new(
                 reply_code::INTERNAL_ERROR,
                 "bad declare reply",
             ));
         };
+        // Counts come from the owner by way of this shard, so they include
+        // every message this connection published before (mailboxes keep
+        // order per pair of shards; the leader's path would not).
+        let (messages, consumers) = if created {
+            (0, 0)
+        } else {
+            match self.queue_call(&meta, QueueOp::Stats).await? {
+                Reply::Counts {
+                    messages,
+                    consumers,
+                } => (messages, consumers),
+                _ => (0, 0),
+            }
+        };
+        let name = meta.name;
         if m.exclusive {
             self.declared_exclusive = true;
         }
@@ -876,31 +896,17 @@ impl Conn {
         Ok(())
     }
 
-    /// Sends basic.ack for every confirm that became due in this batch.
+    fn track_publishes(&self, number: u16, send_confirms: bool) {
+        if let Some(d) = self.handle.channels.borrow_mut().get_mut(&number) {
+            d.publishes = Some(super::confirm::PublishTracker::new());
+            d.send_confirms = send_confirms;
+        }
+    }
+
+    /// Sends the confirms that became due while handling this batch.
     pub(super) fn flush_confirms(&mut self) {
         for number in std::mem::take(&mut self.confirm_dirty) {
-            let Some(ch) = self.channels.get_mut(&number) else {
-                continue;
-            };
-            if let Mode::Confirm {
-                unsent_upto,
-                sent_upto,
-                ..
-            } = &mut ch.mode
-            {
-                if *unsent_upto > *sent_upto {
-                    let multiple = *unsent_upto - *sent_upto > 1;
-                    *sent_upto = *unsent_upto;
-                    let tag = *unsent_upto;
-                    self.handle.send_method(
-                        number,
-                        &Method::BasicAck(BasicAck {
-                            delivery_tag: tag,
-                            multiple,
-                        }),
-                    );
-                }
-            }
+            self.handle.flush_confirms(number);
         }
     }
 
@@ -920,12 +926,27 @@ impl Conn {
                 )));
             }
         }
+        // In confirm and tx mode the publish is numbered, and queues on
+        // other shards will say when they have it.
+        let seq = self
+            .handle
+            .channels
+            .borrow_mut()
+            .get_mut(&number)
+            .and_then(|d| d.publishes.as_mut())
+            .map(|t| t.next());
+        let epoch = self.channels.get(&number).map_or(0, |c| c.epoch);
+        let confirm = seq.map(|seq| ConfirmRef {
+            ch: self.shard.channel_ref(self.handle.id, number, epoch),
+            seq,
+        });
         let routed = self.shard.publish(
             &self.vhost,
             exchange,
             &p.msg.routing_key,
             p.headers.as_ref(),
             &p.msg,
+            confirm,
         );
         if routed.queues == 0 && p.mandatory {
             let mut out = self.handle.out.borrow_mut();
@@ -950,18 +971,17 @@ impl Conn {
             drop(out);
             self.handle.write_ready.notify();
         }
-        if let Some(ch) = self.channels.get_mut(&number) {
-            if let Mode::Confirm {
-                next_seq,
-                unsent_upto,
-                ..
-            } = &mut ch.mode
+        if let Some(seq) = seq {
+            if let Some(t) = self
+                .handle
+                .channels
+                .borrow_mut()
+                .get_mut(&number)
+                .and_then(|d| d.publishes.as_mut())
             {
-                // Transient messages are confirmed once routed.
-                *unsent_upto = *next_seq;
-                *next_seq += 1;
-                self.confirm_dirty.push(number);
+                t.wait_for(seq, routed.remote);
             }
+            self.confirm_dirty.push(number);
         }
         Ok(())
     }

@@ -13,6 +13,8 @@ use crate::codec::{self, BasicCancel, BasicDeliver, Method, ShortStr};
 use crate::queue::{ChannelRef, ConsumerId, MsgId, Settle};
 use crate::shard::sync::Event;
 
+use super::confirm::PublishTracker;
+
 /// An unacked delivery as the channel remembers it.
 #[derive(Debug, Clone, Copy)]
 pub struct UnackedTag {
@@ -47,6 +49,10 @@ pub struct ChannelDeliveries {
     pub consumer_unacked: u32,
     /// Deliveries held back by the global limit.
     pub held: VecDeque<RoutedDelivery>,
+    /// Publishes waiting for queues on other shards (confirm or tx mode).
+    pub publishes: Option<PublishTracker>,
+    /// Confirm mode: acknowledge publishes to the client.
+    pub send_confirms: bool,
 }
 
 pub struct ConnHandle {
@@ -60,6 +66,8 @@ pub struct ConnHandle {
     pub cancel_notify: Cell<bool>,
     pub next_epoch: Cell<u32>,
     pub channels: RefCell<AHashMap<u16, ChannelDeliveries>>,
+    /// Notified whenever a queue accepts one of this connection's publishes.
+    pub accepted: Event,
     /// Deliveries written since the last credit return, per consumer.
     pub credits: RefCell<AHashMap<(QueueRef, ConsumerId), u32>>,
 }
@@ -77,6 +85,7 @@ impl ConnHandle {
             cancel_notify: Cell::new(false),
             next_epoch: Cell::new(0),
             channels: RefCell::new(AHashMap::new()),
+            accepted: Event::default(),
             credits: RefCell::new(AHashMap::new()),
         })
     }
@@ -218,6 +227,53 @@ impl ConnHandle {
                 }),
             );
         }
+    }
+
+    /// A queue on another shard took publish `seq` of this channel.
+    pub fn accepted(&self, ch_ref: ChannelRef, seq: u64) {
+        {
+            let mut channels = self.channels.borrow_mut();
+            let Some(ch) = channels
+                .get_mut(&ch_ref.channel)
+                .filter(|c| c.open && c.epoch == ch_ref.epoch)
+            else {
+                return;
+            };
+            if let Some(t) = ch.publishes.as_mut() {
+                t.accepted(seq);
+            }
+        }
+        self.flush_confirms(ch_ref.channel);
+        self.accepted.notify();
+    }
+
+    /// Sends the publisher confirm that became due, if any.
+    pub fn flush_confirms(&self, channel: u16) {
+        let ack = self
+            .channels
+            .borrow_mut()
+            .get_mut(&channel)
+            .filter(|c| c.open && c.send_confirms)
+            .and_then(|c| c.publishes.as_mut())
+            .and_then(PublishTracker::take_ack);
+        if let Some((delivery_tag, multiple)) = ack {
+            self.send_method(
+                channel,
+                &Method::BasicAck(codec::BasicAck {
+                    delivery_tag,
+                    multiple,
+                }),
+            );
+        }
+    }
+
+    /// Whether every publish of this channel has been accepted.
+    pub fn publishes_settled(&self, channel: u16) -> bool {
+        self.channels
+            .borrow()
+            .get(&channel)
+            .and_then(|c| c.publishes.as_ref())
+            .is_none_or(PublishTracker::is_idle)
     }
 
     fn return_credit(&self, queue: QueueRef, consumer: ConsumerId, n: u32) {

@@ -6,6 +6,7 @@
 //! accumulated in the connection's output buffer in one `write` per wakeup.
 mod auth;
 mod channel;
+mod confirm;
 mod content;
 mod handle;
 mod handshake;
