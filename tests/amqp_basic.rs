@@ -783,33 +783,19 @@ async fn ack_errors_close_the_channel_with_406() {
 
     // Unknown delivery tag.
     let bad = channel(&conn).await;
+    let mut watcher = close_watcher(&bad).await;
     w!(bad.basic_ack(999, BasicAckOptions::default())).expect("ack is asynchronous");
-    let res = w!(bad.queue_declare(
-        q.as_str().into(),
-        QueueDeclareOptions {
-            passive: true,
-            ..Default::default()
-        },
-        FieldTable::default()
-    ));
-    assert_code(res, 406);
+    expect_closed_with(&mut watcher, 406).await;
 
     // Double ack of the same delivery.
     publish_confirmed(&pch, "", &q, b"once").await;
     let bad = channel(&conn).await;
+    let mut watcher = close_watcher(&bad).await;
     let m = get_ack(&bad, &q).await.expect("get");
     w!(bad.basic_ack(m.delivery.delivery_tag, BasicAckOptions::default())).unwrap();
     w!(bad.basic_ack(m.delivery.delivery_tag, BasicAckOptions::default()))
         .expect("ack is asynchronous");
-    let res = w!(bad.queue_declare(
-        q.as_str().into(),
-        QueueDeclareOptions {
-            passive: true,
-            ..Default::default()
-        },
-        FieldTable::default()
-    ));
-    assert_code(res, 406);
+    expect_closed_with(&mut watcher, 406).await;
 
     // The first ack counted: the message is gone, not requeued by the channel close.
     publish_confirmed(&pch, "", &q, b"marker").await;

@@ -473,6 +473,34 @@ pub async fn consume(ch: &Channel, queue: &str, tag: &str, no_ack: bool) -> Cons
     .unwrap_or_else(|e| panic!("basic.consume {queue}: {e:?}"))
 }
 
+/// Watches `ch` for a broker-initiated channel.close. lapin hands the
+/// close's error to the channel's consumers whenever it arrives, while a
+/// synchronous call made after an asynchronous one (ack, publish) may fail
+/// locally with "channel closing" and lose the reply code if the broker
+/// answered fast.
+pub async fn close_watcher(ch: &Channel) -> Consumer {
+    let q = w!(ch.queue_declare(
+        "".into(),
+        QueueDeclareOptions {
+            exclusive: true,
+            auto_delete: true,
+            ..Default::default()
+        },
+        FieldTable::default()
+    ))
+    .expect("declare watcher queue");
+    consume(ch, q.name().as_str(), "", true).await
+}
+
+/// The watched channel was closed by the broker with `code`.
+#[track_caller]
+pub async fn expect_closed_with(watcher: &mut Consumer, code: u16) {
+    match w!(watcher.next()) {
+        Some(Err(e)) => assert_eq!(amqp_code(&e), Some(code), "channel closed with {e:?}"),
+        other => panic!("expected the channel to close with {code}, got {other:?}"),
+    }
+}
+
 /// Next delivery of `consumer` within the step timeout.
 pub async fn next_delivery(consumer: &mut Consumer) -> Delivery {
     match w!(consumer.next()) {
