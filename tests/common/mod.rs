@@ -493,7 +493,6 @@ pub async fn close_watcher(ch: &Channel) -> Consumer {
 }
 
 /// The watched channel was closed by the broker with `code`.
-#[track_caller]
 pub async fn expect_closed_with(watcher: &mut Consumer, code: u16) {
     match w!(watcher.next()) {
         Some(Err(e)) => assert_eq!(amqp_code(&e), Some(code), "channel closed with {e:?}"),
