@@ -11,12 +11,7 @@ use futures_lite::StreamExt;
 use lapin::options::*;
 use lapin::protocol::basic::AMQPProperties;
 use lapin::types::{AMQPValue, FieldArray, FieldTable};
-use lapin::{BasicProperties, Channel};
-
-async fn delete_queue(ch: &Channel, name: &str) {
-    w!(ch.queue_delete(name.into(), QueueDeleteOptions::default()))
-        .unwrap_or_else(|e| panic!("delete queue {name}: {e:?}"));
-}
+use lapin::BasicProperties;
 
 fn full_properties() -> AMQPProperties {
     let mut nested = FieldTable::default();

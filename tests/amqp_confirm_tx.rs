@@ -10,11 +10,6 @@ use lapin::options::*;
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection};
 
-async fn delete_queue(ch: &Channel, name: &str) {
-    w!(ch.queue_delete(name.into(), QueueDeleteOptions::default()))
-        .unwrap_or_else(|e| panic!("delete queue {name}: {e:?}"));
-}
-
 // ---------------------------------------------------------------------------
 // Confirms
 // ---------------------------------------------------------------------------

@@ -12,41 +12,6 @@ use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, ExchangeKind};
 
-async fn declare_exchange(ch: &Channel, name: &str, kind: ExchangeKind) {
-    w!(ch.exchange_declare(
-        name.into(),
-        kind.clone(),
-        ExchangeDeclareOptions::default(),
-        FieldTable::default()
-    ))
-    .unwrap_or_else(|e| panic!("declare exchange {name} ({kind:?}): {e:?}"));
-}
-
-async fn bind(ch: &Channel, queue: &str, exchange: &str, key: &str) {
-    bind_args(ch, queue, exchange, key, FieldTable::default()).await
-}
-
-async fn bind_args(ch: &Channel, queue: &str, exchange: &str, key: &str, args: FieldTable) {
-    w!(ch.queue_bind(
-        queue.into(),
-        exchange.into(),
-        key.into(),
-        QueueBindOptions::default(),
-        args
-    ))
-    .unwrap_or_else(|e| panic!("bind {queue} to {exchange} with {key:?}: {e:?}"));
-}
-
-async fn delete_exchange(ch: &Channel, name: &str) {
-    w!(ch.exchange_delete(name.into(), ExchangeDeleteOptions::default()))
-        .unwrap_or_else(|e| panic!("delete exchange {name}: {e:?}"));
-}
-
-async fn delete_queue(ch: &Channel, name: &str) {
-    w!(ch.queue_delete(name.into(), QueueDeleteOptions::default()))
-        .unwrap_or_else(|e| panic!("delete queue {name}: {e:?}"));
-}
-
 /// A connection plus a confirm-mode publishing channel and a plain channel.
 async fn setup(broker: &TestBroker) -> (lapin::Connection, Channel, Channel) {
     let conn = broker.connect().await;

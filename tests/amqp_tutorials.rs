@@ -57,37 +57,6 @@ async fn declare_private_queue(ch: &Channel) -> String {
     name
 }
 
-async fn declare_exchange(ch: &Channel, name: &str, kind: ExchangeKind) {
-    w!(ch.exchange_declare(
-        name.into(),
-        kind,
-        ExchangeDeclareOptions::default(),
-        FieldTable::default()
-    ))
-    .unwrap_or_else(|e| panic!("declare exchange {name}: {e:?}"));
-}
-
-async fn bind(ch: &Channel, queue: &str, exchange: &str, key: &str) {
-    w!(ch.queue_bind(
-        queue.into(),
-        exchange.into(),
-        key.into(),
-        QueueBindOptions::default(),
-        FieldTable::default()
-    ))
-    .unwrap_or_else(|e| panic!("bind {queue} to {exchange} with {key:?}: {e:?}"));
-}
-
-async fn delete_queue(ch: &Channel, name: &str) {
-    w!(ch.queue_delete(name.into(), QueueDeleteOptions::default()))
-        .unwrap_or_else(|e| panic!("delete queue {name}: {e:?}"));
-}
-
-async fn delete_exchange(ch: &Channel, name: &str) {
-    w!(ch.exchange_delete(name.into(), ExchangeDeleteOptions::default()))
-        .unwrap_or_else(|e| panic!("delete exchange {name}: {e:?}"));
-}
-
 async fn hang_up(conn: &Connection) {
     w!(conn.close(200, "bye".into())).expect("close connection");
 }

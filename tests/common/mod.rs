@@ -19,10 +19,11 @@ use futures_lite::StreamExt;
 use lapin::message::{BasicGetMessage, Delivery};
 use lapin::options::{
     BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
-    QueueDeclareOptions,
+    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer, ExchangeKind};
 
 /// Default bound for a single awaited step.
 pub const STEP: Duration = Duration::from_secs(10);
@@ -332,6 +333,41 @@ pub async fn declare_queue(ch: &Channel, name: &str) -> lapin::Queue {
 }
 
 /// Passive declare; returns (message_count, consumer_count). Panics on error.
+pub async fn declare_exchange(ch: &Channel, name: &str, kind: ExchangeKind) {
+    w!(ch.exchange_declare(
+        name.into(),
+        kind.clone(),
+        ExchangeDeclareOptions::default(),
+        FieldTable::default()
+    ))
+    .unwrap_or_else(|e| panic!("declare exchange {name} ({kind:?}): {e:?}"));
+}
+
+pub async fn bind(ch: &Channel, queue: &str, exchange: &str, key: &str) {
+    bind_args(ch, queue, exchange, key, FieldTable::default()).await
+}
+
+pub async fn bind_args(ch: &Channel, queue: &str, exchange: &str, key: &str, args: FieldTable) {
+    w!(ch.queue_bind(
+        queue.into(),
+        exchange.into(),
+        key.into(),
+        QueueBindOptions::default(),
+        args
+    ))
+    .unwrap_or_else(|e| panic!("bind {queue} to {exchange} with {key:?}: {e:?}"));
+}
+
+pub async fn delete_exchange(ch: &Channel, name: &str) {
+    w!(ch.exchange_delete(name.into(), ExchangeDeleteOptions::default()))
+        .unwrap_or_else(|e| panic!("delete exchange {name}: {e:?}"));
+}
+
+pub async fn delete_queue(ch: &Channel, name: &str) {
+    w!(ch.queue_delete(name.into(), QueueDeleteOptions::default()))
+        .unwrap_or_else(|e| panic!("delete queue {name}: {e:?}"));
+}
+
 pub async fn queue_counts(ch: &Channel, name: &str) -> (u32, u32) {
     let q = w!(ch.queue_declare(
         name.into(),
