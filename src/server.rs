@@ -76,7 +76,7 @@ async fn shard_main(
         }
     };
     let mailbox = Mailbox::new(senders);
-    let shard = Shard::new(id, shards, config, mailbox);
+    let shard = Shard::new(id, shards, mailbox);
     for (from, rx) in receivers.streams() {
         let shard = shard.clone();
         glommio::spawn_local(async move {

@@ -74,6 +74,27 @@ impl AmqpError {
 
 pub type AmqpResult<T> = Result<T, AmqpError>;
 
+/// 405 for another connection's exclusive queue, in RabbitMQ's words.
+pub fn exclusive_locked(name: &str, vhost: &str) -> AmqpError {
+    AmqpError::locked(format!(
+        "cannot obtain exclusive access to locked queue '{name}' in vhost '{vhost}'. It could be \
+         originally declared on another connection or the exclusive property value does not \
+         match that of the original declaration."
+    ))
+}
+
+/// A name with `prefix` and 22 random URL-safe characters, the shape of
+/// RabbitMQ's `amq.gen-…` queue names and `amq.ctag-…` consumer tags.
+pub fn random_name(prefix: &str) -> crate::codec::ShortStr {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut rng = rand::thread_rng();
+    let suffix: String = (0..22)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect();
+    crate::codec::ShortStr::from(format!("{prefix}{suffix}"))
+}
+
 /// RabbitMQ's way of naming a resource in error texts.
 pub fn describe(kind: &str, name: &str, vhost: &str) -> String {
     format!("no {kind} '{name}' in vhost '{vhost}'")

@@ -6,7 +6,7 @@ use glommio::sync::Semaphore;
 use std::cell::Cell;
 use std::rc::Rc;
 
-use super::error::describe;
+use super::error::{describe, exclusive_locked, random_name};
 use super::messages::{LeaderOp, QueueDecl, QueueOp, Reply, Request};
 use super::topology::{ConnRef, ExchangeMeta, QueueId, QueueMeta, TopologyChange};
 use super::{AmqpError, Shard};
@@ -53,14 +53,6 @@ fn bool_text(b: bool) -> &'static str {
 fn inequivalent(arg: &str, kind: &str, name: &str, vhost: &str, got: &str, cur: &str) -> AmqpError {
     AmqpError::precondition(format!(
         "inequivalent arg '{arg}' for {kind} '{name}' in vhost '{vhost}': received '{got}' but current is '{cur}'"
-    ))
-}
-
-fn exclusive_locked(name: &str, vhost: &str) -> AmqpError {
-    AmqpError::locked(format!(
-        "cannot obtain exclusive access to locked queue '{name}' in vhost '{vhost}'. It could be \
-         originally declared on another connection or the exclusive property value does not \
-         match that of the original declaration."
     ))
 }
 
@@ -232,16 +224,10 @@ impl Shard {
     /// A server-generated queue name that the declaring connection's own
     /// shard owns, so reply queues and temporary queues stay local.
     fn server_queue_name(&self, vhost: &str, shard: usize) -> ShortStr {
-        use rand::Rng;
-        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-        let mut rng = rand::thread_rng();
         loop {
-            let suffix: String = (0..22)
-                .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
-                .collect();
-            let name = format!("amq.gen-{suffix}");
+            let name = random_name("amq.gen-");
             if self.owner_of(vhost, &name) == shard && self.queue_meta(vhost, &name).is_none() {
-                return ShortStr::from(name);
+                return name;
             }
         }
     }

@@ -19,7 +19,6 @@ pub use error::{AmqpError, AmqpResult};
 pub use messages::{Reply, Request, ShardMsg};
 
 use crate::codec::{FieldTable, ShortStr};
-use crate::config::Config;
 use crate::connection::ConnHandle;
 use crate::queue::{ChannelRef, ConsumerId, Delivery, Message, MsgId, Queue, Settle};
 use crate::shard::mailbox::Mailbox;
@@ -64,7 +63,6 @@ impl OwnedQueue {
 pub struct Shard {
     pub id: usize,
     pub shards: usize,
-    pub config: Config,
     pub mailbox: Rc<Mailbox<ShardMsg>>,
     pub topology: RefCell<Topology>,
     pub queues: RefCell<AHashMap<QueueId, OwnedQueue>>,
@@ -97,16 +95,10 @@ pub struct ConfirmRef {
 }
 
 impl Shard {
-    pub fn new(
-        id: usize,
-        shards: usize,
-        config: Config,
-        mailbox: Rc<Mailbox<ShardMsg>>,
-    ) -> Rc<Self> {
+    pub fn new(id: usize, shards: usize, mailbox: Rc<Mailbox<ShardMsg>>) -> Rc<Self> {
         Rc::new(Shard {
             id,
             shards,
-            config,
             mailbox,
             topology: RefCell::new(Topology::new()),
             queues: RefCell::new(AHashMap::new()),
@@ -458,13 +450,16 @@ impl Shard {
         let mut oq = self.queues.borrow_mut().remove(&id)?;
         let count = oq.queue.message_count();
         for c in oq.queue.drain_consumers() {
-            let msg = ShardMsg::ConsumerCancelled {
-                ch: c.channel,
-                tag: c.tag,
-            };
             if c.channel.shard as usize == self.id {
-                self.handle_batch(self.id, vec![msg]);
+                let conn = self.conns.borrow().get(&c.channel.conn).cloned();
+                if let Some(conn) = conn {
+                    conn.server_cancel(c.channel, &c.tag);
+                }
             } else {
+                let msg = ShardMsg::ConsumerCancelled {
+                    ch: c.channel,
+                    tag: c.tag,
+                };
                 self.mailbox.push(c.channel.shard as usize, msg);
             }
         }

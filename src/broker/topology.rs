@@ -5,7 +5,7 @@
 use ahash::AHashMap;
 
 use crate::codec::{FieldTable, ShortStr};
-use crate::routing::{Binding, Destination, ExchangeKind, RoutingTable};
+use crate::routing::{Binding, ExchangeKind, RoutingTable};
 
 pub type QueueId = u64;
 
@@ -148,8 +148,4 @@ pub fn owner_shard(vhost: &str, name: &str, shards: usize) -> usize {
     vhost.hash(&mut h);
     name.hash(&mut h);
     (h.finish() % shards as u64) as usize
-}
-
-pub fn queue_destination(name: &ShortStr) -> Destination {
-    Destination::Queue(name.clone())
 }

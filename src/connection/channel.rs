@@ -2,13 +2,11 @@
 //!
 //! Soft errors (403-406) close the channel; hard errors close the
 //! connection, as RabbitMQ scopes them.
-use ahash::AHashMap;
-use rand::Rng;
 
 use super::content::{Pending, TxPublish};
 use super::handle::{ChannelDeliveries, ConsumerInfo, UnackedTag};
 use super::{Close, Conn};
-use crate::broker::error::describe;
+use crate::broker::error::{describe, exclusive_locked, random_name};
 use crate::broker::messages::{LeaderOp, QueueDecl, QueueOp};
 use crate::broker::topology::{ExchangeMeta, QueueMeta};
 use crate::broker::{AmqpError, ConfirmRef, QueueRef, Reply, Request};
@@ -47,23 +45,6 @@ pub(crate) struct Channel {
 }
 
 type MethodResult = Result<(), AmqpError>;
-
-fn exclusive_locked(name: &str, vhost: &str) -> AmqpError {
-    AmqpError::locked(format!(
-        "cannot obtain exclusive access to locked queue '{name}' in vhost '{vhost}'. It could be \
-         originally declared on another connection or the exclusive property value does not \
-         match that of the original declaration."
-    ))
-}
-
-fn random_tag(prefix: &str) -> ShortStr {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut rng = rand::thread_rng();
-    let suffix: String = (0..22)
-        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
-        .collect();
-    ShortStr::from(format!("{prefix}{suffix}"))
-}
 
 impl Conn {
     pub(super) async fn channel_method(
@@ -703,7 +684,7 @@ impl Conn {
         let queue = self.queue_name(number, m.queue)?;
         let meta = self.usable_queue(&queue)?;
         let tag = if m.consumer_tag.is_empty() {
-            random_tag("amq.ctag-")
+            random_name("amq.ctag-")
         } else {
             m.consumer_tag
         };
@@ -734,7 +715,6 @@ impl Conn {
                 ConsumerInfo {
                     queue: qref,
                     id: spec.id,
-                    no_ack: m.no_ack,
                     ready: false,
                     early: Vec::new(),
                 },
@@ -869,9 +849,13 @@ impl Conn {
     /// Sends settlements to the queues, one batch per queue.
     fn settle_tags(&self, number: u16, taken: Vec<UnackedTag>, how: Settle) {
         let from_consumers = taken.iter().filter(|u| u.from_consumer).count() as u32;
-        let mut by_queue: AHashMap<QueueRef, Vec<u64>> = AHashMap::new();
+        // Almost always one queue per ack: a linear scan beats a hash map.
+        let mut by_queue: smallvec::SmallVec<[(QueueRef, Vec<u64>); 2]> = smallvec::SmallVec::new();
         for u in taken {
-            by_queue.entry(u.queue).or_default().push(u.msg_id);
+            match by_queue.iter_mut().find(|(q, _)| *q == u.queue) {
+                Some((_, ids)) => ids.push(u.msg_id),
+                None => by_queue.push((u.queue, vec![u.msg_id])),
+            }
         }
         for (q, ids) in by_queue {
             self.shard.settle(q, ids, how);

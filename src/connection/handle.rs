@@ -21,7 +21,7 @@ pub struct UnackedTag {
     pub tag: u64,
     pub queue: QueueRef,
     pub msg_id: MsgId,
-    /// None for basic.get.
+    /// False for basic.get, whose messages do not count against qos.
     pub from_consumer: bool,
 }
 
@@ -29,7 +29,6 @@ pub struct UnackedTag {
 pub struct ConsumerInfo {
     pub queue: QueueRef,
     pub id: ConsumerId,
-    pub no_ack: bool,
     /// consume-ok written: deliveries may go out.
     pub ready: bool,
     /// Deliveries that arrived before consume-ok went out.
@@ -121,7 +120,7 @@ impl ConnHandle {
                     self.shard
                         .settle(d.queue, vec![d.delivery.msg_id], Settle::Requeue);
                 }
-                self.return_credit(d.queue, d.delivery.consumer, 1);
+                self.shard.credit(d.queue, d.delivery.consumer, 1);
                 return;
             }
         }
@@ -276,16 +275,12 @@ impl ConnHandle {
             .is_none_or(PublishTracker::is_idle)
     }
 
-    fn return_credit(&self, queue: QueueRef, consumer: ConsumerId, n: u32) {
-        self.shard.credit(queue, consumer, n);
-    }
-
     /// After a write: the written deliveries free their consumers' windows.
     pub fn return_credits(&self) {
         // `Shard::credit` never calls back into this connection, so the
         // map can stay borrowed (and keep its capacity) while it drains.
         for ((queue, consumer), n) in self.credits.borrow_mut().drain() {
-            self.return_credit(queue, consumer, n);
+            self.shard.credit(queue, consumer, n);
         }
     }
 }

@@ -41,14 +41,6 @@ impl<T: Send + 'static> Mailbox<T> {
         })
     }
 
-    pub fn shard_id(&self) -> usize {
-        self.me
-    }
-
-    pub fn shards(&self) -> usize {
-        self.draining.len()
-    }
-
     /// Queues a message for shard `to` (never this shard: local work takes
     /// the direct path).
     pub fn push(&self, to: usize, msg: T) {
