@@ -8,4 +8,76 @@ pub struct Config {
     pub port: u16,
     pub shards: usize,
     pub data_dir: PathBuf,
+    pub storage: StorageConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    pub sync: SyncMode,
+    /// Size of each message-log segment file, in bytes.
+    pub segment_size: u64,
+    /// Below this many free bytes on the data directory's file system,
+    /// publishers are blocked (RabbitMQ's `disk_free_limit`).
+    pub disk_free_limit: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            sync: SyncMode::Fsync,
+            segment_size: 32 << 20,
+            disk_free_limit: 50_000_000,
+        }
+    }
+}
+
+/// When a persistent message counts as stored (and is confirmed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SyncMode {
+    /// After an fdatasync covering its record (group commit). The default.
+    Fsync,
+    /// After its record is in the page cache; the kernel writes it back.
+    /// RabbitMQ classic queues behave this way.
+    Os,
+}
+
+/// Parses a byte size: `1048576`, `64MiB`, `50MB`, `2G`, `512k`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size (e.g. 64MiB, 50MB, 1048576)"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        "t" | "tb" => 1_000_000_000_000,
+        "tib" => 1 << 40,
+        other => return Err(format!("unknown size unit '{other}' in '{s}'")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size '{s}' is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("50MB"), Ok(50_000_000));
+        assert_eq!(parse_size("2g"), Ok(2_000_000_000));
+        assert!(parse_size("12 parsecs").is_err());
+        assert!(parse_size("MB").is_err());
+    }
 }

@@ -3,7 +3,7 @@ use clap::{Parser, Subcommand};
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use warren::config::Config;
+use warren::config::{parse_size, Config, StorageConfig, SyncMode};
 
 #[derive(Parser)]
 #[command(
@@ -33,6 +33,18 @@ enum Command {
         /// Where durable state lives.
         #[arg(long, default_value = "./warren-data")]
         data_dir: PathBuf,
+        /// When a persistent message is confirmed: `fsync` after an fdatasync
+        /// covering it (group commit), `os` once it is written to the page
+        /// cache (RabbitMQ classic-queue behaviour).
+        #[arg(long, value_enum, default_value = "fsync")]
+        sync: SyncMode,
+        /// Size of each message-log segment file (e.g. 32MiB).
+        #[arg(long, default_value = "32MiB", value_parser = parse_size)]
+        segment_size: u64,
+        /// Block publishers while the data directory's file system has less
+        /// free space than this (e.g. 50MB, 1GB).
+        #[arg(long, default_value = "50MB", value_parser = parse_size)]
+        disk_free_limit: u64,
         /// Log level or tracing filter (e.g. info, debug, warren=trace).
         #[arg(long, default_value = "info")]
         log: String,
@@ -47,6 +59,9 @@ fn main() {
             bind,
             shards,
             data_dir,
+            sync,
+            segment_size,
+            disk_free_limit,
             log,
         } => {
             let filter = tracing_subscriber::EnvFilter::try_new(&log).unwrap_or_else(|_| {
@@ -64,11 +79,20 @@ fn main() {
                 eprintln!("warren: --shards {shards} is more than 1024");
                 std::process::exit(2);
             }
+            if !(1 << 20..1 << 32).contains(&segment_size) {
+                eprintln!("warren: --segment-size must be be at least 1MiB and under 4GiB");
+                std::process::exit(2);
+            }
             let config = Config {
                 bind,
                 port,
                 shards,
                 data_dir,
+                storage: StorageConfig {
+                    sync,
+                    segment_size,
+                    disk_free_limit,
+                },
             };
             if let Err(e) = warren::server::run(config) {
                 eprintln!("warren: {e}");
