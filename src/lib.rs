@@ -15,3 +15,4 @@ pub mod queue;
 pub mod routing;
 pub mod server;
 pub mod shard;
+pub mod storage;

@@ -1,10 +1,23 @@
 //! Starting the broker: one shard per executor, each accepting on its own
 //! SO_REUSEPORT listener and serving the mesh traffic from its peers.
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use crate::broker::{Shard, ShardMsg};
+use crate::broker::topology::{owner_shard, TopologyChange};
+use crate::broker::{Shard, ShardMsg, ShardStore};
 use crate::config::Config;
 use crate::shard::{self, mailbox::Mailbox, ShardStart};
+use crate::storage::definitions::Definitions;
+use crate::storage::MessageLog;
+
+/// What every shard starts from: the durable topology and the leader's
+/// definitions log.
+struct Durable {
+    changes: Vec<TopologyChange>,
+    next_queue_id: u64,
+    definitions: Mutex<Option<Definitions>>,
+}
 
 #[derive(Debug)]
 pub struct StartError(pub String);
@@ -28,13 +41,26 @@ pub fn run(config: Config) -> Result<(), StartError> {
         ))
     })?;
     let shards = config.shards;
+    check_shard_count(&config.data_dir, shards)?;
+    let (definitions, loaded) = Definitions::open(&config.data_dir).map_err(|e| {
+        StartError(format!(
+            "cannot read definitions in {}: {e}",
+            config.data_dir.display()
+        ))
+    })?;
+    let durable = Arc::new(Durable {
+        changes: loaded.changes,
+        next_queue_id: loaded.next_queue_id,
+        definitions: Mutex::new(Some(definitions)),
+    });
+    handle_shutdown_signals();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<usize, String>>();
     let cfg = config.clone();
     let runtime = std::thread::Builder::new()
         .name("warren-runtime".into())
         .spawn(move || {
             shard::run(shards, memlock, move |start: ShardStart<ShardMsg>| {
-                shard_main(cfg, start, ready_tx)
+                shard_main(cfg, durable, start, ready_tx)
             })
         })
         .map_err(|e| StartError(format!("cannot start runtime thread: {e}")))?;
@@ -56,8 +82,70 @@ pub fn run(config: Config) -> Result<(), StartError> {
     }
 }
 
+/// SIGTERM and SIGINT end the process with status 0. Nothing needs
+/// flushing: confirmed messages are already synced (or, with `--sync os`,
+/// in the page cache, which outlives the process), and anything not yet
+/// confirmed may be lost as in a crash. The signals are blocked here,
+/// before any shard thread exists, so only the waiting thread sees them.
+fn handle_shutdown_signals() {
+    // SAFETY: plain signal-mask calls on a zeroed, then filled, sigset.
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    };
+    let spawned = std::thread::Builder::new()
+        .name("warren-signals".into())
+        .spawn(move || {
+            let mut sig: libc::c_int = 0;
+            // SAFETY: `set` is a valid sigset; `sig` is a valid out pointer.
+            unsafe { libc::sigwait(&set, &mut sig) };
+            tracing::info!("signal {sig} received, shutting down");
+            std::process::exit(0);
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot watch for SIGTERM: {e}");
+    }
+}
+
+/// The directory of shard `id`'s message log.
+pub fn log_dir(data_dir: &Path, id: usize) -> PathBuf {
+    data_dir.join("msgs").join(id.to_string())
+}
+
+/// Queues are placed by hash modulo the shard count, so a message log
+/// written with one count cannot be read with another.
+fn check_shard_count(data_dir: &Path, shards: usize) -> Result<(), StartError> {
+    let msgs = data_dir.join("msgs");
+    let marker = msgs.join("shards");
+    let err = |e: std::io::Error| StartError(format!("cannot use {}: {e}", msgs.display()));
+    std::fs::create_dir_all(&msgs).map_err(err)?;
+    if let Ok(text) = std::fs::read_to_string(&marker) {
+        if let Ok(before) = text.trim().parse::<usize>() {
+            let has_segments = (0..before.max(shards)).any(|i| {
+                crate::storage::segment::list(&log_dir(data_dir, i))
+                    .map(|l| !l.is_empty())
+                    .unwrap_or(false)
+            });
+            if before != shards && has_segments {
+                return Err(StartError(format!(
+                    "the data directory {} holds messages written by {before} shard(s); \
+                     start with --shards {before} (changing the shard count of a data \
+                     directory with messages is not supported yet)",
+                    data_dir.display()
+                )));
+            }
+        }
+    }
+    std::fs::write(&marker, format!("{shards}\n")).map_err(err)
+}
+
 async fn shard_main(
     config: Config,
+    durable: Arc<Durable>,
     start: ShardStart<ShardMsg>,
     ready: std::sync::mpsc::Sender<Result<usize, String>>,
 ) {
@@ -76,7 +164,15 @@ async fn shard_main(
         }
     };
     let mailbox = Mailbox::new(senders);
-    let shard = Shard::new(id, shards, mailbox);
+    let shard = match open_shard(&config, &durable, id, shards, mailbox) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    glommio::spawn_local(shard.clone().run_committer()).detach();
+    glommio::spawn_local(shard.clone().run_maintainer()).detach();
     for (from, rx) in receivers.streams() {
         let shard = shard.clone();
         glommio::spawn_local(async move {
@@ -100,4 +196,64 @@ async fn shard_main(
             }
         }
     }
+}
+
+/// Builds shard `id`: replays the durable topology, then recovers the
+/// shard's message log into the queues it owns.
+fn open_shard(
+    config: &Config,
+    durable: &Durable,
+    id: usize,
+    shards: usize,
+    mailbox: std::rc::Rc<Mailbox<ShardMsg>>,
+) -> Result<std::rc::Rc<Shard>, String> {
+    let dir = log_dir(&config.data_dir, id);
+    // Which queues this shard owns is known only after the replay, and the
+    // log is needed to build the shard: recover into a scratch log first.
+    let mut owned = ahash::AHashSet::new();
+    let mut changes = durable.changes.clone();
+    for c in &mut changes {
+        if let TopologyChange::QueueAdded(vhost, meta) = c {
+            meta.owner_shard = owner_shard(vhost, &meta.name, shards) as u16;
+            if meta.owner_shard as usize == id {
+                owned.insert(meta.id);
+            }
+        }
+    }
+    let (log, recovered, report) = MessageLog::open(&dir, config.storage.segment_size, |uid| {
+        owned.contains(&uid)
+    })
+    .map_err(|e| format!("cannot recover the message log in {}: {e}", dir.display()))?;
+    if report.corrupt > 0 {
+        tracing::warn!(
+            shard = id,
+            "message log recovery skipped {} corrupt record(s)",
+            report.corrupt
+        );
+    }
+    tracing::info!(
+        shard = id,
+        "recovered {} message(s) in {} queue(s) from {} segment(s): {:.1} MB in {:.3} s ({:.0} MB/s)",
+        report.messages,
+        report.queues,
+        report.segments,
+        report.bytes as f64 / 1e6,
+        report.elapsed.as_secs_f64(),
+        report.mb_per_s()
+    );
+    let store = ShardStore::new(log, config.storage.clone());
+    let shard = Shard::new(id, shards, mailbox, store, durable.next_queue_id);
+    for c in &changes {
+        shard.apply_replayed(c);
+    }
+    shard.restore_queues(recovered);
+    if id == 0 {
+        let defs = durable
+            .definitions
+            .lock()
+            .map(|mut d| d.take())
+            .unwrap_or(None);
+        *shard.definitions_slot().borrow_mut() = defs;
+    }
+    Ok(shard)
 }

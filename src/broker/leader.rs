@@ -3,7 +3,7 @@
 //! every shard; the `-ok` goes back only once all shards have applied it.
 //! This is the control path: it may wait, the message path never does.
 use glommio::sync::Semaphore;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use super::error::{describe, exclusive_locked, random_name};
@@ -12,17 +12,21 @@ use super::topology::{ConnRef, ExchangeMeta, QueueId, QueueMeta, TopologyChange}
 use super::{AmqpError, Shard};
 use crate::codec::{FieldTable, ShortStr};
 use crate::routing::{headers, Binding, Destination, ExchangeKind};
+use crate::storage::definitions::Definitions;
 
 pub struct LeaderState {
     serial: Semaphore,
     next_queue_id: Cell<QueueId>,
+    /// The definitions log (shard 0 only).
+    pub definitions: RefCell<Option<Definitions>>,
 }
 
-impl Default for LeaderState {
-    fn default() -> Self {
+impl LeaderState {
+    pub fn new(next_queue_id: QueueId) -> Self {
         LeaderState {
             serial: Semaphore::new(1),
-            next_queue_id: Cell::new(1),
+            next_queue_id: Cell::new(next_queue_id.max(1)),
+            definitions: RefCell::new(None),
         }
     }
 }
@@ -108,10 +112,53 @@ impl Shard {
         result.unwrap_or_else(Reply::Err)
     }
 
+    /// Makes `change` durable when it concerns durable things, then applies
+    /// it on every shard. Either way the caller's `-ok` follows.
     async fn broadcast(self: &Rc<Self>, change: TopologyChange) {
+        if self.is_durable_change(&change) {
+            if let Err(e) = self.persist_definition(&change).await {
+                tracing::error!("definitions log: cannot record a change: {e}");
+            }
+        }
         for s in 0..self.shards {
             let _ = self.call(s, Request::Apply(change.clone())).await;
         }
+    }
+
+    /// Durable exchanges, durable non-exclusive queues and bindings between
+    /// durable ends survive a restart; nothing else is written down.
+    fn is_durable_change(&self, change: &TopologyChange) -> bool {
+        use TopologyChange as C;
+        let queue_durable = |v: &str, q: &str| {
+            self.queue_meta(v, q)
+                .is_some_and(|m| m.durable && m.exclusive.is_none())
+        };
+        let exchange_durable = |v: &str, e: &str| self.exchange(v, e).is_some_and(|m| m.durable);
+        match change {
+            C::ExchangeAdded(_, e) => e.durable,
+            C::ExchangeRemoved(v, e) => exchange_durable(v, e),
+            C::QueueAdded(_, q) => q.durable && q.exclusive.is_none(),
+            C::QueueRemoved(v, q) => queue_durable(v, q),
+            C::BindingAdded(v, b) | C::BindingRemoved(v, b) => {
+                exchange_durable(v, &b.source)
+                    && match &b.destination {
+                        Destination::Queue(q) => queue_durable(v, q),
+                        Destination::Exchange(e) => exchange_durable(v, e),
+                    }
+            }
+        }
+    }
+
+    async fn persist_definition(&self, change: &TopologyChange) -> std::io::Result<()> {
+        let file = {
+            let mut defs = self.leader.definitions.borrow_mut();
+            let Some(d) = defs.as_mut() else {
+                return Ok(());
+            };
+            d.append(change)?;
+            d.file().try_clone()?
+        };
+        crate::shard::io::fdatasync(&file).await
     }
 
     fn exchange(&self, vhost: &str, name: &str) -> Option<ExchangeMeta> {

@@ -9,6 +9,7 @@
 pub mod error;
 mod leader;
 pub mod messages;
+mod store;
 pub mod topology;
 
 use ahash::AHashMap;
@@ -17,12 +18,13 @@ use std::rc::Rc;
 
 pub use error::{AmqpError, AmqpResult};
 pub use messages::{Reply, Request, ShardMsg};
+pub use store::ShardStore;
 
 use crate::codec::{FieldTable, ShortStr};
 use crate::connection::ConnHandle;
 use crate::queue::{ChannelRef, ConsumerId, Delivery, Message, MsgId, Queue, Settle};
 use crate::shard::mailbox::Mailbox;
-use crate::shard::sync::{oneshot, OneshotSender};
+use crate::shard::sync::{oneshot, Event, OneshotSender};
 use topology::{ConnRef, QueueId, QueueMeta, Topology};
 
 /// The queue a delivery came from, so acks can find their way back.
@@ -46,6 +48,8 @@ pub struct OwnedQueue {
     pub queue: Queue,
     /// Auto-delete fires only once a consumer has come and gone.
     pub had_consumer: bool,
+    /// Durable and not exclusive: its persistent messages go to the log.
+    pub logged: bool,
     /// Already on the shard's dispatch list.
     dirty: bool,
 }
@@ -76,15 +80,19 @@ pub struct Shard {
     next_call: Cell<u64>,
     next_local_id: Cell<u64>,
     leader: leader::LeaderState,
+    pub store: RefCell<ShardStore>,
+    /// Something was appended to the log: the committer has work.
+    sync_wake: Event,
 }
 
 /// Where a publish went.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Routed {
     pub queues: usize,
-    /// Queues on other shards, each of which will answer `Accepted` when
-    /// the publish carried a [`ConfirmRef`].
-    pub remote: u32,
+    /// Queues that will answer `Accepted` later when the publish carried a
+    /// [`ConfirmRef`]: those on other shards, and those here that log the
+    /// message and answer after the group commit.
+    pub pending: u32,
 }
 
 /// Asks the queues a publish reaches to say when they have it.
@@ -95,7 +103,13 @@ pub struct ConfirmRef {
 }
 
 impl Shard {
-    pub fn new(id: usize, shards: usize, mailbox: Rc<Mailbox<ShardMsg>>) -> Rc<Self> {
+    pub fn new(
+        id: usize,
+        shards: usize,
+        mailbox: Rc<Mailbox<ShardMsg>>,
+        store: ShardStore,
+        next_queue_id: QueueId,
+    ) -> Rc<Self> {
         Rc::new(Shard {
             id,
             shards,
@@ -110,7 +124,9 @@ impl Shard {
             pending_calls: RefCell::new(AHashMap::new()),
             next_call: Cell::new(1),
             next_local_id: Cell::new(1),
-            leader: leader::LeaderState::default(),
+            leader: leader::LeaderState::new(next_queue_id),
+            store: RefCell::new(store),
+            sync_wake: Event::default(),
         })
     }
 
@@ -166,15 +182,14 @@ impl Shard {
                 }
             }
         }
-        let mut remote = 0;
+        let mut pending = 0;
         for t in &targets {
             if t.owner as usize == self.id {
-                if let Some(oq) = self.queues.borrow_mut().get_mut(&t.id) {
-                    oq.queue.publish(msg.clone());
-                    oq.touch(t.id, &self.dirty);
+                if self.enqueue(t.id, msg.clone(), confirm) {
+                    pending += 1;
                 }
             } else {
-                remote += 1;
+                pending += 1;
                 let publish = ShardMsg::Publish {
                     queue: t.id,
                     msg: msg.clone(),
@@ -188,7 +203,7 @@ impl Shard {
         }
         Routed {
             queues: targets.len(),
-            remote,
+            pending,
         }
     }
 
@@ -288,7 +303,9 @@ impl Shard {
                 for id in dirty {
                     if let Some(oq) = queues.get_mut(&id) {
                         oq.dirty = false;
+                        self.refill(oq);
                         oq.queue.dispatch(&mut scratch);
+                        self.log_events(oq);
                         let queue = QueueRef {
                             id,
                             owner: self.id as u16,
@@ -309,6 +326,7 @@ impl Shard {
                 self.route_delivery(d);
             }
         }
+        self.store.borrow_mut().flush_events();
         self.mailbox.flush();
     }
 
@@ -336,18 +354,12 @@ impl Shard {
                     msg,
                     confirm,
                 } => {
-                    if let Some(oq) = self.queues.borrow_mut().get_mut(&queue) {
-                        oq.queue.publish(msg);
-                        oq.touch(queue, &self.dirty);
-                    }
                     // A queue deleted meanwhile still answers: the publish
                     // is settled either way, as RabbitMQ confirms it.
-                    if let Some(c) = confirm {
-                        let accepted = ShardMsg::Accepted {
-                            ch: c.ch,
-                            seq: c.seq,
-                        };
-                        self.mailbox.push(c.ch.shard as usize, accepted);
+                    if !self.enqueue(queue, msg, confirm) {
+                        if let Some(c) = confirm {
+                            self.accept(c);
+                        }
                     }
                 }
                 ShardMsg::Accepted { ch, seq } => {
@@ -437,6 +449,7 @@ impl Shard {
                         vhost: vhost.clone(),
                         queue: Queue::new(),
                         had_consumer: false,
+                        logged: meta.durable && meta.exclusive.is_none(),
                         dirty: false,
                     });
             }
@@ -444,11 +457,23 @@ impl Shard {
         self.topology.borrow_mut().apply(change);
     }
 
+    /// Applies a change replayed from the definitions log at startup.
+    pub fn apply_replayed(self: &Rc<Self>, change: &topology::TopologyChange) {
+        self.apply_change(change);
+    }
+
+    pub fn definitions_slot(&self) -> &RefCell<Option<crate::storage::definitions::Definitions>> {
+        &self.leader.definitions
+    }
+
     /// Deletes an owned queue now: cancels its consumers (who are told with
     /// basic.cancel) and returns how many messages it held.
     fn drop_owned_queue(self: &Rc<Self>, id: QueueId) -> Option<u32> {
         let mut oq = self.queues.borrow_mut().remove(&id)?;
         let count = oq.queue.message_count();
+        if oq.logged {
+            self.forget_logged(oq.queue.logged_locs());
+        }
         for c in oq.queue.drain_consumers() {
             if c.channel.shard as usize == self.id {
                 let conn = self.conns.borrow().get(&c.channel.conn).cloned();
@@ -521,8 +546,18 @@ impl Shard {
                 self.maybe_auto_delete(id);
                 Reply::Ok
             }
-            Op::Get { holder, no_ack } => Reply::Got(oq.queue.get(holder, no_ack)),
-            Op::Purge => Reply::Count(oq.queue.purge()),
+            Op::Get { holder, no_ack } => {
+                self.refill(oq);
+                let got = oq.queue.get(holder, no_ack);
+                self.log_events(oq);
+                oq.touch(id, &self.dirty);
+                Reply::Got(got)
+            }
+            Op::Purge => {
+                let n = oq.queue.purge();
+                self.log_events(oq);
+                Reply::Count(n)
+            }
             Op::Delete {
                 if_unused,
                 if_empty,

@@ -963,7 +963,7 @@ impl Conn {
                 .get_mut(&number)
                 .and_then(|d| d.publishes.as_mut())
             {
-                t.wait_for(seq, routed.remote);
+                t.wait_for(seq, routed.pending);
             }
             self.confirm_dirty.push(number);
         }

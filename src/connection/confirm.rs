@@ -33,10 +33,10 @@ impl PublishTracker {
         seq
     }
 
-    /// `seq` waits for `remote` queues on other shards.
-    pub fn wait_for(&mut self, seq: u64, remote: u32) {
-        if remote > 0 {
-            self.pending.insert(seq, remote);
+    /// `seq` waits for `queues` queues to accept it later.
+    pub fn wait_for(&mut self, seq: u64, queues: u32) {
+        if queues > 0 {
+            self.pending.insert(seq, queues);
         }
     }
 

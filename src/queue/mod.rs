@@ -5,13 +5,17 @@
 //! queue-local and increase with publication order, so a requeued message
 //! goes back to its original place (RabbitMQ's behaviour) by id order.
 pub mod message;
+pub mod paged;
 
 use ahash::AHashMap;
 use std::collections::{BTreeMap, VecDeque};
 
 pub use message::{Message, MessageData};
+pub use paged::PagedEntry;
 
 use crate::codec::ShortStr;
+use crate::storage::Loc;
+use paged::PagedList;
 
 pub type MsgId = u64;
 /// Globally unique (the creating shard is in the high bits).
@@ -22,6 +26,14 @@ pub type ConsumerId = u64;
 /// no-ack and unlimited-prefetch consumers; the connection hands credit back
 /// as it writes.
 pub const TRANSPORT_WINDOW: u32 = 2048;
+
+/// A durable queue keeps at most this many logged messages' bodies in
+/// memory; the rest of its backlog is read back from the log when
+/// consumers get near it.
+pub const MEMORY_WINDOW_MESSAGES: usize = 8192;
+pub const MEMORY_WINDOW_BYTES: u64 = 8 << 20;
+/// Below this many ready messages in memory, the shard refills from disk.
+pub const REFILL_BELOW: usize = 2048;
 
 /// A channel anywhere in the broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -64,6 +76,8 @@ struct Ready {
     id: MsgId,
     msg: Message,
     redelivered: bool,
+    /// Where the message is in the shard's log, when it is logged.
+    loc: Option<Loc>,
 }
 
 #[derive(Debug)]
@@ -71,6 +85,22 @@ struct Unacked {
     holder: ChannelRef,
     consumer: Option<ConsumerId>,
     msg: Message,
+    loc: Option<Loc>,
+}
+
+/// What happened to logged messages; the shard writes these to the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogEvent {
+    /// First delivery to an acking consumer.
+    Delivered(MsgId),
+    /// Gone for good: acked, dropped, or delivered without ack.
+    Settled(MsgId, Loc),
+    /// Purged: every id up to `up_to` except `kept` (unacked).
+    Purged {
+        up_to: MsgId,
+        kept: Vec<MsgId>,
+        locs: Vec<Loc>,
+    },
 }
 
 /// A message handed to a consumer.
@@ -119,6 +149,14 @@ pub struct Queue {
     consumers: VecDeque<Consumer>,
     /// Next consumer to try, for round-robin.
     cursor: usize,
+    /// Backlog beyond the memory window, oldest first; after `ready`.
+    paged: PagedList,
+    /// Transient messages that arrived while the backlog was paged: they
+    /// keep their place in `paged` but their bodies stay here.
+    paged_mem: AHashMap<MsgId, Message>,
+    /// Body bytes of the messages in `ready`.
+    ready_bytes: u64,
+    log_events: Vec<LogEvent>,
 }
 
 impl Queue {
@@ -127,7 +165,7 @@ impl Queue {
     }
 
     pub fn message_count(&self) -> u32 {
-        (self.ready.len() + self.returned.len()) as u32
+        (self.ready.len() + self.returned.len() + self.paged.len()) as u32
     }
 
     pub fn consumer_count(&self) -> u32 {
@@ -142,23 +180,151 @@ impl Queue {
         self.consumers.iter().any(|c| c.spec.id == id)
     }
 
-    pub fn publish(&mut self, msg: Message) -> MsgId {
+    /// The id the next published message will get (the log records it).
+    pub fn next_id(&self) -> MsgId {
+        self.next_id
+    }
+
+    /// Enqueues a message; `loc` is its place in the log when it is logged.
+    /// A logged message beyond the memory window keeps only its place.
+    pub fn publish(&mut self, msg: Message, loc: Option<Loc>) -> MsgId {
         let id = self.next_id;
         self.next_id += 1;
+        let over_window =
+            self.ready.len() >= MEMORY_WINDOW_MESSAGES || self.ready_bytes >= MEMORY_WINDOW_BYTES;
+        if !self.paged.is_empty() || (loc.is_some() && over_window) {
+            self.paged.push_back(PagedEntry::new(id, loc, false));
+            if loc.is_none() {
+                self.paged_mem.insert(id, msg);
+            }
+            return id;
+        }
+        self.push_ready(id, msg, false, loc);
+        id
+    }
+
+    fn push_ready(&mut self, id: MsgId, msg: Message, redelivered: bool, loc: Option<Loc>) {
+        self.ready_bytes += msg.body_size();
         self.ready.push_back(Ready {
             id,
             msg,
-            redelivered: false,
+            redelivered,
+            loc,
         });
-        id
     }
 
     fn pop_ready(&mut self) -> Option<Ready> {
         let returned_first = self.returned.keys().next().copied();
-        match (returned_first, self.ready.front()) {
+        let r = match (returned_first, self.ready.front()) {
             (Some(r), Some(front)) if front.id < r => self.ready.pop_front(),
-            (Some(_), _) => self.returned.pop_first().map(|(_, m)| m),
+            (Some(_), _) => return self.returned.pop_first().map(|(_, m)| m),
             (None, _) => self.ready.pop_front(),
+        };
+        if let Some(r) = &r {
+            self.ready_bytes -= r.msg.body_size();
+        }
+        r
+    }
+
+    /// Messages recovered from the log: they start on disk, in order.
+    pub fn restore(&mut self, messages: impl IntoIterator<Item = PagedEntry>) {
+        for e in messages {
+            self.next_id = self.next_id.max(e.id() + 1);
+            self.paged.push_back(e);
+        }
+    }
+
+    /// True when the in-memory part runs low and more is on disk.
+    pub fn wants_refill(&self) -> bool {
+        !self.paged.is_empty() && self.ready.len() < REFILL_BELOW
+    }
+
+    /// Takes up to `n` entries off the front of the paged backlog; load
+    /// them and hand each back with [`refill`](Self::refill), in order.
+    pub fn take_paged(&mut self, n: usize) -> Vec<PagedEntry> {
+        let mut out = Vec::with_capacity(n.min(self.paged.len()));
+        while out.len() < n {
+            match self.paged.pop_front() {
+                Some(e) => out.push(e),
+                None => break,
+            }
+        }
+        out
+    }
+
+    /// A paged entry's message, read back (or `None` when it could not be:
+    /// then it is gone, and the caller releases its place in the log).
+    pub fn refill(&mut self, e: PagedEntry, msg: Option<Message>) {
+        let msg = match e.loc() {
+            None => self.paged_mem.remove(&e.id()),
+            Some(_) => msg,
+        };
+        if let Some(msg) = msg {
+            self.push_ready(e.id(), msg, e.redelivered(), e.loc());
+        }
+    }
+
+    /// Every logged message's place (for deleting the queue).
+    pub fn logged_locs(&self) -> Vec<Loc> {
+        let ready = self.ready.iter().filter_map(|r| r.loc);
+        let returned = self.returned.values().filter_map(|r| r.loc);
+        let unacked = self.unacked.values().filter_map(|u| u.loc);
+        let paged = self.paged.iter().filter_map(|e| e.loc());
+        ready.chain(returned).chain(unacked).chain(paged).collect()
+    }
+
+    /// Compaction moved message `id`: returns its current place and
+    /// redelivered flag if it is still here, and records the new place
+    /// `to(old, redelivered)` gives.
+    pub fn relocate(&mut self, id: MsgId, to: impl FnOnce(Loc, bool) -> Option<Loc>) -> bool {
+        fn update(
+            loc: &mut Option<Loc>,
+            red: bool,
+            to: impl FnOnce(Loc, bool) -> Option<Loc>,
+        ) -> bool {
+            match loc.and_then(|l| to(l, red)) {
+                Some(new) => {
+                    *loc = Some(new);
+                    true
+                }
+                None => false,
+            }
+        }
+        if let Ok(i) = self.ready.binary_search_by_key(&id, |r| r.id) {
+            let r = &mut self.ready[i];
+            return update(&mut r.loc, r.redelivered, to);
+        }
+        if let Some(r) = self.returned.get_mut(&id) {
+            return update(&mut r.loc, r.redelivered, to);
+        }
+        if let Some(u) = self.unacked.get_mut(&id) {
+            return update(&mut u.loc, true, to);
+        }
+        if let Some(e) = self.paged.find_mut(id) {
+            let Some(new) = e.loc().and_then(|l| to(l, e.redelivered())) else {
+                return false;
+            };
+            return self.paged.relocate(id, new);
+        }
+        false
+    }
+
+    /// Log events since the last call.
+    pub fn take_log_events(&mut self) -> Vec<LogEvent> {
+        std::mem::take(&mut self.log_events)
+    }
+
+    pub fn has_log_events(&self) -> bool {
+        !self.log_events.is_empty()
+    }
+
+    fn note_delivery(&mut self, ready: &Ready, no_ack: bool) {
+        if let Some(loc) = ready.loc {
+            if no_ack {
+                self.log_events.push(LogEvent::Settled(ready.id, loc));
+            } else if !ready.redelivered {
+                self.log_events.push(LogEvent::Delivered(ready.id));
+            }
         }
     }
 
@@ -200,7 +366,7 @@ impl Queue {
         if self.consumers.is_empty() {
             return;
         }
-        while self.message_count() > 0 {
+        while !self.ready.is_empty() || !self.returned.is_empty() {
             let n = self.consumers.len();
             let Some(offset) =
                 (0..n).find(|i| self.consumers[(self.cursor + i) % n].has_capacity())
@@ -212,6 +378,8 @@ impl Queue {
             let Some(ready) = self.pop_ready() else {
                 return;
             };
+            let no_ack = self.consumers[idx].spec.no_ack;
+            self.note_delivery(&ready, no_ack);
             let c = &mut self.consumers[idx];
             c.unsent += 1;
             if !c.spec.no_ack {
@@ -222,6 +390,7 @@ impl Queue {
                         holder: c.spec.channel,
                         consumer: Some(c.spec.id),
                         msg: ready.msg.clone(),
+                        loc: ready.loc,
                     },
                 );
             }
@@ -246,6 +415,7 @@ impl Queue {
 
     pub fn get(&mut self, holder: ChannelRef, no_ack: bool) -> Option<GetResult> {
         let ready = self.pop_ready()?;
+        self.note_delivery(&ready, no_ack);
         if !no_ack {
             self.unacked.insert(
                 ready.id,
@@ -253,6 +423,7 @@ impl Queue {
                     holder,
                     consumer: None,
                     msg: ready.msg.clone(),
+                    loc: ready.loc,
                 },
             );
         }
@@ -284,8 +455,11 @@ impl Queue {
                         id,
                         msg: u.msg,
                         redelivered: true,
+                        loc: u.loc,
                     },
                 );
+            } else if let Some(loc) = u.loc {
+                self.log_events.push(LogEvent::Settled(id, loc));
             }
         }
     }
@@ -318,8 +492,24 @@ impl Queue {
     /// Drops every ready message (unacked ones stay); returns how many.
     pub fn purge(&mut self) -> u32 {
         let n = self.message_count();
+        let locs: Vec<Loc> = {
+            let ready = self.ready.iter().filter_map(|r| r.loc);
+            let returned = self.returned.values().filter_map(|r| r.loc);
+            let paged = self.paged.iter().filter_map(|e| e.loc());
+            ready.chain(returned).chain(paged).collect()
+        };
+        if !locs.is_empty() {
+            self.log_events.push(LogEvent::Purged {
+                up_to: self.next_id.saturating_sub(1),
+                kept: self.unacked.keys().copied().collect(),
+                locs,
+            });
+        }
         self.ready.clear();
         self.returned.clear();
+        self.paged.clear();
+        self.paged_mem.clear();
+        self.ready_bytes = 0;
         n
     }
 }
@@ -368,7 +558,7 @@ mod tests {
     fn round_robin_respects_prefetch() {
         let mut q = Queue::new();
         for b in ["a", "b", "c", "d"] {
-            q.publish(msg(b));
+            q.publish(msg(b), None);
         }
         q.add_consumer(consumer(1, 1, 1, false)).unwrap();
         q.add_consumer(consumer(2, 1, 1, false)).unwrap();
@@ -391,7 +581,7 @@ mod tests {
         let mut q = Queue::new();
         let holder = ch(1);
         for b in ["a", "b", "c"] {
-            q.publish(msg(b));
+            q.publish(msg(b), None);
         }
         let a = q.get(holder, false).unwrap();
         let b = q.get(holder, false).unwrap();
@@ -412,7 +602,7 @@ mod tests {
     #[test]
     fn closing_a_channel_requeues_and_removes_consumers() {
         let mut q = Queue::new();
-        q.publish(msg("a"));
+        q.publish(msg("a"), None);
         q.add_consumer(consumer(1, 1, 0, false)).unwrap();
         let mut out = Vec::new();
         q.dispatch(&mut out);
@@ -428,7 +618,7 @@ mod tests {
     fn no_ack_consumers_are_bounded_by_transport_credit() {
         let mut q = Queue::new();
         for _ in 0..TRANSPORT_WINDOW + 10 {
-            q.publish(msg("x"));
+            q.publish(msg("x"), None);
         }
         q.add_consumer(consumer(1, 1, 0, true)).unwrap();
         let mut out = Vec::new();
@@ -462,8 +652,8 @@ mod tests {
     #[test]
     fn purge_keeps_unacked() {
         let mut q = Queue::new();
-        q.publish(msg("a"));
-        q.publish(msg("b"));
+        q.publish(msg("a"), None);
+        q.publish(msg("b"), None);
         let a = q.get(ch(1), false).unwrap();
         assert_eq!(q.purge(), 1);
         q.settle(&[a.msg_id], Settle::Requeue);

@@ -3,6 +3,7 @@
 //!
 //! glommio is used only here and in [`mailbox`]/[`net`], so the broker
 //! above sees plain async functions and could move to another runtime.
+pub mod io;
 pub mod mailbox;
 pub mod net;
 pub mod sync;
