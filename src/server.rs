@@ -241,6 +241,11 @@ fn open_shard(
         report.elapsed.as_secs_f64(),
         report.mb_per_s()
     );
+    let mut log = log;
+    // The first segment, ready before the first persistent message.
+    if let Some((dir, seq, size)) = log.spare_job() {
+        log.install_spare(crate::storage::segment::prepare(&dir, seq, size));
+    }
     let store = ShardStore::new(log, config.storage.clone());
     let shard = Shard::new(id, shards, mailbox, store, durable.next_queue_id);
     for c in &changes {

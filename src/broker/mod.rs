@@ -472,6 +472,8 @@ impl Shard {
         let mut oq = self.queues.borrow_mut().remove(&id)?;
         let count = oq.queue.message_count();
         if oq.logged {
+            // Settlements not yet written count first, then the rest.
+            self.log_events(&mut oq);
             self.forget_logged(oq.queue.logged_locs());
         }
         for c in oq.queue.drain_consumers() {

@@ -270,26 +270,31 @@ impl Shard {
     pub async fn run_maintainer(self: Rc<Self>) {
         loop {
             glommio::timer::sleep(Duration::from_secs(1)).await;
-            self.compact_one();
+            self.compact_one().await;
             self.reclaim().await;
         }
     }
 
     /// Copies the survivors of the oldest mostly-dead segment forward; the
     /// committer deletes the segment once the copies are synced.
-    fn compact_one(&self) {
-        let candidate = self.store.borrow().log.compaction_candidate();
-        let Some(seg) = candidate else {
+    async fn compact_one(&self) {
+        let target = {
+            let store = self.store.borrow();
+            let seg = store.log.compaction_candidate();
+            seg.and_then(|seg| store.log.segment_path(seg).map(|p| (seg, p)))
+        };
+        let Some((seg, path)) = target else {
             return;
         };
-        let publishes = match self.store.borrow().log.publishes_in(seg) {
-            Ok(p) => p,
+        let publishes = match io::blocking(move || std::fs::read(path)).await {
+            Ok(data) => crate::storage::log::publishes_in_data(seg, &data),
             Err(e) => {
                 tracing::warn!("compaction: cannot read segment {seg}: {e}");
                 return;
             }
         };
         let mut moved = 0u32;
+        let mut failed = false;
         {
             let mut queues = self.queues.borrow_mut();
             let mut store = self.store.borrow_mut();
@@ -305,11 +310,16 @@ impl Shard {
                         Ok(new) => Some(new),
                         Err(e) => {
                             tracing::warn!("compaction: cannot move a message: {e}");
+                            failed = true;
                             None
                         }
                     }
                 });
                 moved += relocated as u32;
+            }
+            if !failed {
+                // The queues are the truth: nothing else in it is live.
+                store.log.mark_dead(seg);
             }
         }
         tracing::debug!(

@@ -219,6 +219,15 @@ impl MessageLog {
         }
     }
 
+    /// Compaction moved every live message out of `seg`.
+    pub fn mark_dead(&mut self, seg: u32) {
+        let appended = self.appended;
+        if let Some(s) = self.segs.get_mut(&seg) {
+            s.live = 0;
+            s.hold_until = s.hold_until.max(appended);
+        }
+    }
+
     fn add_target(&mut self, at: u32, target: u32) {
         if at == target {
             return;
@@ -366,16 +375,17 @@ impl MessageLog {
             .segs
             .get(&loc.seg)
             .ok_or_else(|| bad_data(loc, "segment is gone"))?;
-        let mut head = [0u8; HEADER_LEN];
-        segment::read_at(&seg.file, loc.off as u64, &mut head)?;
-        let len = record_len(&head).ok_or_else(|| bad_data(loc, "bad header"))?;
-        let mut buf = vec![0u8; len];
-        buf[..HEADER_LEN].copy_from_slice(&head);
-        segment::read_at(
-            &seg.file,
-            loc.off as u64 + HEADER_LEN as u64,
-            &mut buf[HEADER_LEN..],
-        )?;
+        // One read usually covers the whole record; a second fetches the
+        // rest of a big one.
+        let mut buf = vec![0u8; FIRST_READ];
+        let got = segment::read_some_at(&seg.file, loc.off as u64, &mut buf)?;
+        let len = record_len(&buf[..got]).ok_or_else(|| bad_data(loc, "bad header"))?;
+        if len <= got {
+            buf.truncate(len);
+        } else {
+            buf.resize(len, 0);
+            segment::read_at(&seg.file, loc.off as u64 + got as u64, &mut buf[got..])?;
+        }
         Ok(buf)
     }
 
@@ -414,11 +424,21 @@ impl MessageLog {
     /// The PUBLISH records (queue, id, place) of a sealed segment, for
     /// compaction to ask the queues which are still live.
     pub fn publishes_in(&self, seg: u32) -> io::Result<Vec<(QueueUid, u64, Loc)>> {
-        let info = self
-            .segs
-            .get(&seg)
+        let path = self
+            .segment_path(seg)
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such segment"))?;
-        let data = std::fs::read(&info.path)?;
+        Ok(publishes_in_data(seg, &std::fs::read(path)?))
+    }
+
+    /// The file of segment `seq`, for reading it off the reactor.
+    pub fn segment_path(&self, seq: u32) -> Option<PathBuf> {
+        self.segs.get(&seq).map(|s| s.path.clone())
+    }
+}
+
+/// PUBLISH records (queue, id, place) in a segment's bytes.
+pub fn publishes_in_data(seg: u32, data: &[u8]) -> Vec<(QueueUid, u64, Loc)> {
+    {
         let mut out = Vec::new();
         let mut at = 0;
         while at < data.len() {
@@ -451,9 +471,11 @@ impl MessageLog {
                 },
             }
         }
-        Ok(out)
+        out
     }
+}
 
+impl MessageLog {
     /// The oldest sealed segment worth compacting: under a quarter of its
     /// messages live, and deletable as soon as they are copied out.
     pub fn compaction_candidate(&self) -> Option<u32> {
@@ -506,6 +528,9 @@ fn put_short(out: &mut SmallVec<[u8; 128]>, s: &str) {
     out.push(s.len() as u8);
     out.extend_from_slice(s.as_bytes());
 }
+
+/// Bytes read at once when loading a message back: most records fit.
+const FIRST_READ: usize = 4096;
 
 fn record_len(head: &[u8]) -> Option<usize> {
     if head.len() < HEADER_LEN || head[0..2] != record::MAGIC {
