@@ -465,7 +465,7 @@ pub fn publishes_in_data(seg: u32, data: &[u8]) -> Vec<(QueueUid, u64, Loc)> {
                     at += size;
                 }
                 Parsed::End | Parsed::Truncated => break,
-                Parsed::Corrupt(_) => match record::resync(&data, at + 1) {
+                Parsed::Corrupt(_) => match record::resync(data, at + 1) {
                     Some(next) => at = next,
                     None => break,
                 },
