@@ -125,9 +125,10 @@ fn check_shard_count(data_dir: &Path, shards: usize) -> Result<(), StartError> {
     std::fs::create_dir_all(&msgs).map_err(err)?;
     if let Ok(text) = std::fs::read_to_string(&marker) {
         if let Ok(before) = text.trim().parse::<usize>() {
+            // Empty segments (prepared, never written) do not count.
             let has_segments = (0..before.max(shards)).any(|i| {
                 crate::storage::segment::list(&log_dir(data_dir, i))
-                    .map(|l| !l.is_empty())
+                    .map(|l| l.iter().any(|(_, p)| segment_has_records(p)))
                     .unwrap_or(false)
             });
             if before != shards && has_segments {
@@ -141,6 +142,14 @@ fn check_shard_count(data_dir: &Path, shards: usize) -> Result<(), StartError> {
         }
     }
     std::fs::write(&marker, format!("{shards}\n")).map_err(err)
+}
+
+fn segment_has_records(path: &Path) -> bool {
+    let mut head = [0u8; crate::storage::record::HEADER_LEN];
+    std::fs::File::open(path)
+        .and_then(|f| crate::storage::segment::read_some_at(&f, 0, &mut head))
+        .map(|n| n > 0 && head.iter().any(|&b| b != 0))
+        .unwrap_or(true)
 }
 
 async fn shard_main(
