@@ -91,7 +91,14 @@ impl Conn {
                 method_id,
             ));
         }
-        match self.dispatch(number, method).await {
+        // The per-message methods run inline; the rest are boxed so that
+        // every connection's task is sized for the hot path, not for the
+        // largest declare (idle connections pay for task size).
+        let result = match self.dispatch_hot(number, method) {
+            Ok(r) => r,
+            Err(method) => Box::pin(self.dispatch(number, method)).await,
+        };
+        match result {
             Ok(()) => Ok(()),
             Err(e) if e.is_connection_error() => Err(Close::Error(e, class_id, method_id)),
             Err(e) => {
@@ -129,22 +136,22 @@ impl Conn {
         let epoch = self.next_epoch();
         self.channels.insert(
             number,
-            Channel {
+            Box::new(Channel {
                 epoch,
                 closing: false,
                 content: None,
                 prefetch: 0,
                 mode: Mode::Plain,
                 last_queue: ShortStr::new(),
-            },
+            }),
         );
         self.handle.channels.borrow_mut().insert(
             number,
-            ChannelDeliveries {
+            Box::new(ChannelDeliveries {
                 epoch,
                 open: true,
                 ..Default::default()
-            },
+            }),
         );
         self.handle
             .send_method(number, &Method::ChannelOpenOk(ChannelOpenOk {}));
@@ -207,6 +214,31 @@ impl Conn {
         for q in queues {
             self.shard.release_channel(q, ch_ref);
         }
+    }
+
+    /// Publish and settlement: synchronous, on every message. Other
+    /// methods come back as `Err` for [`dispatch`](Self::dispatch).
+    fn dispatch_hot(&mut self, number: u16, method: Method) -> Result<MethodResult, Method> {
+        let requeue = |r: bool| if r { Settle::Requeue } else { Settle::Drop };
+        Ok(match method {
+            Method::BasicPublish(m) => {
+                if m.immediate {
+                    return Ok(Err(AmqpError::not_implemented("immediate=true")));
+                }
+                if let Some(ch) = self.channels.get_mut(&number) {
+                    ch.content = Some(Pending::new(m));
+                }
+                Ok(())
+            }
+            Method::BasicAck(m) => self.settle(number, m.delivery_tag, m.multiple, Settle::Ack),
+            Method::BasicNack(m) => {
+                self.settle(number, m.delivery_tag, m.multiple, requeue(m.requeue))
+            }
+            Method::BasicReject(m) => {
+                self.settle(number, m.delivery_tag, false, requeue(m.requeue))
+            }
+            other => return Err(other),
+        })
     }
 
     async fn dispatch(&mut self, number: u16, method: Method) -> MethodResult {
@@ -388,33 +420,7 @@ impl Conn {
                 );
                 Ok(())
             }
-            Method::BasicPublish(m) => {
-                if m.immediate {
-                    return Err(AmqpError::not_implemented("immediate=true"));
-                }
-                if let Some(ch) = self.channels.get_mut(&number) {
-                    ch.content = Some(Pending::new(m));
-                }
-                Ok(())
-            }
             Method::BasicGet(m) => self.basic_get(number, m).await,
-            Method::BasicAck(m) => self.settle(number, m.delivery_tag, m.multiple, Settle::Ack),
-            Method::BasicNack(m) => {
-                let how = if m.requeue {
-                    Settle::Requeue
-                } else {
-                    Settle::Drop
-                };
-                self.settle(number, m.delivery_tag, m.multiple, how)
-            }
-            Method::BasicReject(m) => {
-                let how = if m.requeue {
-                    Settle::Requeue
-                } else {
-                    Settle::Drop
-                };
-                self.settle(number, m.delivery_tag, false, how)
-            }
             Method::BasicRecoverAsync(m) => self.recover(number, m.requeue),
             Method::BasicRecover(m) => {
                 self.recover(number, m.requeue)?;

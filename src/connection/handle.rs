@@ -64,7 +64,8 @@ pub struct ConnHandle {
     pub last_write: Cell<Instant>,
     pub cancel_notify: Cell<bool>,
     pub next_epoch: Cell<u32>,
-    pub channels: RefCell<AHashMap<u16, ChannelDeliveries>>,
+    /// Boxed for the same reason as `Conn::channels`: idle connections.
+    pub channels: RefCell<AHashMap<u16, Box<ChannelDeliveries>>>,
     /// Notified whenever a queue accepts one of this connection's publishes.
     pub accepted: Event,
     /// Deliveries written since the last credit return, per consumer.
@@ -76,7 +77,7 @@ impl ConnHandle {
         Rc::new(ConnHandle {
             id,
             shard,
-            out: RefCell::new(BytesMut::with_capacity(64 * 1024)),
+            out: RefCell::new(BytesMut::new()),
             write_ready: Event::default(),
             frame_max: Cell::new(codec::FRAME_MIN_SIZE),
             closed: Cell::new(false),

@@ -68,8 +68,8 @@ async fn run(shard: Rc<Shard>, stream: TcpStream) {
         shard: shard.clone(),
         handle: handle.clone(),
         reader,
-        buf: BytesMut::with_capacity(READ_CHUNK),
-        scratch: vec![0; READ_CHUNK].into_boxed_slice(),
+        buf: BytesMut::new(),
+        scratch: vec![0; FIRST_READ_CHUNK],
         vhost: codec::ShortStr::from_static("/"),
         user: String::new(),
         channel_max: 2047,
@@ -85,16 +85,13 @@ async fn run(shard: Rc<Shard>, stream: TcpStream) {
     }
     conn.release_all();
     if conn.declared_exclusive {
-        let _ = shard
-            .call(
-                0,
-                crate::broker::Request::Leader(
-                    crate::broker::messages::LeaderOp::ConnectionClosed {
-                        conn: shard.conn_ref(id),
-                    },
-                ),
-            )
-            .await;
+        let _ = Box::pin(shard.call(
+            0,
+            crate::broker::Request::Leader(crate::broker::messages::LeaderOp::ConnectionClosed {
+                conn: shard.conn_ref(id),
+            }),
+        ))
+        .await;
     }
     shard.conns.borrow_mut().remove(&id);
     handle.closed.set(true);
@@ -106,7 +103,8 @@ async fn run(shard: Rc<Shard>, stream: TcpStream) {
 /// Writes the output buffer whenever something is in it: all frames that
 /// became ready during one run of the reactor go out in a single write.
 async fn write_loop(handle: Rc<ConnHandle>, mut stream: TcpStream) {
-    let mut spare = BytesMut::with_capacity(64 * 1024);
+    // Grows with use; an idle connection holds no output buffer.
+    let mut spare = BytesMut::new();
     loop {
         let pending = handle.out.borrow().is_empty();
         if pending {
@@ -126,8 +124,14 @@ async fn write_loop(handle: Rc<ConnHandle>, mut stream: TcpStream) {
         }
         handle.last_write.set(Instant::now());
         handle.return_credits();
-        buf.clear();
-        spare = buf;
+        // Keep a big buffer for the next burst; a small write's buffer goes,
+        // so idle connections hold none.
+        spare = if buf.capacity() >= 16 * 1024 {
+            buf.clear();
+            buf
+        } else {
+            BytesMut::new()
+        };
     }
     let _ = stream.close().await;
 }
@@ -137,33 +141,42 @@ pub(crate) struct Conn {
     handle: Rc<ConnHandle>,
     reader: TcpStream,
     buf: BytesMut,
-    scratch: Box<[u8]>,
+    /// Where reads land: small for a quiet connection, grown to
+    /// `READ_CHUNK` once a read fills it.
+    scratch: Vec<u8>,
     vhost: codec::ShortStr,
     /// The authenticated user.
     user: String,
     channel_max: u16,
     heartbeat: u16,
-    channels: ahash::AHashMap<u16, Channel>,
+    /// Boxed: a channel is ~600 bytes and the map allocates room for
+    /// several, which idle connections would pay for.
+    channels: ahash::AHashMap<u16, Box<Channel>>,
     /// Channels with publisher confirms waiting to be sent.
     confirm_dirty: Vec<u16>,
     declared_exclusive: bool,
 }
 
 const READ_CHUNK: usize = 64 * 1024;
+/// Idle connections are the common case (S8: 10,000 of them); they should
+/// cost kilobytes, not the 64 KiB a busy one reads at once.
+const FIRST_READ_CHUNK: usize = 512;
 
 impl Conn {
     async fn session(&mut self) -> Result<(), Close> {
-        match self.handshake().await {
+        // Boxed (like every rare path): a task is as big as its largest
+        // await state, and idle connections should stay small.
+        match Box::pin(self.handshake()).await {
             Ok(()) => {}
             Err(Close::Error(e, class_id, method_id)) => {
-                return self.close_with(e, class_id, method_id).await;
+                return Box::pin(self.close_with(e, class_id, method_id)).await;
             }
             Err(other) => return Err(other),
         }
         self.spawn_heartbeat();
         match self.frame_loop().await {
             Err(Close::Error(e, class_id, method_id)) => {
-                self.close_with(e, class_id, method_id).await
+                Box::pin(self.close_with(e, class_id, method_id)).await
             }
             other => other,
         }
@@ -189,7 +202,16 @@ impl Conn {
         if n == 0 {
             return Err(Close::Gone);
         }
-        self.buf.extend_from_slice(&self.scratch[..n]);
+        if self.buf.is_empty() && n < FIRST_READ_CHUNK {
+            // A quiet connection: a fresh, right-sized buffer rather than
+            // keeping a big one around between rare reads.
+            self.buf = BytesMut::from(&self.scratch[..n]);
+        } else {
+            self.buf.extend_from_slice(&self.scratch[..n]);
+        }
+        if n == self.scratch.len() && n < READ_CHUNK {
+            self.scratch.resize(READ_CHUNK, 0);
+        }
         Ok(())
     }
 
@@ -258,7 +280,7 @@ impl Conn {
                 reply_code::UNEXPECTED_FRAME,
                 format!("heartbeat frame on channel {channel}"),
             )),
-            Frame::Method { channel: 0, method } => self.connection_method(method).await,
+            Frame::Method { channel: 0, method } => Box::pin(self.connection_method(method)).await,
             Frame::Method { channel, method } => self.channel_method(channel, method).await,
             Frame::Header { channel, header } => self.content_header(channel, header),
             Frame::Body { channel, payload } => self.content_body(channel, payload),
