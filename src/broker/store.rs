@@ -27,7 +27,7 @@ pub struct ShardStore {
     /// Confirms waiting for the log to be synced past a position.
     waiters: VecDeque<(u64, ConfirmRef)>,
     settles: Vec<(QueueUid, u64, Loc)>,
-    delivered: Vec<(QueueUid, u64)>,
+    delivered: Vec<(QueueUid, u64, Loc)>,
 }
 
 /// Messages read back per refill round.
@@ -48,7 +48,7 @@ impl ShardStore {
     pub fn note(&mut self, uid: QueueUid, events: Vec<LogEvent>) {
         for ev in events {
             match ev {
-                LogEvent::Delivered(id) => self.delivered.push((uid, id)),
+                LogEvent::Delivered(id, loc) => self.delivered.push((uid, id, loc)),
                 LogEvent::Settled(id, loc) => self.settles.push((uid, id, loc)),
                 LogEvent::Purged { up_to, kept, locs } => {
                     if let Err(e) = self.log.append_purge(uid, up_to, &kept, &locs) {

@@ -94,9 +94,17 @@ impl Conn {
         // The per-message methods run inline; the rest are boxed so that
         // every connection's task is sized for the hot path, not for the
         // largest declare (idle connections pay for task size).
-        let result = match self.dispatch_hot(number, method) {
-            Ok(r) => r,
-            Err(method) => Box::pin(self.dispatch(number, method)).await,
+        let hot = matches!(
+            method,
+            Method::BasicPublish(_)
+                | Method::BasicAck(_)
+                | Method::BasicNack(_)
+                | Method::BasicReject(_)
+        );
+        let result = if hot {
+            self.dispatch_hot(number, method)
+        } else {
+            Box::pin(self.dispatch(number, method)).await
         };
         match result {
             Ok(()) => Ok(()),
@@ -216,14 +224,14 @@ impl Conn {
         }
     }
 
-    /// Publish and settlement: synchronous, on every message. Other
-    /// methods come back as `Err` for [`dispatch`](Self::dispatch).
-    fn dispatch_hot(&mut self, number: u16, method: Method) -> Result<MethodResult, Method> {
+    /// Publish and settlement: synchronous, on every message. Every other
+    /// method goes to [`dispatch`](Self::dispatch).
+    fn dispatch_hot(&mut self, number: u16, method: Method) -> MethodResult {
         let requeue = |r: bool| if r { Settle::Requeue } else { Settle::Drop };
-        Ok(match method {
+        match method {
             Method::BasicPublish(m) => {
                 if m.immediate {
-                    return Ok(Err(AmqpError::not_implemented("immediate=true")));
+                    return Err(AmqpError::not_implemented("immediate=true"));
                 }
                 if let Some(ch) = self.channels.get_mut(&number) {
                     ch.content = Some(Pending::new(m));
@@ -237,8 +245,11 @@ impl Conn {
             Method::BasicReject(m) => {
                 self.settle(number, m.delivery_tag, false, requeue(m.requeue))
             }
-            other => return Err(other),
-        })
+            other => Err(AmqpError::new(
+                reply_code::INTERNAL_ERROR,
+                format!("{} is not a per-message method", other.name()),
+            )),
+        }
     }
 
     async fn dispatch(&mut self, number: u16, method: Method) -> MethodResult {

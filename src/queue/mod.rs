@@ -92,7 +92,7 @@ struct Unacked {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LogEvent {
     /// First delivery to an acking consumer.
-    Delivered(MsgId),
+    Delivered(MsgId, Loc),
     /// Gone for good: acked, dropped, or delivered without ack.
     Settled(MsgId, Loc),
     /// Purged: every id up to `up_to` except `kept` (unacked).
@@ -323,7 +323,7 @@ impl Queue {
             if no_ack {
                 self.log_events.push(LogEvent::Settled(ready.id, loc));
             } else if !ready.redelivered {
-                self.log_events.push(LogEvent::Delivered(ready.id));
+                self.log_events.push(LogEvent::Delivered(ready.id, loc));
             }
         }
     }

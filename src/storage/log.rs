@@ -146,14 +146,7 @@ impl MessageLog {
         if settled.is_empty() {
             return Ok(());
         }
-        let mut buf = Vec::with_capacity(4 + settled.len() * 20);
-        buf.extend_from_slice(&(settled.len() as u32).to_be_bytes());
-        for (uid, id, loc) in settled {
-            buf.extend_from_slice(&uid.to_be_bytes());
-            buf.extend_from_slice(&id.to_be_bytes());
-            buf.extend_from_slice(&loc.seg.to_be_bytes());
-        }
-        let at = self.append(kind::SETTLE, 0, &[&buf])?;
+        let at = self.append(kind::SETTLE, 0, &[&triples(settled)])?;
         for (_, _, loc) in settled {
             self.add_target(at.seg, loc.seg);
             self.release(*loc);
@@ -162,18 +155,17 @@ impl MessageLog {
     }
 
     /// Records first deliveries to acking consumers (no fsync is awaited:
-    /// losing one only loses a redelivered hint).
-    pub fn append_delivered(&mut self, delivered: &[(QueueUid, u64)]) -> io::Result<()> {
+    /// losing one only loses a redelivered hint). Like a settlement, the
+    /// record must outlive the messages it marks, so it refers to their
+    /// segments.
+    pub fn append_delivered(&mut self, delivered: &[(QueueUid, u64, Loc)]) -> io::Result<()> {
         if delivered.is_empty() {
             return Ok(());
         }
-        let mut buf = Vec::with_capacity(4 + delivered.len() * 16);
-        buf.extend_from_slice(&(delivered.len() as u32).to_be_bytes());
-        for (uid, id) in delivered {
-            buf.extend_from_slice(&uid.to_be_bytes());
-            buf.extend_from_slice(&id.to_be_bytes());
+        let at = self.append(kind::DELIVERED, 0, &[&triples(delivered)])?;
+        for (_, _, loc) in delivered {
+            self.add_target(at.seg, loc.seg);
         }
-        self.append(kind::DELIVERED, 0, &[&buf])?;
         Ok(())
     }
 
@@ -521,6 +513,18 @@ impl MessageLog {
     pub fn live_records(&self) -> u64 {
         self.segs.values().map(|s| s.live as u64).sum()
     }
+}
+
+/// `(queue, id, segment)` triples: a SETTLE or DELIVERED payload.
+fn triples(items: &[(QueueUid, u64, Loc)]) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(4 + items.len() * 20);
+    buf.extend_from_slice(&(items.len() as u32).to_be_bytes());
+    for (uid, id, loc) in items {
+        buf.extend_from_slice(&uid.to_be_bytes());
+        buf.extend_from_slice(&id.to_be_bytes());
+        buf.extend_from_slice(&loc.seg.to_be_bytes());
+    }
+    buf
 }
 
 fn put_short(out: &mut SmallVec<[u8; 128]>, s: &str) {

@@ -22,8 +22,8 @@ pub mod kind {
     pub const PUBLISH: u8 = 1;
     /// Acks, drops and no-ack deliveries: `(queue, id, segment)` triples.
     pub const SETTLE: u8 = 2;
-    /// First deliveries to acking consumers: `(queue, id)` pairs; they come
-    /// back with redelivered=true after a restart.
+    /// First deliveries to acking consumers: `(queue, id, segment)`
+    /// triples; they come back with redelivered=true after a restart.
     pub const DELIVERED: u8 = 3;
     /// A queue purge: every message of the queue up to an id, except those
     /// then unacked.

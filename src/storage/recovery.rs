@@ -279,9 +279,10 @@ fn apply(
         kind::DELIVERED => {
             let Some(n) = c.u32() else { return false };
             for _ in 0..n {
-                let (Some(uid), Some(id)) = (c.u64(), c.u64()) else {
+                let (Some(uid), Some(id), Some(seg)) = (c.u64(), c.u64(), c.u32()) else {
                     return false;
                 };
+                target(info, seg);
                 if known(uid) {
                     gathered.entry(uid).or_default().delivered.insert(id);
                 }

@@ -110,7 +110,9 @@ impl Harness {
             }
             Op::Deliver { pick } => {
                 if let Some(k) = self.nth_live(pick) {
-                    self.log.append_delivered(&[k]).unwrap();
+                    self.log
+                        .append_delivered(&[(k.0, k.1, self.locs[&k])])
+                        .unwrap();
                     self.model.get_mut(&k).unwrap().redelivered = true;
                 }
             }
@@ -187,7 +189,7 @@ impl Harness {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
     #[test]
     fn log_matches_model(ops in proptest::collection::vec(op(), 1..160)) {
