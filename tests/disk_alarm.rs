@@ -514,7 +514,12 @@ async fn alarm_clears_when_space_returns() {
             return;
         }
     };
-    wait_log(&broker, "disk resource limit alarm set on node", 5).await;
+    broker
+        .wait_log_line(
+            "disk resource limit alarm set on node",
+            Duration::from_secs(5),
+        )
+        .await;
     // Shard 0 logs it; every shard checks on its own second.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     publish_confirmed(&pch, "", &q, b"during").await;
@@ -530,7 +535,12 @@ async fn alarm_clears_when_space_returns() {
     drop(ballast);
     expect_unblocked(&mut pev, Duration::from_secs(5)).await;
     assert!(!pconn.status().blocked());
-    wait_log(&broker, "disk resource limit alarm cleared on node", 5).await;
+    broker
+        .wait_log_line(
+            "disk resource limit alarm cleared on node",
+            Duration::from_secs(5),
+        )
+        .await;
     // Reading resumed, and the connection is healthy.
     publish_confirmed(&pch, "", &q, b"after").await;
     assert_eq!(body_str(&next_delivery(&mut consumer).await), "after");
@@ -538,17 +548,4 @@ async fn alarm_clears_when_space_returns() {
     publish_confirmed(&pch, "", &q, b"later").await;
     assert_eq!(body_str(&next_delivery(&mut consumer).await), "later");
     assert!(pconn.status().connected());
-}
-
-/// Waits (bounded) until the broker's log has `needle`.
-async fn wait_log(broker: &TestBroker, needle: &str, secs: u64) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !broker.log_text().contains(needle) {
-        assert!(
-            Instant::now() < deadline,
-            "no {needle:?} in the log within {secs} s:\n{}",
-            broker.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }

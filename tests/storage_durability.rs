@@ -249,15 +249,6 @@ fn segment_tail(path: &Path) -> String {
     comps.into_iter().rev().collect::<Vec<_>>().join("/")
 }
 
-/// The first log line containing `needle`, or a panic showing the log.
-#[track_caller]
-fn log_line(log: &str, needle: &str) -> String {
-    match log.lines().find(|l| l.contains(needle)) {
-        Some(l) => l.to_string(),
-        None => panic!("the broker log has no line with {needle:?}; log:\n{log}"),
-    }
-}
-
 /// The number after `at offset ` in a log line.
 #[track_caller]
 fn offset_in(line: &str) -> u64 {
@@ -764,8 +755,12 @@ async fn corrupt_record_is_skipped_and_reported() {
         describe_bodies(&got)
     );
 
-    let log = broker.log_text();
-    let line = log_line(&log, "corrupt record in ");
+    let line = broker
+        .wait_log_line("corrupt record in ", Duration::from_secs(10))
+        .await;
+    broker
+        .wait_log_line("skipped 1 corrupt record(s)", Duration::from_secs(10))
+        .await;
     let tail = segment_tail(&seg);
     assert!(
         line.contains(&tail),
@@ -778,7 +773,12 @@ async fn corrupt_record_is_skipped_and_reported() {
          start (after the previous body, at {low}, and at most its own body, at {pos}): {line}"
     );
     assert!(line.contains("skipped"), "{line}");
-    log_line(&log, "skipped 1 corrupt record(s)");
+    let log = broker.log_text();
+    assert_eq!(
+        log.matches("corrupt record in ").count(),
+        1,
+        "one byte flipped, one corrupt record:\n{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -800,8 +800,9 @@ async fn torn_tail_is_truncated_and_the_log_goes_on() {
     drop(f);
 
     broker.restart().await;
-    let log = broker.log_text();
-    let line = log_line(&log, "truncated torn tail of ");
+    let line = broker
+        .wait_log_line("truncated torn tail of ", Duration::from_secs(10))
+        .await;
     let tail = segment_tail(&seg);
     assert!(
         line.contains(&tail),
@@ -813,14 +814,14 @@ async fn torn_tail_is_truncated_and_the_log_goes_on() {
         "the torn tail's offset {offset} is not where message {last}'s record can start \
          (after the previous body, at {low}, and at most its own body, at {pos}): {line}"
     );
+    let conn = broker.connect().await;
+    let ch = channel(&conn).await;
+    assert_eq!(queue_counts(&ch, &q).await.0, PROBES as u32 - 1);
+    let log = broker.log_text();
     assert!(
         !log.contains("corrupt record in "),
         "a torn tail was reported as a corrupt record:\n{log}"
     );
-
-    let conn = broker.connect().await;
-    let ch = channel(&conn).await;
-    assert_eq!(queue_counts(&ch, &q).await.0, PROBES as u32 - 1);
     // The log accepts new records after the cut, and they survive a crash.
     confirm(&ch).await;
     publish_confirmed_props(&ch, "", &q, b"after-the-torn-tail", persistent()).await;
@@ -1014,7 +1015,9 @@ async fn disk_alarm_blocks_publishers_but_durable_messages_still_flow() {
     // Run 2: no file system has 1000TB free, so the alarm is set from the
     // start.
     broker.restart_with(&["--disk-free-limit", "1000TB"]).await;
-    log_line(&broker.log_text(), "disk resource limit alarm set");
+    broker
+        .wait_log_line("disk resource limit alarm set", Duration::from_secs(5))
+        .await;
 
     let cconn = broker.connect().await;
     let mut cev = events(&cconn);

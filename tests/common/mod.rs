@@ -245,10 +245,7 @@ impl TestBroker {
             self.port = port;
             self.url = format!("amqp://guest:guest@127.0.0.1:{port}/%2F");
             loop {
-                if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                    .await
-                    .is_ok()
-                {
+                if amqp_ready(port).await {
                     return;
                 }
                 let exited = self.child.as_mut().unwrap().try_wait().expect("try_wait");
@@ -379,6 +376,23 @@ impl TestBroker {
         strip_ansi(&String::from_utf8_lossy(&bytes[from..]))
     }
 
+    /// Waits (bounded) until the current run's log has a line containing
+    /// `needle`, and returns that line. Shards recover and log on their
+    /// own, so a line can appear after the broker already serves.
+    pub async fn wait_log_line(&self, needle: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let log = self.log_text();
+            if let Some(line) = log.lines().find(|l| l.contains(needle)) {
+                return line.to_string();
+            }
+            if Instant::now() >= deadline {
+                panic!("no line with {needle:?} in the broker log within {limit:?}; log:\n{log}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// The log of every run of this broker, with the harness's separators.
     pub fn full_log(&self) -> String {
         self.log_path
@@ -449,6 +463,24 @@ impl TestBroker {
         let ch = channel(&conn).await;
         (conn, ch)
     }
+}
+
+/// Whether the broker on `port` answers the AMQP protocol header (with
+/// connection.start): it accepts connections, not only the kernel's
+/// listen backlog.
+async fn amqp_ready(port: u16) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut sock) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return false;
+    };
+    if sock.write_all(b"AMQP\x00\x00\x09\x01").await.is_err() {
+        return false;
+    }
+    let mut byte = [0u8; 1];
+    matches!(
+        tokio::time::timeout(Duration::from_millis(500), sock.read(&mut byte)).await,
+        Ok(Ok(1))
+    )
 }
 
 fn parse_port(url: &str) -> Option<u16> {
