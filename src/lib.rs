@@ -7,6 +7,8 @@
 //! - [`shard`]: the glommio runtime: one pinned executor per core and the cross-shard mesh.
 //! - [`broker`]: per-shard broker state: replicated topology, owned queues.
 //! - [`connection`]: one client connection and its channels.
+//! - [`alarm`]: the disk alarm that blocks publishers when space runs low.
+pub mod alarm;
 pub mod broker;
 pub mod codec;
 pub mod config;

@@ -172,6 +172,7 @@ async fn shard_main(
             return;
         }
     };
+    crate::alarm::start_disk_monitor(id, config.data_dir.clone(), config.storage.disk_free_limit);
     let mailbox = Mailbox::new(senders);
     let shard = match open_shard(&config, &durable, id, shards, mailbox) {
         Ok(s) => s,

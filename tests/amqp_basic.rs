@@ -813,3 +813,43 @@ async fn consume_from_missing_queue_is_404() {
     assert!(!ch.status().connected());
     assert!(conn.status().connected());
 }
+
+/// A no-ack consumer that attaches to a long queue on its own shard: each
+/// write returns transport credit, which dispatches more deliveries into
+/// the same connection while it is returning credit (this once crashed
+/// the shard with a RefCell double borrow).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn noack_consumer_drains_a_long_queue_on_one_shard() {
+    // One shard: queue, publisher and consumer all local.
+    let broker = TestBroker::start_with(&["--shards", "1"]).await;
+    let conn = broker.connect().await;
+    let ch = channel(&conn).await;
+    let q = unique("long");
+    declare_queue(&ch, &q).await;
+    confirm(&ch).await;
+    const N: usize = 3000;
+    let body = [b'x'; 200];
+    let mut last = None;
+    for _ in 0..N {
+        last = Some(
+            w!(ch.basic_publish(
+                "".into(),
+                q.as_str().into(),
+                BasicPublishOptions::default(),
+                &body,
+                BasicProperties::default()
+            ))
+            .expect("publish"),
+        );
+    }
+    assert!(w!(last.unwrap()).expect("confirm").is_ack());
+    assert_eq!(queue_counts(&ch, &q).await.0, N as u32);
+    let cch = channel(&conn).await;
+    let mut consumer = consume(&cch, &q, "", true).await;
+    for _ in 0..N {
+        next_delivery(&mut consumer).await;
+    }
+    assert_no_delivery(&mut consumer, 200).await;
+    assert!(conn.status().connected());
+    delete_queue(&ch, &q).await;
+}

@@ -139,6 +139,8 @@ impl Conn {
     }
 
     fn complete(&mut self, number: u16) -> Result<(), Close> {
+        // Under a resource alarm this connection now counts as a publisher.
+        self.published = true;
         let Some(ch) = self.channels.get_mut(&number) else {
             return Ok(());
         };

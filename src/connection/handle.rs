@@ -278,10 +278,18 @@ impl ConnHandle {
 
     /// After a write: the written deliveries free their consumers' windows.
     pub fn return_credits(&self) {
-        // `Shard::credit` never calls back into this connection, so the
-        // map can stay borrowed (and keep its capacity) while it drains.
-        for ((queue, consumer), n) in self.credits.borrow_mut().drain() {
+        // `Shard::credit` can call back into this connection: it schedules a
+        // pump, and glommio's `spawn_local` runs a new task at once, so
+        // dispatch may deliver here (and count credits) before it returns.
+        // Drain a map taken out of the cell; put it back, keeping its
+        // capacity, unless credits arrived meanwhile.
+        let mut credits = std::mem::take(&mut *self.credits.borrow_mut());
+        for ((queue, consumer), n) in credits.drain() {
             self.shard.credit(queue, consumer, n);
+        }
+        let mut cell = self.credits.borrow_mut();
+        if cell.is_empty() {
+            *cell = credits;
         }
     }
 }

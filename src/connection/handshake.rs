@@ -111,6 +111,7 @@ impl Conn {
         if let Some(FieldValue::Table(caps)) = ok.client_properties.get("capabilities") {
             let on = |k: &str| caps.get(k).and_then(FieldValue::as_bool).unwrap_or(false);
             self.handle.cancel_notify.set(on("consumer_cancel_notify"));
+            self.blocked_notify = on("connection.blocked");
         }
 
         self.handle.send_method(

@@ -77,6 +77,8 @@ async fn run(shard: Rc<Shard>, stream: TcpStream) {
         channels: ahash::AHashMap::new(),
         confirm_dirty: Vec::new(),
         declared_exclusive: false,
+        blocked_notify: false,
+        published: false,
     };
     let outcome = conn.session().await;
     match &outcome {
@@ -155,6 +157,10 @@ pub(crate) struct Conn {
     /// Channels with publisher confirms waiting to be sent.
     confirm_dirty: Vec<u16>,
     declared_exclusive: bool,
+    /// The client takes connection.blocked/unblocked (its capabilities).
+    blocked_notify: bool,
+    /// A publish completed since the frame loop last looked.
+    published: bool,
 }
 
 const READ_CHUNK: usize = 64 * 1024;
@@ -240,6 +246,7 @@ impl Conn {
     }
 
     async fn frame_loop(&mut self) -> Result<(), Close> {
+        let alarms = crate::alarm::local();
         loop {
             // Backpressure: while another shard's mailbox is backed up, stop
             // reading, so TCP slows the publisher down.
@@ -269,8 +276,47 @@ impl Conn {
                 }
             }
             self.flush_confirms();
+            // A resource alarm blocks connections that publish while it is
+            // set (RabbitMQ's rule: consumers keep going).
+            if std::mem::take(&mut self.published) && alarms.any() {
+                self.blocked_by_alarm(&alarms).await?;
+            }
             self.fill().await?;
         }
+    }
+
+    /// Stops reading this connection until every alarm clears, telling a
+    /// client that asked for it. Its deliveries, confirms and heartbeats
+    /// still go out. Warren's own heartbeat timeout is suspended meanwhile
+    /// (it is the read timeout, and nothing is read), as in RabbitMQ.
+    async fn blocked_by_alarm(&mut self, alarms: &crate::alarm::Alarms) -> Result<(), Close> {
+        tracing::debug!(conn = self.handle.id, "blocked by a resource alarm");
+        if self.blocked_notify {
+            self.handle.send_method(
+                0,
+                &Method::ConnectionBlocked(codec::ConnectionBlocked {
+                    reason: codec::ShortStr::from_static(alarms.reason()),
+                }),
+            );
+        }
+        while alarms.any() {
+            // The writer marks a dead socket closed: stop waiting then.
+            if self.handle.closed.get() {
+                return Err(Close::Gone);
+            }
+            alarms
+                .changed()
+                .or(glommio::timer::sleep(Duration::from_secs(1)))
+                .await;
+        }
+        tracing::debug!(conn = self.handle.id, "unblocked");
+        if self.blocked_notify {
+            self.handle.send_method(
+                0,
+                &Method::ConnectionUnblocked(codec::ConnectionUnblocked {}),
+            );
+        }
+        Ok(())
     }
 
     async fn handle_frame(&mut self, frame: Frame) -> Result<(), Close> {

@@ -83,11 +83,45 @@ pub struct TestBroker {
     child: Option<Child>,
     data_dir: Option<PathBuf>,
     log_path: Option<PathBuf>,
+    /// Arguments after the harness's own, kept for restarts.
+    extra_args: Vec<String>,
+    /// Where the current run's output starts in the log file.
+    log_offset: u64,
+    /// Broker processes started so far (restarts included).
+    runs: u32,
 }
 
 fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind ephemeral port");
     listener.local_addr().unwrap().port()
+}
+
+/// Removes terminal escape sequences (tracing colours its output when it
+/// thinks it may) so log assertions see plain text.
+pub fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                // CSI: parameters and intermediates, then one final byte.
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn tail_of(text: &str, max_chars: usize) -> String {
+    let n = text.chars().count();
+    text.chars().skip(n.saturating_sub(max_chars)).collect()
 }
 
 impl TestBroker {
@@ -99,6 +133,15 @@ impl TestBroker {
     }
 
     pub async fn start() -> TestBroker {
+        TestBroker::start_with(&[]).await
+    }
+
+    /// Starts a broker with extra `warren serve` arguments (e.g.
+    /// `["--segment-size", "1MiB"]`), kept for [`TestBroker::restart`].
+    /// `--shards` and `--log` given here replace the harness's defaults
+    /// (`$WARREN_TEST_SHARDS` or 3, and `warn`). With `WARREN_TEST_URL` set
+    /// the arguments are ignored and the external broker is used.
+    pub async fn start_with(extra_args: &[&str]) -> TestBroker {
         if let Ok(url) = std::env::var("WARREN_TEST_URL") {
             if !url.is_empty() {
                 let port = parse_port(&url).unwrap_or(5672);
@@ -108,73 +151,255 @@ impl TestBroker {
                     child: None,
                     data_dir: None,
                     log_path: None,
+                    extra_args: Vec::new(),
+                    log_offset: 0,
+                    runs: 0,
                 };
             }
         }
-        let shards = std::env::var("WARREN_TEST_SHARDS").unwrap_or_else(|_| "3".to_string());
         let data_dir = std::env::temp_dir().join(unique("warren-lapin-test"));
         std::fs::create_dir_all(&data_dir).expect("create broker data dir");
         let log_path = data_dir.with_extension("log");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        // The free port can be raced by another process between our probe and
-        // the broker's bind; retry a couple of times if the broker dies early.
+        let mut broker = TestBroker {
+            url: String::new(),
+            port: 0,
+            child: None,
+            data_dir: Some(data_dir),
+            log_path: Some(log_path),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            log_offset: 0,
+            runs: 0,
+        };
+        broker.spawn(Duration::from_secs(15)).await;
+        broker
+    }
+
+    /// The command line of one run, after `serve --port P`.
+    fn serve_args(&self) -> Vec<String> {
+        let has = |flag: &str| {
+            self.extra_args
+                .iter()
+                .any(|a| a == flag || a.starts_with(&format!("{flag}=")))
+        };
+        let mut args = vec!["--bind".to_string(), "127.0.0.1".to_string()];
+        if !has("--shards") {
+            let shards = std::env::var("WARREN_TEST_SHARDS").unwrap_or_else(|_| "3".to_string());
+            args.extend(["--shards".to_string(), shards]);
+        }
+        if !has("--log") {
+            args.extend(["--log".to_string(), "warn".to_string()]);
+        }
+        let dir = self
+            .data_dir
+            .as_ref()
+            .expect("a broker started by the tests");
+        args.extend(["--data-dir".to_string(), dir.display().to_string()]);
+        args.extend(self.extra_args.iter().cloned());
+        args
+    }
+
+    /// Starts a broker process on a free port with the data dir and
+    /// arguments of this `TestBroker`, and waits until it accepts TCP
+    /// connections (bounded by `limit`). Its output is appended to the log
+    /// file; [`TestBroker::log_text`] shows this run's part.
+    async fn spawn(&mut self, limit: Duration) {
+        assert!(self.child.is_none(), "the broker is still running");
+        let log_path = self
+            .log_path
+            .clone()
+            .expect("a broker started by the tests");
+        let deadline = Instant::now() + limit;
+        // The free port can be raced by another process between our probe
+        // and the broker's bind; retry a couple of times if that happens.
         let mut attempt = 0;
         loop {
             attempt += 1;
+            self.runs += 1;
             let port = free_port();
-            let log = std::fs::File::create(&log_path).expect("create broker log file");
+            let args = self.serve_args();
+            let mut log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log_path)
+                .expect("open broker log file");
+            {
+                use std::io::Write;
+                let _ = writeln!(
+                    log,
+                    "==== test harness: run {} of warren serve --port {port} {} ====",
+                    self.runs,
+                    args.join(" ")
+                );
+            }
+            self.log_offset = log.metadata().map(|m| m.len()).unwrap_or(0);
             let child = Command::new(env!("CARGO_BIN_EXE_warren"))
-                .args([
-                    "serve",
-                    "--port",
-                    &port.to_string(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--shards",
-                    &shards,
-                ])
-                .arg("--data-dir")
-                .arg(&data_dir)
-                .args(["--log", "warn"])
+                .arg("serve")
+                .args(["--port", &port.to_string()])
+                .args(&args)
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().expect("clone log fd"))
                 .stderr(log)
                 .spawn()
                 .expect("spawn warren broker");
-            let mut broker = TestBroker {
-                url: format!("amqp://guest:guest@127.0.0.1:{port}/%2F"),
-                port,
-                child: Some(child),
-                data_dir: Some(data_dir.clone()),
-                log_path: Some(log_path.clone()),
-            };
+            self.child = Some(child);
+            self.port = port;
+            self.url = format!("amqp://guest:guest@127.0.0.1:{port}/%2F");
             loop {
-                if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                    .await
-                    .is_ok()
-                {
-                    return broker;
+                if amqp_ready(port).await {
+                    return;
                 }
-                if let Some(status) = broker.child.as_mut().unwrap().try_wait().expect("try_wait") {
-                    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-                    if attempt < 3 && Instant::now() < deadline {
+                let exited = self.child.as_mut().unwrap().try_wait().expect("try_wait");
+                if let Some(status) = exited {
+                    self.child = None;
+                    let log = self.log_text();
+                    if attempt < 3 && Instant::now() < deadline && log.contains("cannot listen on")
+                    {
                         eprintln!("warren exited early ({status}), retrying; log:\n{log}");
-                        broker.child = None;
-                        broker.data_dir = None; // keep the dir for the retry
-                        broker.log_path = None;
                         break;
                     }
                     panic!("warren exited before accepting connections ({status}); log:\n{log}");
                 }
                 if Instant::now() >= deadline {
-                    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                    let log = self.log_text();
                     panic!(
-                        "warren did not accept connections on port {port} within 15s; log:\n{log}"
+                        "warren did not accept connections on port {port} within {limit:?}; log:\n{log}"
                     );
                 }
                 tokio::time::sleep(Duration::from_millis(25)).await;
             }
         }
+    }
+
+    fn child_mut(&mut self, what: &str) -> &mut Child {
+        match self.child.as_mut() {
+            Some(c) => c,
+            None if self.data_dir.is_none() => {
+                panic!("{what}: not possible against an external broker (WARREN_TEST_URL)")
+            }
+            None => panic!("{what}: the broker is not running"),
+        }
+    }
+
+    /// The broker's process id.
+    pub fn pid(&mut self) -> u32 {
+        self.child_mut("pid").id()
+    }
+
+    /// Whether the broker process is still running.
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => c.try_wait().expect("try_wait").is_none(),
+            None => false,
+        }
+    }
+
+    /// SIGKILL: the crash. Returns once the process is gone.
+    pub fn kill(&mut self) -> std::process::ExitStatus {
+        let child = self.child_mut("kill");
+        let _ = child.kill();
+        let status = child.wait().expect("wait for the killed broker");
+        self.child = None;
+        status
+    }
+
+    /// SIGTERM, then wait (bounded, 20 s) for the process to exit; returns
+    /// its exit status (a clean shutdown is status 0).
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let pid = self.child_mut("stop").id();
+        // SAFETY: kill(2) on our own child's pid.
+        let rc = unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+        assert_eq!(rc, 0, "kill(SIGTERM): {}", std::io::Error::last_os_error());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let child = self.child.as_mut().unwrap();
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                self.child = None;
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                self.child = None;
+                panic!(
+                    "warren did not exit within 20s of SIGTERM; log:\n{}",
+                    tail_of(&self.log_text(), 8000)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM and assert a clean exit (status 0).
+    pub fn stop_clean(&mut self) {
+        let status = self.stop();
+        assert!(
+            status.success(),
+            "warren exited with {status} after SIGTERM (expected status 0); log:\n{}",
+            tail_of(&self.log_text(), 8000)
+        );
+    }
+
+    /// Starts the broker again on the same data dir with the same extra
+    /// arguments, on a new free port ([`TestBroker::url`] changes). A broker
+    /// still running is stopped first with SIGTERM. Waits up to 30 s for
+    /// recovery to finish and the port to accept connections.
+    pub async fn restart(&mut self) {
+        if self.is_running() {
+            self.stop();
+        }
+        self.child = None;
+        self.spawn(Duration::from_secs(30)).await;
+    }
+
+    /// [`TestBroker::restart`] with other extra arguments (kept for later
+    /// restarts).
+    pub async fn restart_with(&mut self, extra_args: &[&str]) {
+        self.extra_args = extra_args.iter().map(|s| s.to_string()).collect();
+        self.restart().await;
+    }
+
+    /// The broker's data directory.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.data_dir
+            .as_deref()
+            .expect("no data dir: the tests run against an external broker")
+    }
+
+    /// The current run's log (the broker's stdout and stderr since its last
+    /// start), without terminal escapes.
+    pub fn log_text(&self) -> String {
+        let Some(path) = self.log_path.as_ref() else {
+            return String::new();
+        };
+        let bytes = std::fs::read(path).unwrap_or_default();
+        let from = (self.log_offset as usize).min(bytes.len());
+        strip_ansi(&String::from_utf8_lossy(&bytes[from..]))
+    }
+
+    /// Waits (bounded) until the current run's log has a line containing
+    /// `needle`, and returns that line. Shards recover and log on their
+    /// own, so a line can appear after the broker already serves.
+    pub async fn wait_log_line(&self, needle: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let log = self.log_text();
+            if let Some(line) = log.lines().find(|l| l.contains(needle)) {
+                return line.to_string();
+            }
+            if Instant::now() >= deadline {
+                panic!("no line with {needle:?} in the broker log within {limit:?}; log:\n{log}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The log of every run of this broker, with the harness's separators.
+    pub fn full_log(&self) -> String {
+        self.log_path
+            .as_ref()
+            .and_then(|p| std::fs::read(p).ok())
+            .map(|b| strip_ansi(&String::from_utf8_lossy(&b)))
+            .unwrap_or_default()
     }
 
     pub fn url(&self) -> String {
@@ -240,6 +465,24 @@ impl TestBroker {
     }
 }
 
+/// Whether the broker on `port` answers the AMQP protocol header (with
+/// connection.start): it accepts connections, not only the kernel's
+/// listen backlog.
+async fn amqp_ready(port: u16) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut sock) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return false;
+    };
+    if sock.write_all(b"AMQP\x00\x00\x09\x01").await.is_err() {
+        return false;
+    }
+    let mut byte = [0u8; 1];
+    matches!(
+        tokio::time::timeout(Duration::from_millis(500), sock.read(&mut byte)).await,
+        Ok(Ok(1))
+    )
+}
+
 fn parse_port(url: &str) -> Option<u16> {
     let (_, rest) = url.split_once("://")?;
     let rest = rest.rsplit_once('@').map(|(_, r)| r).unwrap_or(rest);
@@ -253,22 +496,14 @@ impl Drop for TestBroker {
             let _ = child.kill();
             let _ = child.wait();
         }
-        if let Some(log) = self.log_path.take() {
-            if std::thread::panicking() {
-                if let Ok(text) = std::fs::read_to_string(&log) {
-                    if !text.trim().is_empty() {
-                        let tail: String = text
-                            .chars()
-                            .rev()
-                            .take(8000)
-                            .collect::<Vec<_>>()
-                            .into_iter()
-                            .rev()
-                            .collect();
-                        eprintln!("---- warren log (tail) ----\n{tail}\n---- end warren log ----");
-                    }
-                }
+        if std::thread::panicking() {
+            let text = self.full_log();
+            if !text.trim().is_empty() {
+                let tail = tail_of(&text, 8000);
+                eprintln!("---- warren log (tail) ----\n{tail}\n---- end warren log ----");
             }
+        }
+        if let Some(log) = self.log_path.take() {
             let _ = std::fs::remove_file(&log);
         }
         if let Some(dir) = self.data_dir.take() {
@@ -563,4 +798,83 @@ pub async fn assert_no_delivery(consumer: &mut Consumer, ms: u64) {
 
 pub fn body_str(d: &Delivery) -> String {
     String::from_utf8_lossy(&d.data).into_owned()
+}
+
+// ---------------------------------------------------------------------------
+// Tests that manage the broker process themselves.
+// ---------------------------------------------------------------------------
+
+/// True (after printing a notice) when `test` cannot run because the suite
+/// points at an external broker: it starts, kills and restarts its own
+/// broker, or reads its data directory or log.
+pub fn skip_external(test: &str) -> bool {
+    if TestBroker::external() {
+        eprintln!(
+            "NOTICE: {test} not run: it needs a broker process of its own (restarts, \
+             data directory, log), which WARREN_TEST_URL does not give"
+        );
+        return true;
+    }
+    false
+}
+
+/// A connection's stream of lapin events (connection.blocked/unblocked,
+/// errors). Events are only recorded once a listener exists: create it
+/// before the event can happen.
+pub type Events =
+    std::pin::Pin<Box<dyn futures_lite::Stream<Item = lapin::Event> + Send + 'static>>;
+
+pub fn events(conn: &Connection) -> Events {
+    Box::pin(conn.events_listener())
+}
+
+/// Waits (bounded) for connection.blocked and returns its reason.
+pub async fn expect_blocked(events: &mut Events, limit: Duration) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, events.next()).await {
+            Err(_) => panic!("no connection.blocked within {limit:?}"),
+            Ok(None) => panic!("event stream ended while waiting for connection.blocked"),
+            Ok(Some(lapin::Event::ConnectionBlocked(reason))) => return reason,
+            Ok(Some(lapin::Event::Error(e))) => {
+                panic!("connection failed while waiting for connection.blocked: {e:?}")
+            }
+            Ok(Some(_)) => {}
+        }
+    }
+}
+
+/// Waits (bounded) for connection.unblocked.
+pub async fn expect_unblocked(events: &mut Events, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, events.next()).await {
+            Err(_) => panic!("no connection.unblocked within {limit:?}"),
+            Ok(None) => panic!("event stream ended while waiting for connection.unblocked"),
+            Ok(Some(lapin::Event::ConnectionUnblocked)) => return,
+            Ok(Some(lapin::Event::Error(e))) => {
+                panic!("connection failed while waiting for connection.unblocked: {e:?}")
+            }
+            Ok(Some(_)) => {}
+        }
+    }
+}
+
+/// Asserts that for `ms` milliseconds the connection is neither blocked nor
+/// failed (a bounded observation window).
+pub async fn assert_not_blocked(events: &mut Events, ms: u64) {
+    let deadline = Instant::now() + Duration::from_millis(ms);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, events.next()).await {
+            Err(_) | Ok(None) => return,
+            Ok(Some(lapin::Event::ConnectionBlocked(reason))) => {
+                panic!("unexpected connection.blocked ({reason:?})")
+            }
+            Ok(Some(lapin::Event::Error(e))) => panic!("unexpected connection error: {e:?}"),
+            Ok(Some(_)) => {}
+        }
+    }
 }
