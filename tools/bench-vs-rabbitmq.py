@@ -276,6 +276,8 @@ class RabbitMQ:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+        for f in (self.tmp / "log").glob("*.log"):
+            shutil.copy(f, self.logdir / f"{self.logfile.stem}-{f.name}")
         # Our own epmd (on our own port) outlives the node: stop it.
         if shutil.which("epmd"):
             subprocess.run(["epmd", "-port", str(self.epmd_port), "-kill"], env=self.env,
@@ -707,7 +709,8 @@ for ax, p in zip(axes[:, 0], panels):
     ax.set_title(titles[p], loc="left", fontsize=11)
     ax.grid(axis="x", which="major", alpha=0.3)
     xmax = max([(r[1] or 0) for r in rows] + [(r[2] or 0) for r in rows] + [1])
-    ax.set_xlim(left=max(min([v for r in rows for v in (r[1], r[2]) if v] + [1]) / 3, 0.1), right=xmax * 6)
+    present = [v for r in rows for v in (r[1], r[2]) if v]
+    ax.set_xlim(left=max(min(present) / 3 if present else 1, 0.1), right=xmax * 6)
     for i, r in zip(y, rows):
         if r[3]:
             better = r[3] >= 1
@@ -735,7 +738,15 @@ def main():
     p.add_argument("--latency-seconds", type=float, help="seconds per latency run")
     p.add_argument("--out", help="output folder (default bench-results/<date>-<sha>)")
     p.add_argument("--no-chart", action="store_true", help="skip the matplotlib chart")
+    p.add_argument("--redraw", metavar="RUN_DIR",
+                   help="only redraw RUN_DIR/chart.png from its chart-data.json")
     a = p.parse_args()
+    if a.redraw:
+        d = Path(a.redraw)
+        py = ROOT / "tools" / ".venv" / "bin" / "python"
+        subprocess.run([str(py), "-c", CHART_SCRIPT, str(d / "chart-data.json"), str(d / "chart")],
+                       check=True)
+        return
     if a.seconds is None:
         a.seconds = 5.0 if a.quick else 10.0
     if a.latency_seconds is None:

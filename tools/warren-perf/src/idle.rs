@@ -32,7 +32,7 @@ fn raise_nofile() -> u64 {
             }
         }
     }
-    lim.rlim_cur as u64
+    lim.rlim_cur
 }
 
 pub fn run(a: IdleArgs) {
