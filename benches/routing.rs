@@ -3,11 +3,12 @@
 //!
 //! Run: `cargo bench --bench routing`
 //!
-//! Sample run (shared 2-core dev box, noisy), time per match:
-//! bindings       10        1,000     100,000
-//! trie         0.24 us    0.46 us    0.45 us
-//! naive        2.6 us     359 us     36 ms
-//! table route  0.31 us    0.31 us    0.34 us
+//! Sample run (shared 2-core dev box, noisy, 2026-11-21), median time per
+//! match:
+//! bindings       10        100       1,000     10,000    100,000
+//! trie         0.12 us   0.13 us   0.23 us   0.19 us   0.19 us
+//! naive        1.0 us    10 us     156 us    1.6 ms    15 ms
+//! table route  0.15 us   0.15 us   0.17 us   0.16 us   0.17 us
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 use std::time::Duration;
@@ -39,7 +40,7 @@ fn topic_match(c: &mut Criterion) {
     g.sample_size(20)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    for n in [10usize, 1_000, 100_000] {
+    for n in [10usize, 100, 1_000, 10_000, 100_000] {
         let pats = patterns(n);
         let k = key(n);
         let mut trie = TopicTrie::new();
@@ -72,7 +73,7 @@ fn table_route(c: &mut Criterion) {
     g.sample_size(20)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    for n in [10usize, 1_000, 100_000] {
+    for n in [10usize, 100, 1_000, 10_000, 100_000] {
         let mut t = RoutingTable::new();
         t.add_exchange("t".into(), ExchangeKind::Topic);
         for (i, p) in patterns(n).into_iter().enumerate() {

@@ -286,6 +286,11 @@ impl Shard {
         if !self.pump_scheduled.replace(true) {
             let this = self.clone();
             glommio::spawn_local(async move {
+                // glommio 0.9 polls a new task at once, inside spawn_local;
+                // yield first so the pump runs after the current step (its
+                // caller may hold borrows, e.g. the credit map in
+                // `ConnHandle::return_credits`, which `deliver` needs).
+                futures_lite::future::yield_now().await;
                 this.pump_scheduled.set(false);
                 this.pump();
             })

@@ -1,0 +1,760 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark: Warren against RabbitMQ, one command.
+
+    tools/bench-vs-rabbitmq.py                  # every scenario, 3 rounds
+    tools/bench-vs-rabbitmq.py --quick          # shorter runs
+    tools/bench-vs-rabbitmq.py --scenarios S1,S5 --rounds 5
+
+What it does:
+- installs rabbitmq-server with apt if it is missing;
+- builds Warren and tools/warren-perf in release mode;
+- starts its OWN RabbitMQ node (own node name, ports, epmd, data and log
+  directories, no plugins) and its own Warren, both on free loopback ports,
+  and stops both at the end; a system RabbitMQ on 5672 is never touched;
+- runs every selected scenario against both brokers, alternating which goes
+  first, for --rounds rounds, with warren-perf as the load generator;
+- writes bench-results/<date>-<sha>/: raw JSON per run, summary.md (medians
+  and ratios), machine.json, commands.txt and chart.png/.svg.
+
+Only the Python standard library is needed; the chart uses matplotlib from a
+venv the script creates in tools/.venv (skipped with a warning if that
+fails, or with --no-chart).
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# ---------------------------------------------------------------- scenarios
+#
+# kind "throughput": warren-perf for a duration; published and consumed msg/s.
+# kind "latency": warren-perf at a fixed rate; latency percentiles.
+# kind "idle": warren-perf idle; broker RSS per connection.
+SCENARIOS = [
+    dict(id="S1", kind="throughput",
+         title="1 producer -> 1 queue -> 1 consumer, 16 B, no confirms, auto-ack",
+         args=["--producers", "1", "--consumers", "1", "--size", "16"]),
+    dict(id="S2", kind="throughput",
+         title="as S1 with confirms (window 1000), multi-ack every 100, prefetch 1000",
+         args=["--producers", "1", "--consumers", "1", "--size", "16", "--confirm", "1000",
+               "--multi-ack-every", "100", "--prefetch", "1000"]),
+    dict(id="S3", kind="throughput",
+         title="as S2 with persistent messages to a durable queue",
+         args=["--producers", "1", "--consumers", "1", "--size", "16", "--confirm", "1000",
+               "--multi-ack-every", "100", "--prefetch", "1000", "--persistent"]),
+    dict(id="S4", kind="throughput",
+         title="fanout: 1 producer -> 10 queues -> 10 consumers, 16 B",
+         args=["--producers", "1", "--consumers", "10", "--queues", "10", "--size", "16",
+               "--exchange", "bench-fanout", "--exchange-type", "fanout"]),
+    dict(id="S5a", kind="throughput",
+         title="topic exchange, 10 bindings (1 matches), 1 queue, 16 B",
+         args=["--producers", "1", "--consumers", "1", "--size", "16",
+               "--exchange", "bench-topic-10", "--exchange-type", "topic", "--bindings", "10"]),
+    dict(id="S5b", kind="throughput",
+         title="topic exchange, 10,000 bindings (1 matches), 1 queue, 16 B",
+         args=["--producers", "1", "--consumers", "1", "--size", "16",
+               "--exchange", "bench-topic-10k", "--exchange-type", "topic",
+               "--bindings", "10000"]),
+    dict(id="S6", kind="throughput",
+         title="4 producers, 4 queues, 4 consumers, 16 B",
+         args=["--producers", "4", "--consumers", "4", "--queues", "4", "--size", "16"]),
+    dict(id="S7a", kind="throughput",
+         title="as S1 with 1 KiB bodies",
+         args=["--producers", "1", "--consumers", "1", "--size", "1024"]),
+    dict(id="S7b", kind="throughput",
+         title="as S1 with 64 KiB bodies",
+         args=["--producers", "1", "--consumers", "1", "--size", "65536"]),
+    dict(id="S8", kind="idle",
+         title="10,000 idle connections, one channel each: broker RSS per connection",
+         args=["--connections", "10000"]),
+    dict(id="S9a", kind="latency",
+         title="latency at a fixed 10,000 msg/s (1 producer, 1 consumer, auto-ack, 16 B)",
+         args=["--producers", "1", "--consumers", "1", "--size", "16", "--rate", "10000"]),
+    dict(id="S9b", kind="latency",
+         title="latency at a fixed 30,000 msg/s (1 producer, 1 consumer, auto-ack, 16 B)",
+         args=["--producers", "1", "--consumers", "1", "--size", "16", "--rate", "30000"]),
+]
+
+# Chart labels.
+SHORT = {"S1": "S1 1->1", "S2": "S2 confirms+acks", "S3": "S3 persistent", "S4": "S4 fanout x10",
+         "S5a": "S5 topic 10 bind.", "S5b": "S5 topic 10k bind.", "S6": "S6 4p/4q/4c",
+         "S7a": "S7 1 KiB", "S7b": "S7 64 KiB", "S8": "S8 idle conn.",
+         "S9a": "S9 10k/s", "S9b": "S9 30k/s"}
+
+BROKERS = ["warren", "rabbitmq"]
+LABEL = {"warren": "Warren", "rabbitmq": "RabbitMQ"}
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def die(msg):
+    print(f"bench-vs-rabbitmq: {msg}", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def run(cmd, **kw):
+    """Runs a command, returns stdout (text); raises on failure."""
+    return subprocess.run(cmd, check=True, text=True, capture_output=True, **kw).stdout
+
+
+def try_run(cmd, **kw):
+    try:
+        return run(cmd, **kw).strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+# ------------------------------------------------------------------ brokers
+
+class Warren:
+    name = "warren"
+
+    def __init__(self, binary, logdir):
+        self.binary = binary
+        self.logdir = logdir
+        self.proc = None
+        self.crashes = []
+
+    def start(self):
+        self.tmp = tempfile.mkdtemp(prefix="warren-bench-")
+        self.port = free_port()
+        self.logfile = self.logdir / f"warren-{int(time.time())}-{self.port}.log"
+        self.cmd = [str(self.binary), "serve", "--bind", "127.0.0.1", "--port", str(self.port),
+                    "--data-dir", self.tmp, "--log", "warn"]
+        self.proc = subprocess.Popen(self.cmd, stdout=open(self.logfile, "w"),
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.time() + 30
+        while not port_open(self.port):
+            if self.proc.poll() is not None or time.time() > deadline:
+                die(f"Warren did not start; see {self.logfile}")
+            time.sleep(0.1)
+        self.pid = self.proc.pid
+
+    @property
+    def uri(self):
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
+
+    def alive(self):
+        # A panicked shard thread can leave the process up but half dead.
+        if self.proc is None or self.proc.poll() is not None:
+            return False
+        return "panicked" not in self.logfile.read_text(errors="replace")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def version(self):
+        return try_run([str(self.binary), "--version"])
+
+
+class RabbitMQ:
+    """A private RabbitMQ node: own node name, AMQP/dist/epmd ports, data,
+    logs, config and (empty) plugin list, so a system node is untouched."""
+    name = "rabbitmq"
+
+    def __init__(self, logdir):
+        self.logdir = logdir
+        self.proc = None
+        self.crashes = []
+        lib = Path("/usr/lib/rabbitmq/bin")
+        # Debian's /usr/sbin wrappers switch to the rabbitmq user; the real
+        # scripts run as whoever we are, with our environment.
+        self.server = str(lib / "rabbitmq-server") if (lib / "rabbitmq-server").exists() \
+            else shutil.which("rabbitmq-server")
+        self.ctl = str(lib / "rabbitmqctl") if (lib / "rabbitmqctl").exists() \
+            else shutil.which("rabbitmqctl")
+
+    def start(self):
+        self.tmp = Path(tempfile.mkdtemp(prefix="rabbitmq-bench-"))
+        for d in ("home", "mnesia", "log"):
+            (self.tmp / d).mkdir()
+        self.port, self.dist_port, self.epmd_port = free_port(), free_port(), free_port()
+        self.node = f"warrenbench{os.getpid()}@localhost"
+        (self.tmp / "enabled_plugins").write_text("[].\n")
+        (self.tmp / "rabbitmq.conf").write_text(
+            "loopback_users.guest = true\n"
+            "listeners.tcp.default = %d\n" % self.port)
+        self.env = dict(os.environ)
+        self.env.update({
+            "HOME": str(self.tmp / "home"),  # own Erlang cookie
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "ERL_EPMD_PORT": str(self.epmd_port),  # own epmd, killed at the end
+            "RABBITMQ_MNESIA_BASE": str(self.tmp / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(self.tmp / "log"),
+            "RABBITMQ_CONFIG_FILE": str(self.tmp / "rabbitmq.conf"),
+            "RABBITMQ_ADVANCED_CONFIG_FILE": str(self.tmp / "advanced.config"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.tmp / "enabled_plugins"),
+            "RABBITMQ_PID_FILE": str(self.tmp / "pid"),
+        })
+        self.logfile = self.logdir / f"rabbitmq-{int(time.time())}-{self.port}.log"
+        self.proc = subprocess.Popen([self.server], env=self.env, stdout=open(self.logfile, "w"),
+                                     stderr=subprocess.STDOUT, start_new_session=True,
+                                     cwd=self.tmp)
+        deadline = time.time() + 120
+        while True:
+            if self.proc.poll() is not None:
+                die(f"RabbitMQ exited during startup; see {self.logfile}")
+            r = subprocess.run([self.ctl, "-n", self.node, "await_startup", "--timeout", "10"],
+                               env=self.env, capture_output=True, text=True)
+            if r.returncode == 0 and port_open(self.port):
+                break
+            if time.time() > deadline:
+                self.stop()
+                die(f"RabbitMQ did not start in 120 s; see {self.logfile}")
+            time.sleep(1)
+        self.pid = int((self.tmp / "pid").read_text().strip())
+
+    @property
+    def uri(self):
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def status(self):
+        out = try_run([self.ctl, "-n", self.node, "status", "--formatter", "json"], env=self.env)
+        try:
+            return json.loads(out) if out else {}
+        except json.JSONDecodeError:
+            return {}
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            subprocess.run([self.ctl, "-n", self.node, "stop"], env=self.env,
+                           capture_output=True, timeout=120)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        for f in (self.tmp / "log").glob("*.log"):
+            shutil.copy(f, self.logdir / f"{self.logfile.stem}-{f.name}")
+        # Our own epmd (on our own port) outlives the node: stop it.
+        if shutil.which("epmd"):
+            subprocess.run(["epmd", "-port", str(self.epmd_port), "-kill"], env=self.env,
+                           capture_output=True)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- machinery
+
+def ensure_rabbitmq():
+    if shutil.which("rabbitmq-server") or Path("/usr/lib/rabbitmq/bin/rabbitmq-server").exists():
+        return
+    log("rabbitmq-server not found: installing it with apt")
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(sudo + ["apt-get", "update"], check=True, env=env)
+    subprocess.run(sudo + ["apt-get", "install", "-y", "rabbitmq-server"], check=True, env=env)
+
+
+def target_dir():
+    meta = json.loads(run(["cargo", "metadata", "--format-version", "1", "--no-deps"], cwd=ROOT))
+    return Path(meta["target_directory"])
+
+
+def build():
+    log("building Warren and warren-perf (release)")
+    subprocess.run(["cargo", "build", "--release", "-p", "warren", "-p", "warren-perf"],
+                   cwd=ROOT, check=True)
+    t = target_dir() / "release"
+    return t / "warren", t / "warren-perf"
+
+
+def machine_info(rabbit):
+    def first(path, key):
+        try:
+            for line in open(path):
+                if line.startswith(key):
+                    return line.split(":", 1)[1].strip()
+        except OSError:
+            pass
+        return None
+
+    st = rabbit.status()
+    sha = try_run(["git", "rev-parse", "HEAD"], cwd=ROOT)
+    dirty = bool(try_run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT))
+    return {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "git_sha": sha,
+        "git_dirty": dirty,
+        "git_branch": try_run(["git", "rev-parse", "--abbrev-ref", "HEAD"], cwd=ROOT),
+        "cpus": os.cpu_count(),
+        "cpus_allowed": len(os.sched_getaffinity(0)),
+        "cpu_model": first("/proc/cpuinfo", "model name"),
+        "kernel": platform.release(),
+        "os": try_run(["sh", "-c", ". /etc/os-release && echo \"$PRETTY_NAME\""]),
+        "ram_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "rustc": try_run(["rustc", "--version"]),
+        "rabbitmq_version": st.get("rabbitmq_version"),
+        "erlang_version": st.get("erlang_version"),
+        "python": platform.python_version(),
+    }
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.commands = []
+        self.results = {}  # (scenario id, broker) -> list of result dicts
+        self.failures = []
+        self.notes = set()
+
+    def record(self, cmd):
+        self.commands.append(" ".join(shlex.quote(str(c)) for c in cmd))
+
+    def perf_run(self, sc, broker, rnd):
+        a = self.args
+        tag = f"{sc['id']}-{broker.name}-r{rnd}"
+        out = self.raw / f"{tag}.json"
+        secs = (a.latency_seconds if sc["kind"] == "latency" else a.seconds)
+        cmd = [self.perf, "--uri", broker.uri, *sc["args"], "--duration", str(secs),
+               "--queue-pattern", f"bench-{sc['id']}-%d", "--cleanup", "--json", out,
+               "--label", f"{sc['id']} {broker.name} round {rnd}"]
+        self.record(cmd)
+        with open(self.raw / f"{tag}.log", "w") as lf:
+            try:
+                rc = subprocess.run([str(c) for c in cmd], stdout=lf, stderr=subprocess.STDOUT,
+                                    timeout=secs + 300).returncode
+            except subprocess.TimeoutExpired:
+                rc = "nothing (killed after a timeout)"
+        if rc != 0 or not out.exists():
+            self.fail(sc, broker, rnd, f"warren-perf exited {rc}; see raw/{tag}.log")
+            return None
+        res = json.loads(out.read_text())
+        res["broker"] = broker.name
+        res["scenario"] = sc["id"]
+        res["round"] = rnd
+        out.write_text(json.dumps(res, indent=2) + "\n")
+        return res
+
+    def idle_run(self, sc, broker, rnd):
+        """RSS per idle connection on a freshly started broker."""
+        tag = f"{sc['id']}-{broker.name}-r{rnd}"
+        log(f"  restarting {LABEL[broker.name]} for a clean RSS baseline")
+        broker.stop()
+        broker.start()
+        n = int(sc["args"][sc["args"].index("--connections") + 1])
+        # Warren needs two fds per connection: stay inside the limit the
+        # brokers inherit (and say so in the summary).
+        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        if 2 * n + 1000 > limit:
+            n = (limit - 1000) // 2 // 1000 * 1000
+            self.notes.add(f"S8 opened {n:,} connections, not 10,000: RLIMIT_NOFILE is {limit:,}"
+                           " here and Warren uses two fds per connection.")
+        time.sleep(3)
+        before = rss_kib(broker.pid)
+        cmd = [self.perf, "idle", "--uri", broker.uri, "--connections", n, "--hold", "600"]
+        self.record(cmd)
+        lf = open(self.raw / f"{tag}.log", "w")
+        p = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=lf, text=True)
+        t0 = time.time()
+        line = p.stdout.readline()
+        open_s = time.time() - t0
+        if not line.startswith("READY"):
+            p.kill()
+            p.wait()
+            self.fail(sc, broker, rnd, f"idle connections failed; see raw/{tag}.log")
+            return None
+        time.sleep(10)  # let the broker settle (Erlang GC and hibernation)
+        after = rss_kib(broker.pid)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        lf.close()
+        res = {
+            "tool": "bench-vs-rabbitmq idle", "broker": broker.name, "scenario": sc["id"],
+            "round": rnd, "connections": n, "rss_before_kib": before, "rss_after_kib": after,
+            "kib_per_connection": (after - before) / n, "open_seconds": open_s,
+            "pid": broker.pid,
+        }
+        (self.raw / f"{tag}.json").write_text(json.dumps(res, indent=2) + "\n")
+        return res
+
+    def fail(self, sc, broker, rnd, why):
+        log(f"  FAILED {sc['id']} on {LABEL[broker.name]} round {rnd}: {why}")
+        self.failures.append(f"{sc['id']} {LABEL[broker.name]} round {rnd}: {why}")
+
+    def main(self):
+        a = self.args
+        ensure_rabbitmq()
+        warren_bin, self.perf = build()
+        sha = (try_run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT) or "nogit")
+        self.out = Path(a.out) if a.out else \
+            ROOT / "bench-results" / f"{datetime.date.today().isoformat()}-{sha}"
+        self.raw = self.out / "raw"
+        self.raw.mkdir(parents=True, exist_ok=True)
+        logs = self.out / "broker-logs"
+        logs.mkdir(exist_ok=True)
+        # Enough file descriptors for S8 in the brokers we start.
+        # Warren uses two fds per connection (reader and writer halves).
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        try:
+            want = max(hard, 65536)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))
+        except (ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < 2 * 10000 + 1000:
+            log("note: RLIMIT_NOFILE is below 21,000: S8 will open fewer connections")
+
+        wanted = [s.strip() for s in a.scenarios.split(",")] if a.scenarios else None
+        scs = [s for s in SCENARIOS
+               if not wanted or s["id"] in wanted or s["id"].rstrip("ab") in wanted]
+        if not scs:
+            die(f"no scenario matches {a.scenarios!r}")
+        brokers = {"warren": Warren(warren_bin, logs), "rabbitmq": RabbitMQ(logs)}
+        try:
+            for b in brokers.values():
+                log(f"starting {LABEL[b.name]}")
+                b.start()
+                log(f"  {LABEL[b.name]} on 127.0.0.1:{b.port} (pid {b.pid})")
+            self.machine = machine_info(brokers["rabbitmq"])
+            self.machine["warren_version"] = brokers["warren"].version()
+            self.machine["warren_command"] = " ".join(brokers["warren"].cmd)
+            self.machine["rabbitmq_node"] = brokers["rabbitmq"].node
+            (self.out / "machine.json").write_text(json.dumps(self.machine, indent=2) + "\n")
+            for rnd in range(1, a.rounds + 1):
+                for i, sc in enumerate(scs):
+                    order = BROKERS if (rnd + i) % 2 else BROKERS[::-1]
+                    for bn in order:
+                        b = brokers[bn]
+                        log(f"round {rnd}/{a.rounds} {sc['id']} on {LABEL[bn]}: {sc['title']}")
+                        if sc["kind"] == "idle":
+                            res = self.idle_run(sc, b, rnd)
+                        else:
+                            res = self.perf_run(sc, b, rnd)
+                        if res:
+                            self.results.setdefault((sc["id"], bn), []).append(res)
+                            log("  " + one_line(res))
+                        if not b.alive():
+                            self.fail(sc, b, rnd, f"{LABEL[bn]} died or panicked; see "
+                                      f"broker-logs/{b.logfile.name}")
+                            b.crashes.append(f"{sc['id']} round {rnd}")
+                            b.stop()
+                            b.start()
+                        try:
+                            self.write_outputs(scs, brokers)
+                        except Exception as e:  # never lose a run to a report bug
+                            log(f"  (could not write the summary yet: {e!r})")
+        finally:
+            for b in brokers.values():
+                log(f"stopping {LABEL[b.name]}")
+                b.stop()
+        self.write_outputs(scs, brokers)
+        if not a.no_chart:
+            chart(self, scs)
+        log(f"results in {self.out}")
+
+    def write_outputs(self, scs, brokers):
+        (self.out / "commands.txt").write_text(
+            "# one command for the whole run:\n"
+            + " ".join(shlex.quote(x) for x in [str(Path(sys.argv[0])), *sys.argv[1:]])
+            + "\n\n# brokers:\n"
+            + f"{' '.join(brokers['warren'].cmd) if hasattr(brokers['warren'], 'cmd') else ''}\n"
+            + f"RabbitMQ: {brokers['rabbitmq'].server} with RABBITMQ_* settings for node "
+            + f"{getattr(brokers['rabbitmq'], 'node', '?')} (see machine.json)\n"
+            + "\n# every load run, in order:\n" + "\n".join(self.commands) + "\n")
+        (self.out / "summary.md").write_text(summary(self, scs))
+
+
+def one_line(r):
+    if "kib_per_connection" in r:
+        return (f"{r['kib_per_connection']:.1f} KiB/connection "
+                f"({r['rss_before_kib']} -> {r['rss_after_kib']} KiB)")
+    s = f"published {r['publish_rate']:,.0f}/s, consumed {r['consume_rate']:,.0f}/s"
+    lat = r.get("latency_us")
+    if lat:
+        s += f", latency p50 {lat['p50']:,.0f} p99 {lat['p99']:,.0f} p99.9 {lat['p99_9']:,.0f} us"
+    return s
+
+
+# ------------------------------------------------------------------ summary
+
+def med(vals):
+    vals = [v for v in vals if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def fmt(v, unit=""):
+    if v is None:
+        return "-"
+    if abs(v) >= 100:
+        return f"{v:,.0f}{unit}"
+    return f"{v:,.1f}{unit}"
+
+
+def metrics(sc):
+    """(key, label, getter, higher_is_better) per row of the summary."""
+    if sc["kind"] == "idle":
+        return [("kib", "broker RSS per idle connection (KiB)",
+                 lambda r: r["kib_per_connection"], False)]
+    rows = [("pub", "published msg/s", lambda r: r["publish_rate"], True),
+            ("con", "consumed msg/s", lambda r: r["consume_rate"], True)]
+    if "--confirm" in sc["args"]:
+        rows.insert(1, ("cnf", "confirmed msg/s", lambda r: r["confirm_rate"], True))
+    if sc["kind"] == "latency":
+        lat = lambda k: (lambda r: r["latency_us"][k] if r.get("latency_us") else None)
+        rows += [("p50", "latency p50 (us)", lat("p50"), False),
+                 ("p99", "latency p99 (us)", lat("p99"), False),
+                 ("p999", "latency p99.9 (us)", lat("p99_9"), False)]
+    if "65536" in sc["args"] or "1024" in sc["args"]:
+        size = int(sc["args"][sc["args"].index("--size") + 1])
+        rows.append(("mbs", "consumed MiB/s", lambda r: r["consume_rate"] * size / 2**20, True))
+    return rows
+
+
+def table_rows(bench, sc):
+    out = []
+    for key, label, get, higher in metrics(sc):
+        vals = {}
+        for b in BROKERS:
+            rs = bench.results.get((sc["id"], b), [])
+            vs = [get(r) for r in rs]
+            vs = [v for v in vs if v is not None]
+            vals[b] = (med(vs), min(vs) if vs else None, max(vs) if vs else None, len(vs))
+        w, r = vals["warren"][0], vals["rabbitmq"][0]
+        ratio = None
+        if w and r:
+            ratio = (w / r) if higher else (r / w)
+        out.append((key, label, vals, ratio, higher))
+    return out
+
+
+def summary(bench, scs):
+    m = getattr(bench, "machine", {})
+    a = bench.args
+    lines = [
+        f"# Warren vs RabbitMQ: {m.get('date', '')}",
+        "",
+        f"Git {m.get('git_sha', '?')}{' (uncommitted changes)' if m.get('git_dirty') else ''}"
+        f" on branch {m.get('git_branch', '?')}. {a.rounds} round(s), brokers alternating;"
+        f" throughput runs {a.seconds} s, latency runs {a.latency_seconds} s"
+        f"{' (--quick)' if a.quick else ''}. Figures are medians over the rounds,"
+        " with the range (min-max) below them.",
+        "",
+        "Ratio: Warren / RabbitMQ for rates; for latency and memory RabbitMQ / Warren,"
+        " so above 1 always means Warren is that many times better.",
+        "",
+        "| scenario | metric | Warren | RabbitMQ | ratio |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for sc in scs:
+        first = True
+        for key, label, vals, ratio, higher in table_rows(bench, sc):
+            name = f"**{sc['id']}** {sc['title']}" if first else ""
+            first = False
+            cells = []
+            for b in BROKERS:
+                v, lo, hi, n = vals[b]
+                cell = fmt(v)
+                if n > 1:
+                    cell += f"<br><sub>{fmt(lo)}-{fmt(hi)}</sub>"
+                if sc["id"] == "S3" and b == "warren" and v is not None:
+                    cell += " (no fsync yet)"
+                cells.append(cell)
+            rt = f"{ratio:.2f}x" if ratio else "-"
+            lines.append(f"| {name} | {label} | {cells[0]} | {cells[1]} | {rt} |")
+    lines += [
+        "",
+        "## Notes",
+        "",
+        "- Load generator: `warren-perf` (tools/warren-perf), one process on the same machine as"
+        " the brokers, blocking sockets, one thread per connection; it shares the CPUs with the"
+        " broker under test. The other broker is started but idle during a run.",
+        "- Published = messages written by the producers per second; consumed = deliveries"
+        " received by all consumers per second (a fanout to 10 queues counts 10 deliveries per"
+        " message). Runs without confirms publish flat out, so a broker whose consumers fall"
+        " behind builds a backlog: compare the consumed rate, and read latency there as queueing"
+        " delay, not broker latency. S9 (fixed rates) is the latency comparison.",
+        "- **S3 durability differs.** Warren keeps durable queues and persistent messages in"
+        " memory for now (the segment log is being built): its S3 figures involve no disk and"
+        " no fsync. RabbitMQ's classic queue writes persistent messages to its message store;"
+        " per its documentation, confirms for them are sent once persisted, with fsyncs batched"
+        " (or earlier, when every queue has already delivered and had the message acked).",
+        "- Latency is publish-to-delivery, from a timestamp in the first 8 bytes of each body"
+        " (one clock, one process), recorded in an HDR histogram.",
+        "- S8 restarts the broker first, measures its RSS (VmRSS of the Warren process, of"
+        " RabbitMQ's beam.smp), opens 10,000 connections with one channel each,"
+        " waits 10 s and measures again. RabbitMQ runs with no plugins (no management).",
+        "- The machine is shared and noisy: compare medians and ratios from the same run only.",
+        "",
+    ]
+    lines[-1:-1] = [f"- {n}" for n in sorted(bench.notes)]
+    if bench.failures:
+        lines += ["## Failures", ""] + [f"- {f}" for f in bench.failures] + [""]
+    lines += ["## Machine", ""]
+    for k in ("cpu_model", "cpus", "cpus_allowed", "ram_gib", "kernel", "os", "rustc",
+              "rabbitmq_version", "erlang_version", "warren_version", "git_sha"):
+        lines.append(f"- {k}: {m.get(k)}")
+    lines += ["", "Exact commands: `commands.txt`. Raw results: `raw/*.json` (logs beside them).",
+              "Chart: `chart.png` / `chart.svg`.", ""]
+    if (bench.out / "chart.png").exists() or not a.no_chart:
+        lines.insert(2, "![throughput per scenario](chart.png)\n")
+    return "\n".join(lines)
+
+
+# -------------------------------------------------------------------- chart
+
+def chart(bench, scs):
+    venv = ROOT / "tools" / ".venv"
+    py = venv / "bin" / "python"
+    try:
+        if not py.exists():
+            log("creating tools/.venv for the chart (matplotlib)")
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        if subprocess.run([str(py), "-c", "import matplotlib"], capture_output=True).returncode:
+            subprocess.run([str(py), "-m", "pip", "install", "-q", "matplotlib"], check=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        log(f"no chart (cannot set up matplotlib: {e})")
+        return
+    data = {"throughput": [], "latency": [], "idle": []}
+    for sc in scs:
+        rows = {k: (vals, ratio) for k, _, vals, ratio, _ in table_rows(bench, sc)}
+        if sc["kind"] == "throughput":
+            # The end-to-end figure: what consumers received.
+            v, ratio = rows["con"]
+            data["throughput"].append([SHORT[sc["id"]], v["warren"][0], v["rabbitmq"][0], ratio])
+        elif sc["kind"] == "latency":
+            for k, lbl in (("p50", "p50"), ("p99", "p99"), ("p999", "p99.9")):
+                v, ratio = rows[k]
+                data["latency"].append([f"{SHORT[sc['id']]} {lbl}", v["warren"][0], v["rabbitmq"][0],
+                                        ratio])
+        else:
+            v, ratio = rows["kib"]
+            data["idle"].append([SHORT[sc["id"]], v["warren"][0], v["rabbitmq"][0], ratio])
+    spec = bench.out / "chart-data.json"
+    spec.write_text(json.dumps({"data": data, "title": f"Warren vs RabbitMQ "
+                                f"({bench.machine.get('cpus')} cores, {bench.args.rounds} rounds,"
+                                f" medians) {bench.machine.get('git_sha', '')[:9]}"}, indent=1))
+    r = subprocess.run([str(py), "-c", CHART_SCRIPT, str(spec), str(bench.out / "chart")],
+                       capture_output=True, text=True)
+    if r.returncode:
+        log(f"chart failed: {r.stderr.strip()[-2000:]}")
+
+
+CHART_SCRIPT = r'''
+import json, sys
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+spec = json.load(open(sys.argv[1]))
+d = spec["data"]
+panels = [k for k in ("throughput", "latency", "idle") if d[k]]
+ratios = {"throughput": max(len(d["throughput"]), 1), "latency": max(len(d["latency"]), 1),
+          "idle": 1.2}
+fig, axes = plt.subplots(len(panels), 1, figsize=(10, 1.2 + 0.62 * sum(ratios[p] for p in panels) + 0.8 * len(panels)),
+                         gridspec_kw={"height_ratios": [ratios[p] for p in panels]}, squeeze=False)
+colors = {"Warren": "#d9622b", "RabbitMQ": "#7a7a7a"}
+titles = {"throughput": "Consumed messages/s (higher is better)",
+          "latency": "Publish-to-deliver latency, microseconds (lower is better)",
+          "idle": "Broker memory per idle connection, KiB (lower is better)"}
+for ax, p in zip(axes[:, 0], panels):
+    rows = d[p][::-1]
+    y = range(len(rows))
+    h = 0.38
+    for j, (name, idx) in enumerate((("RabbitMQ", 2), ("Warren", 1))):
+        vals = [r[idx] or 0 for r in rows]
+        ax.barh([i + (j - 0.5) * h for i in y], vals, height=h, color=colors[name], label=name)
+    ax.set_yticks(list(y))
+    ax.set_yticklabels([r[0] for r in rows])
+    ax.set_xscale("log")
+    ax.set_title(titles[p], loc="left", fontsize=11)
+    ax.grid(axis="x", which="major", alpha=0.3)
+    xmax = max([(r[1] or 0) for r in rows] + [(r[2] or 0) for r in rows] + [1])
+    present = [v for r in rows for v in (r[1], r[2]) if v]
+    ax.set_xlim(left=max(min(present) / 3 if present else 1, 0.1), right=xmax * 6)
+    for i, r in zip(y, rows):
+        if r[3]:
+            better = r[3] >= 1
+            ax.text(max(r[1] or 0, r[2] or 0) * 1.15, i, f"{r[3]:.2f}x",
+                    va="center", fontsize=9, color="#1a7f37" if better else "#b42318",
+                    fontweight="bold")
+handles, labels = axes[0, 0].get_legend_handles_labels()
+fig.legend(handles[::-1], labels[::-1], loc="upper right", fontsize=9, frameon=False)
+fig.suptitle(spec["title"] + "\nratio = how many times better Warren is", fontsize=11)
+fig.tight_layout(rect=(0, 0, 1, 0.97))
+fig.savefig(sys.argv[2] + ".png", dpi=110)
+fig.savefig(sys.argv[2] + ".svg")
+'''
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rounds", type=int, default=3, help="rounds per scenario and broker (3)")
+    p.add_argument("--scenarios", help="comma-separated ids: S1..S9 (S5, S7, S9 select both"
+                   " variants; S5a/S5b etc. one)")
+    p.add_argument("--quick", action="store_true",
+                   help="short runs: 5 s throughput, 8 s latency (default 10 s and 15 s)")
+    p.add_argument("--seconds", type=float, help="seconds per throughput run")
+    p.add_argument("--latency-seconds", type=float, help="seconds per latency run")
+    p.add_argument("--out", help="output folder (default bench-results/<date>-<sha>)")
+    p.add_argument("--no-chart", action="store_true", help="skip the matplotlib chart")
+    p.add_argument("--redraw", metavar="RUN_DIR",
+                   help="only redraw RUN_DIR/chart.png from its chart-data.json")
+    a = p.parse_args()
+    if a.redraw:
+        d = Path(a.redraw)
+        py = ROOT / "tools" / ".venv" / "bin" / "python"
+        subprocess.run([str(py), "-c", CHART_SCRIPT, str(d / "chart-data.json"), str(d / "chart")],
+                       check=True)
+        return
+    if a.seconds is None:
+        a.seconds = 5.0 if a.quick else 10.0
+    if a.latency_seconds is None:
+        a.latency_seconds = 8.0 if a.quick else 15.0
+    if a.rounds < 1:
+        die("--rounds must be at least 1")
+    Bench(a).main()
+
+
+if __name__ == "__main__":
+    main()
