@@ -54,6 +54,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         definitions: Mutex::new(Some(definitions)),
     });
     handle_shutdown_signals();
+    raise_open_files_limit();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<usize, String>>();
     let cfg = config.clone();
     let runtime = std::thread::Builder::new()
@@ -108,6 +109,19 @@ fn handle_shutdown_signals() {
         });
     if let Err(e) = spawned {
         tracing::warn!("cannot watch for SIGTERM: {e}");
+    }
+}
+
+/// Every connection takes two descriptors (reader and writer halves), and
+/// every segment one: lift the soft limit to the hard one, as RabbitMQ does.
+fn raise_open_files_limit() {
+    // SAFETY: get/setrlimit with a valid, owned struct.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
     }
 }
 
@@ -188,12 +202,16 @@ async fn shard_main(
         glommio::spawn_local(async move {
             while let Some(batch) = rx.recv().await {
                 shard.handle_batch(from, batch);
+                // A peer that keeps this channel full would otherwise never
+                // let the reactor run (every recv is ready at once).
+                glommio::yield_if_needed().await;
             }
         })
         .detach();
     }
     let _ = ready.send(Ok(id));
     drop(ready);
+    let mut last_accept_warning = std::time::Instant::now() - std::time::Duration::from_secs(2);
     loop {
         match listener.accept().await {
             Ok(stream) => {
@@ -201,7 +219,12 @@ async fn shard_main(
                 glommio::spawn_local(crate::connection::serve(shard, stream)).detach();
             }
             Err(e) => {
-                tracing::warn!(shard = id, "accept failed: {e}");
+                // Out of file descriptors, typically: say so once a second,
+                // not once per retry.
+                if last_accept_warning.elapsed() >= std::time::Duration::from_secs(1) {
+                    tracing::warn!(shard = id, "accept failed: {e}");
+                    last_accept_warning = std::time::Instant::now();
+                }
                 glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
             }
         }

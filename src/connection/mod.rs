@@ -281,6 +281,14 @@ impl Conn {
             if std::mem::take(&mut self.published) && alarms.any() {
                 self.blocked_by_alarm(&alarms).await?;
             }
+            // Route what this batch published now (nothing is borrowed
+            // here), then let the shard's other tasks and its reactor run:
+            // a read from a busy socket is ready at once, so a flat-out
+            // publisher would otherwise keep the task queue busy and the
+            // reactor (socket readiness, mesh wakeups: credits, acks) would
+            // only be polled at glommio's 100 ms preemption.
+            self.shard.pump();
+            crate::shard::yield_to_reactor().await;
             self.fill().await?;
         }
     }

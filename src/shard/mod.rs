@@ -83,6 +83,13 @@ pub fn preflight() -> Result<u64, RuntimeError> {
     Ok(lim.rlim_cur)
 }
 
+/// Lets every other task of this shard run and the reactor collect I/O
+/// completions before the caller continues. A plain task yield is not
+/// enough: glommio polls the reactor only once its task queue runs dry.
+pub async fn yield_to_reactor() {
+    glommio::executor().yield_task_queue_now().await
+}
+
 /// Starts `shards` executors and runs `shard_main` on each; returns when all
 /// of them have returned.
 pub fn run<T, G, F>(shards: usize, memlock: u64, shard_main: G) -> Result<(), RuntimeError>
@@ -113,6 +120,9 @@ where
         .name("warren-shard")
         .io_memory(io_memory)
         .blocking_thread_pool_placement(PoolPlacement::Unbound(1))
+        // Busy tasks check `yield_if_needed`; 1 ms (glommio's default is
+        // 100 ms) bounds how long socket and mesh readiness can wait.
+        .preempt_timer(std::time::Duration::from_millis(1))
         .on_all_shards(move || async move {
             let (senders, receivers) = match mesh.join().await {
                 Ok(x) => x,
