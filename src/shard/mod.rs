@@ -120,9 +120,6 @@ where
         .name("warren-shard")
         .io_memory(io_memory)
         .blocking_thread_pool_placement(PoolPlacement::Unbound(1))
-        // Busy tasks check `yield_if_needed`; 1 ms (glommio's default is
-        // 100 ms) bounds how long socket and mesh readiness can wait.
-        .preempt_timer(std::time::Duration::from_millis(1))
         .on_all_shards(move || async move {
             let (senders, receivers) = match mesh.join().await {
                 Ok(x) => x,
