@@ -208,7 +208,7 @@ async fn shard_main(
                 // shorter glommio preempt timer does the same job but
                 // stalled oversubscribed shards (3 on 2 CPUs) for seconds.
                 handled += 1;
-                if handled % 8 == 0 {
+                if handled.is_multiple_of(8) {
                     shard::yield_to_reactor().await;
                 }
             }
