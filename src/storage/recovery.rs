@@ -263,7 +263,9 @@ fn apply(
             }
             true
         }
-        kind::SETTLE => {
+        // Both are (queue, id, segment) triples; they differ in the set
+        // they fill.
+        kind::SETTLE | kind::DELIVERED => {
             let Some(n) = c.u32() else { return false };
             for _ in 0..n {
                 let (Some(uid), Some(id), Some(seg)) = (c.u64(), c.u64(), c.u32()) else {
@@ -271,20 +273,13 @@ fn apply(
                 };
                 target(info, seg);
                 if known(uid) {
-                    gathered.entry(uid).or_default().settled.insert(id);
-                }
-            }
-            true
-        }
-        kind::DELIVERED => {
-            let Some(n) = c.u32() else { return false };
-            for _ in 0..n {
-                let (Some(uid), Some(id), Some(seg)) = (c.u64(), c.u64(), c.u32()) else {
-                    return false;
-                };
-                target(info, seg);
-                if known(uid) {
-                    gathered.entry(uid).or_default().delivered.insert(id);
+                    let g = gathered.entry(uid).or_default();
+                    let set = if kind == kind::SETTLE {
+                        &mut g.settled
+                    } else {
+                        &mut g.delivered
+                    };
+                    set.insert(id);
                 }
             }
             true
