@@ -597,8 +597,6 @@ def summary(bench, scs):
                 cell = fmt(v)
                 if n > 1:
                     cell += f"<br><sub>{fmt(lo)}-{fmt(hi)}</sub>"
-                if sc["id"] == "S3" and b == "warren" and v is not None:
-                    cell += " (no fsync yet)"
                 cells.append(cell)
             rt = f"{ratio:.2f}x" if ratio else "-"
             lines.append(f"| {name} | {label} | {cells[0]} | {cells[1]} | {rt} |")
@@ -614,11 +612,11 @@ def summary(bench, scs):
         " message). Runs without confirms publish flat out, so a broker whose consumers fall"
         " behind builds a backlog: compare the consumed rate, and read latency there as queueing"
         " delay, not broker latency. S9 (fixed rates) is the latency comparison.",
-        "- **S3 durability differs.** Warren keeps durable queues and persistent messages in"
-        " memory for now (the segment log is being built): its S3 figures involve no disk and"
-        " no fsync. RabbitMQ's classic queue writes persistent messages to its message store;"
-        " per its documentation, confirms for them are sent once persisted, with fsyncs batched"
-        " (or earlier, when every queue has already delivered and had the message acked).",
+        "- **S3 durability.** Warren (default `--sync fsync`) confirms a persistent message only"
+        " after an fdatasync covering its record in the segment log (group commit). RabbitMQ's"
+        " classic queue writes persistent messages to its message store; per its documentation,"
+        " confirms for them are sent once persisted, with fsyncs batched (or earlier, when every"
+        " queue has already delivered and had the message acked).",
         "- Latency is publish-to-delivery, from a timestamp in the first 8 bytes of each body"
         " (one clock, one process), recorded in an HDR histogram.",
         "- S8 restarts the broker first, measures its RSS (VmRSS of the Warren process, of"
