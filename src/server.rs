@@ -288,7 +288,7 @@ fn open_shard(
     let store = ShardStore::new(log, config.storage.clone());
     let shard = Shard::new(id, shards, mailbox, store, durable.next_queue_id);
     for c in &changes {
-        shard.apply_replayed(c);
+        shard.apply_change(c);
     }
     shard.restore_queues(recovered);
     if id == 0 {

@@ -441,8 +441,9 @@ impl Shard {
     }
 
     /// Applies a topology change to this shard's replica; the owning shard
-    /// also creates or drops the queue itself.
-    fn apply_change(self: &Rc<Self>, change: &topology::TopologyChange) {
+    /// also creates or drops the queue itself. Startup replays the
+    /// definitions log through here too.
+    pub fn apply_change(self: &Rc<Self>, change: &topology::TopologyChange) {
         use topology::TopologyChange as C;
         if let C::QueueAdded(vhost, meta) = change {
             if meta.owner_shard as usize == self.id {
@@ -460,11 +461,6 @@ impl Shard {
             }
         }
         self.topology.borrow_mut().apply(change);
-    }
-
-    /// Applies a change replayed from the definitions log at startup.
-    pub fn apply_replayed(self: &Rc<Self>, change: &topology::TopologyChange) {
-        self.apply_change(change);
     }
 
     pub fn definitions_slot(&self) -> &RefCell<Option<crate::storage::definitions::Definitions>> {

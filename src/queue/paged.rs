@@ -91,10 +91,6 @@ impl PagedList {
         e
     }
 
-    pub fn front(&self) -> Option<&PagedEntry> {
-        self.chunks.front().and_then(|c| c.front())
-    }
-
     pub fn find_mut(&mut self, id: MsgId) -> Option<&mut PagedEntry> {
         let ci = self
             .chunks

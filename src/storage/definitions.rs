@@ -7,9 +7,9 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use super::record::{self, Parsed};
+use super::record::{self, Item};
 use crate::broker::topology::{ExchangeMeta, QueueMeta, Topology, TopologyChange};
 use crate::codec::{put_shortstr, put_table, FieldTable, Reader, ShortStr};
 use crate::routing::{Binding, Destination, ExchangeKind};
@@ -39,7 +39,6 @@ pub struct Loaded {
 }
 
 pub struct Definitions {
-    path: PathBuf,
     file: File,
 }
 
@@ -58,51 +57,41 @@ impl Definitions {
             next_queue_id: 1,
             ..Loaded::default()
         };
-        let mut at = 0;
-        while at < data.len() {
-            match record::parse(&data[at..]) {
-                Parsed::Record {
-                    kind,
-                    payload,
-                    size,
-                    ..
-                } => {
-                    match decode(kind, payload) {
-                        Some(Decoded::Change(c)) => {
-                            if let TopologyChange::QueueAdded(_, q) = &c {
-                                loaded.next_queue_id = loaded.next_queue_id.max(q.id + 1);
-                            }
-                            topo.apply(&c);
+        let mut scan = record::Scan::new(&data);
+        for item in scan.by_ref() {
+            match item {
+                Item::Record {
+                    at, kind, payload, ..
+                } => match decode(kind, payload) {
+                    Some(Decoded::Change(c)) => {
+                        if let TopologyChange::QueueAdded(_, q) = &c {
+                            loaded.next_queue_id = loaded.next_queue_id.max(q.id + 1);
                         }
-                        Some(Decoded::NextQueueId(n)) => {
-                            loaded.next_queue_id = loaded.next_queue_id.max(n)
-                        }
-                        None => {
-                            loaded.corrupt += 1;
-                            tracing::warn!(
-                                "corrupt record in {} at offset {at}: undecodable definition, skipped",
-                                path.display()
-                            );
-                        }
+                        topo.apply(&c);
                     }
-                    at += size;
-                }
-                Parsed::End => break,
-                Parsed::Truncated | Parsed::Corrupt(_) => match record::resync(&data, at + 1) {
-                    Some(next) => {
-                        loaded.corrupt += 1;
-                        tracing::warn!(
-                            "corrupt record in {} at offset {at}, skipped",
-                            path.display()
-                        );
-                        at = next;
+                    Some(Decoded::NextQueueId(n)) => {
+                        loaded.next_queue_id = loaded.next_queue_id.max(n)
                     }
                     None => {
-                        tracing::warn!("truncated torn tail of {} at offset {at}", path.display());
-                        break;
+                        loaded.corrupt += 1;
+                        tracing::warn!(
+                            "corrupt record in {} at offset {at}: undecodable definition, skipped",
+                            path.display()
+                        );
                     }
                 },
+                Item::Corrupt { at, reason } => {
+                    loaded.corrupt += 1;
+                    tracing::warn!(
+                        "corrupt record in {} at offset {at}: {reason}, skipped",
+                        path.display()
+                    );
+                }
             }
+        }
+        if scan.has_torn_tail() {
+            let end = scan.valid_end();
+            tracing::warn!("truncated torn tail of {} at offset {end}", path.display());
         }
         loaded.changes = snapshot(&topo);
         // Rewrite compacted: the replayed state, nothing else.
@@ -120,11 +109,7 @@ impl Definitions {
         std::fs::rename(&tmp, &path)?;
         File::open(dir)?.sync_all()?;
         let file = OpenOptions::new().append(true).open(&path)?;
-        Ok((Definitions { path, file }, loaded))
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok((Definitions { file }, loaded))
     }
 
     /// Appends one change (the caller then syncs [`file`](Self::file)).

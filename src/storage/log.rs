@@ -18,7 +18,7 @@ use smallvec::SmallVec;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::record::{self, kind, Cursor, Parsed, HEADER_LEN};
@@ -89,10 +89,6 @@ pub struct SyncJob {
 }
 
 impl MessageLog {
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// Bytes appended so far; a confirm for a record waits until
     /// [`synced`](Self::synced) reaches the value after its append.
     pub fn appended(&self) -> u64 {
@@ -344,16 +340,18 @@ impl MessageLog {
 
     /// Reads back the PUBLISH at `loc`.
     pub fn read(&self, loc: Loc) -> io::Result<Stored> {
-        let bytes = self.read_record(loc)?;
-        match record::parse(&bytes) {
+        // The message's properties and body are slices of this one read.
+        let bytes = Bytes::from(self.read_record(loc)?);
+        let flags = match record::parse(&bytes) {
             Parsed::Record {
                 kind: kind::PUBLISH,
                 flags,
-                payload,
                 ..
-            } => decode_publish(payload, flags).ok_or_else(|| bad_data(loc, "malformed message")),
-            _ => Err(bad_data(loc, "no message record")),
-        }
+            } => flags,
+            _ => return Err(bad_data(loc, "no message record")),
+        };
+        decode_publish(bytes.slice(HEADER_LEN..), flags)
+            .ok_or_else(|| bad_data(loc, "malformed message"))
     }
 
     /// The raw bytes of the record at `loc` (header included).
@@ -374,6 +372,9 @@ impl MessageLog {
         let len = record_len(&buf[..got]).ok_or_else(|| bad_data(loc, "bad header"))?;
         if len <= got {
             buf.truncate(len);
+            // The record's bytes live as long as the message: no 4 KiB
+            // buffer behind a small one.
+            buf.shrink_to_fit();
         } else {
             buf.resize(len, 0);
             segment::read_at(&seg.file, loc.off as u64 + got as u64, &mut buf[got..])?;
@@ -430,41 +431,21 @@ impl MessageLog {
 
 /// PUBLISH records (queue, id, place) in a segment's bytes.
 pub fn publishes_in_data(seg: u32, data: &[u8]) -> Vec<(QueueUid, u64, Loc)> {
-    {
-        let mut out = Vec::new();
-        let mut at = 0;
-        while at < data.len() {
-            match record::parse(&data[at..]) {
-                Parsed::Record {
-                    kind,
-                    payload,
-                    size,
-                    ..
-                } => {
-                    if kind == kind::PUBLISH {
-                        let mut c = Cursor::new(payload);
-                        if let (Some(uid), Some(id)) = (c.u64(), c.u64()) {
-                            out.push((
-                                uid,
-                                id,
-                                Loc {
-                                    seg,
-                                    off: at as u32,
-                                },
-                            ));
-                        }
-                    }
-                    at += size;
-                }
-                Parsed::End | Parsed::Truncated => break,
-                Parsed::Corrupt(_) => match record::resync(data, at + 1) {
-                    Some(next) => at = next,
-                    None => break,
-                },
+    record::Scan::new(data)
+        .filter_map(|item| match item {
+            record::Item::Record {
+                at,
+                kind: kind::PUBLISH,
+                payload,
+                ..
+            } => {
+                let mut c = Cursor::new(payload);
+                let off = at as u32;
+                Some((c.u64()?, c.u64()?, Loc { seg, off }))
             }
-        }
-        out
-    }
+            _ => None,
+        })
+        .collect()
 }
 
 impl MessageLog {
@@ -508,11 +489,6 @@ impl MessageLog {
         }
         gone
     }
-
-    /// Live records and bytes on disk, for logs and tests.
-    pub fn live_records(&self) -> u64 {
-        self.segs.values().map(|s| s.live as u64).sum()
-    }
 }
 
 /// `(queue, id, segment)` triples: a SETTLE or DELIVERED payload.
@@ -551,15 +527,17 @@ fn bad_data(loc: Loc, what: &str) -> io::Error {
 }
 
 /// Decodes a PUBLISH payload (queue, id, exchange, key, properties, body).
-pub(super) fn decode_publish(payload: &[u8], flags: u8) -> Option<Stored> {
-    let mut c = Cursor::new(payload);
+fn decode_publish(payload: Bytes, flags: u8) -> Option<Stored> {
+    let mut c = Cursor::new(&payload);
     let uid = c.u64()?;
     let id = c.u64()?;
     let exchange = ShortStr::from(c.short()?);
     let routing_key = ShortStr::from(c.short()?);
     let plen = c.u32()? as usize;
-    let props = c.take(plen)?;
-    let body = c.rest();
+    let props_at = payload.len() - c.rest().len();
+    let body_at = props_at.checked_add(plen).filter(|&e| e <= payload.len())?;
+    let props = payload.slice(props_at..body_at);
+    let body = payload.slice(body_at..);
     let persistent = true;
     Some(Stored {
         uid,
@@ -568,8 +546,8 @@ pub(super) fn decode_publish(payload: &[u8], flags: u8) -> Option<Stored> {
         msg: MessageData {
             exchange,
             routing_key,
-            raw_properties: Bytes::copy_from_slice(props),
-            body: Bytes::copy_from_slice(body),
+            raw_properties: props,
+            body,
             persistent,
         },
     })

@@ -130,6 +130,96 @@ pub fn resync(buf: &[u8], from: usize) -> Option<usize> {
     None
 }
 
+/// What a [`Scan`] finds, in file order.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Item<'a> {
+    Record {
+        at: usize,
+        kind: u8,
+        flags: u8,
+        payload: &'a [u8],
+    },
+    /// A bad record with a good one after it: the scan resumes there.
+    Corrupt { at: usize, reason: &'static str },
+}
+
+/// Walks the records of a segment or log file, stepping over corrupt
+/// ones. It stops at the zero-filled end, or at a bad tail with nothing
+/// valid after it (a write a crash cut short); [`valid_end`](Self::valid_end)
+/// then says where the good data ends.
+pub struct Scan<'a> {
+    data: &'a [u8],
+    at: usize,
+    done: bool,
+}
+
+impl<'a> Scan<'a> {
+    pub fn new(data: &'a [u8]) -> Self {
+        Scan {
+            data,
+            at: 0,
+            done: false,
+        }
+    }
+
+    /// Where the valid records end; past it the file is zeros or a torn
+    /// tail. Meaningful once the scan is exhausted.
+    pub fn valid_end(&self) -> usize {
+        self.at
+    }
+
+    /// True when something other than zeros follows the valid records.
+    pub fn has_torn_tail(&self) -> bool {
+        self.data[self.at.min(self.data.len())..]
+            .iter()
+            .any(|&b| b != 0)
+    }
+}
+
+impl<'a> Iterator for Scan<'a> {
+    type Item = Item<'a>;
+
+    fn next(&mut self) -> Option<Item<'a>> {
+        if self.done || self.at >= self.data.len() {
+            return None;
+        }
+        let at = self.at;
+        let reason = match parse(&self.data[at..]) {
+            Parsed::Record {
+                kind,
+                flags,
+                payload,
+                size,
+            } => {
+                self.at += size;
+                return Some(Item::Record {
+                    at,
+                    kind,
+                    flags,
+                    payload,
+                });
+            }
+            Parsed::End if !self.has_torn_tail() => {
+                self.done = true;
+                return None;
+            }
+            Parsed::End => "unexpected zero header",
+            Parsed::Truncated => "record runs past the end of the file",
+            Parsed::Corrupt(why) => why,
+        };
+        match resync(self.data, at + 1) {
+            Some(next) => {
+                self.at = next;
+                Some(Item::Corrupt { at, reason })
+            }
+            None => {
+                self.done = true;
+                None
+            }
+        }
+    }
+}
+
 /// Big-endian cursor over a payload; every read is bounds-checked.
 pub struct Cursor<'a> {
     buf: &'a [u8],
@@ -202,6 +292,47 @@ mod tests {
         }
         assert_eq!(parse(&rec[..rec.len() - 1]), Parsed::Truncated);
         assert_eq!(parse(&[0u8; 40]), Parsed::End);
+    }
+
+    #[test]
+    fn scan_skips_corruption_and_stops_at_a_torn_tail() {
+        let mut buf = to_vec(kind::SETTLE, 0, &[b"one"]);
+        let second = buf.len();
+        buf.extend(to_vec(kind::SETTLE, 0, &[b"two"]));
+        let third = buf.len();
+        buf.extend(to_vec(kind::SETTLE, 0, &[b"three"]));
+        let torn = buf.len();
+        buf.extend(&to_vec(kind::SETTLE, 0, &[b"four"])[..7]);
+        buf.extend([0u8; 32]);
+        buf[second + HEADER_LEN] ^= 1;
+        let mut scan = Scan::new(&buf);
+        let items: Vec<_> = scan.by_ref().collect();
+        assert_eq!(items.len(), 3);
+        assert!(matches!(
+            items[0],
+            Item::Record {
+                at: 0,
+                payload: b"one",
+                ..
+            }
+        ));
+        assert_eq!(
+            items[1],
+            Item::Corrupt {
+                at: second,
+                reason: "CRC mismatch"
+            }
+        );
+        assert!(matches!(items[2], Item::Record { at, payload: b"three", .. } if at == third));
+        assert_eq!(scan.valid_end(), torn);
+        assert!(scan.has_torn_tail());
+        let clean = to_vec(kind::SETTLE, 0, &[b"x"]);
+        let mut padded = clean.clone();
+        padded.extend([0u8; 64]);
+        let mut scan = Scan::new(&padded);
+        assert_eq!(scan.by_ref().count(), 1);
+        assert_eq!(scan.valid_end(), clean.len());
+        assert!(!scan.has_torn_tail());
     }
 
     #[test]

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::log::{Loc, MessageLog, QueueUid, SegInfo};
-use super::record::{self, kind, Cursor, Parsed};
+use super::record::{self, kind, Cursor, Item};
 use super::segment;
 
 /// A message that survived, in queue order.
@@ -168,14 +168,14 @@ fn scan(
     report: &mut RecoveryReport,
     known: &impl Fn(QueueUid) -> bool,
 ) -> usize {
-    let mut at = 0;
-    while at < data.len() {
-        let reason = match record::parse(&data[at..]) {
-            Parsed::Record {
+    let mut scan = record::Scan::new(data);
+    for item in scan.by_ref() {
+        match item {
+            Item::Record {
+                at,
                 kind,
                 flags,
                 payload,
-                size,
             } => {
                 report.records += 1;
                 let loc = Loc {
@@ -190,32 +190,17 @@ fn scan(
                         kind_name(kind)
                     );
                 }
-                at += size;
-                continue;
             }
-            Parsed::End => {
-                if data[at..].iter().all(|&b| b == 0) {
-                    return at;
-                }
-                "unexpected zero header"
-            }
-            Parsed::Truncated => "record runs past the end of the file",
-            Parsed::Corrupt(why) => why,
-        };
-        match record::resync(data, at + 1) {
-            Some(next) => {
+            Item::Corrupt { at, reason } => {
                 report.corrupt += 1;
                 tracing::warn!(
                     "corrupt record in {} at offset {at}: {reason}, skipped",
                     path.display()
                 );
-                at = next;
             }
-            // Nothing valid follows: a write the crash cut short.
-            None => return at,
         }
     }
-    at
+    scan.valid_end()
 }
 
 fn kind_name(kind: u8) -> &'static str {
