@@ -84,10 +84,19 @@ pub fn preflight() -> Result<u64, RuntimeError> {
 }
 
 /// Lets every other task of this shard run and the reactor collect I/O
-/// completions before the caller continues. A plain task yield is not
-/// enough: glommio polls the reactor only once its task queue runs dry.
+/// completions, mesh wakeups and timers before the caller continues.
+///
+/// glommio 0.9 polls its reactor only when every task queue has run dry or
+/// at the preemption timer (100 ms). A task yield, even
+/// `yield_task_queue_now`, reschedules the same queue without polling, so a
+/// task that is always ready (a reader of a flat-out publisher) kept
+/// another shard's credits and deliveries waiting for the timer: consumers
+/// got 2048 messages per 100 ms. Timers fire only in the reactor, so waiting
+/// on a 1 µs one parks this task until the next poll (or, rarely, returns at
+/// once if the microsecond passed before the first poll: no harm, the next
+/// batch yields again).
 pub async fn yield_to_reactor() {
-    glommio::executor().yield_task_queue_now().await
+    glommio::timer::sleep(std::time::Duration::from_micros(1)).await
 }
 
 /// Starts `shards` executors and runs `shard_main` on each; returns when all
