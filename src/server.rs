@@ -112,7 +112,7 @@ fn handle_shutdown_signals() {
     }
 }
 
-/// Every connection takes two descriptors (reader and writer halves), and
+/// Every connection takes a descriptor, and
 /// every segment one: lift the soft limit to the hard one, as RabbitMQ does.
 fn raise_open_files_limit() {
     // SAFETY: get/setrlimit with a valid, owned struct.

@@ -384,13 +384,13 @@ class Bench:
         broker.stop()
         broker.start()
         n = int(sc["args"][sc["args"].index("--connections") + 1])
-        # Warren needs two fds per connection: stay inside the limit the
-        # brokers inherit (and say so in the summary).
+        # One fd per connection in each broker (and in the generator): stay
+        # inside the limit they inherit (and say so in the summary).
         limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        if 2 * n + 1000 > limit:
-            n = (limit - 1000) // 2 // 1000 * 1000
+        if n + 1000 > limit:
+            n = (limit - 1000) // 1000 * 1000
             self.notes.add(f"S8 opened {n:,} connections, not 10,000: RLIMIT_NOFILE is {limit:,}"
-                           " here and Warren uses two fds per connection.")
+                           " here.")
         time.sleep(3)
         before = rss_kib(broker.pid)
         cmd = [self.perf, "idle", "--uri", broker.uri, "--connections", n, "--hold", "600"]
@@ -435,15 +435,14 @@ class Bench:
         logs = self.out / "broker-logs"
         logs.mkdir(exist_ok=True)
         # Enough file descriptors for S8 in the brokers we start.
-        # Warren uses two fds per connection (reader and writer halves).
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         try:
             want = max(hard, 65536)
             resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))
         except (ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < 2 * 10000 + 1000:
-            log("note: RLIMIT_NOFILE is below 21,000: S8 will open fewer connections")
+        if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < 10000 + 1000:
+            log("note: RLIMIT_NOFILE is below 11,000: S8 will open fewer connections")
 
         wanted = [s.strip() for s in a.scenarios.split(",")] if a.scenarios else None
         scs = [s for s in SCENARIOS

@@ -119,6 +119,13 @@ impl std::error::Error for CodecError {}
 /// undecodable arguments as `FRAME_ERROR - cannot decode`); invalid UTF-8 in
 /// a short string and unknown field-table types are 502 SYNTAX_ERROR; unknown
 /// class/method ids are 540 NOT_IMPLEMENTED.
+/// The full length of the frame that starts `buf`, once its 7-byte header
+/// has arrived (the size is not checked against frame_max here).
+pub fn frame_len(buf: &[u8]) -> Option<usize> {
+    let size = u32::from_be_bytes(buf.get(3..7)?.try_into().ok()?);
+    Some(size as usize + FRAME_OVERHEAD)
+}
+
 pub fn decode_frame(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>, CodecError> {
     if buf.len() < 7 {
         return Ok(None);

@@ -244,6 +244,15 @@ fn partial_input_needs_more() {
     }
 }
 
+#[test]
+fn frame_len_needs_only_the_header() {
+    let frame = raw_frame(FRAME_BODY, 3, &[7u8; 40_000]);
+    assert_eq!(frame_len(&frame), Some(frame.len()));
+    assert_eq!(frame_len(&frame[..7]), Some(frame.len()));
+    assert_eq!(frame_len(&frame[..6]), None);
+    assert_eq!(frame_len(&[]), None);
+}
+
 fn raw_frame(kind: u8, channel: u16, payload: &[u8]) -> BytesMut {
     let mut b = BytesMut::new();
     b.put_u8(kind);

@@ -55,7 +55,7 @@ fn expect_method(frame: Frame, what: &str) -> Result<Method, Close> {
 
 impl Conn {
     pub(super) async fn handshake(&mut self) -> Result<(), Close> {
-        let _ = self.reader.set_read_timeout(Some(HANDSHAKE_TIMEOUT));
+        let _ = self.socket.set_read_timeout(Some(HANDSHAKE_TIMEOUT));
         while self.buf.len() < 8 {
             self.fill().await?;
         }
@@ -87,7 +87,7 @@ impl Conn {
                 "expected connection.start-ok",
             ));
         };
-        let peer = self.reader.peer_addr().ok().map(|a| a.ip());
+        let peer = self.socket.peer_addr().ok().map(|a| a.ip());
         match auth::authenticate(&ok.mechanism, &ok.response, peer) {
             Ok(user) => self.user = user,
             Err(AuthError::UnknownMechanism) => {
@@ -177,7 +177,7 @@ impl Conn {
             .send_method(0, &Method::ConnectionOpenOk(ConnectionOpenOk {}));
         // A peer silent for two heartbeat intervals is gone.
         let timeout = (self.heartbeat > 0).then(|| Duration::from_secs(2 * self.heartbeat as u64));
-        let _ = self.reader.set_read_timeout(timeout);
+        let _ = self.socket.set_read_timeout(timeout);
         Ok(())
     }
 }
