@@ -5,6 +5,12 @@ use std::path::PathBuf;
 
 use warren::config::{parse_size, Config, StorageConfig, SyncMode};
 
+/// Messages are allocated on the publisher's shard and freed on the
+/// consumer's: glibc malloc serialises those frees on the first arena's lock.
+/// mimalloc takes them through per-thread lock-free lists.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "warren",
