@@ -436,7 +436,11 @@ fn content_header_and_properties() {
                 assert_eq!(c, channel);
                 assert_eq!(header.class_id, 60);
                 assert_eq!(header.body_size, body_size);
-                assert_eq!(&header.properties, props);
+                assert_eq!(header.properties, PublishProperties::from(props.clone()));
+                assert_eq!(
+                    BasicProperties::decode(&header.raw_properties).as_ref(),
+                    Ok(props)
+                );
                 assert_eq!(header.raw_properties, raw);
             }
             other => panic!("expected a header frame, got {other:?}"),

@@ -7,8 +7,8 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::wire::{malformed, Reader};
 use super::{
-    reply_code, BasicProperties, Method, FRAME_BODY, FRAME_END, FRAME_HEADER, FRAME_HEARTBEAT,
-    FRAME_METHOD,
+    reply_code, BasicProperties, Method, PublishProperties, FRAME_BODY, FRAME_END, FRAME_HEADER,
+    FRAME_HEARTBEAT, FRAME_METHOD,
 };
 
 /// Bytes of framing around a payload: 7 header bytes plus the end octet.
@@ -19,9 +19,6 @@ const HEADER_PREFIX: usize = 12;
 const CLASS_BASIC: u16 = 60;
 
 /// One decoded frame.
-// The header variant is large (decoded properties); boxing it would cost an
-// allocation per message, and frames are consumed right after decoding.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Frame {
     Method {
@@ -58,8 +55,9 @@ impl Frame {
 pub struct ContentHeader {
     pub class_id: u16,
     pub body_size: u64,
-    /// Decoded view of `raw_properties`.
-    pub properties: BasicProperties,
+    /// What the broker needs from `raw_properties` (all of which were
+    /// checked); `BasicProperties::decode` gives the full view.
+    pub properties: PublishProperties,
     /// Property flags + property list exactly as received, so deliveries can
     /// re-emit them without re-encoding (zero-copy).
     pub raw_properties: Bytes,
@@ -215,8 +213,9 @@ fn decode_header(payload: Bytes) -> Result<ContentHeader, CodecError> {
     let _weight = r.u16()?;
     let body_size = r.u64()?;
     let raw_properties = r.bytes(r.remaining())?;
-    let properties =
-        BasicProperties::decode(&raw_properties).map_err(|e| CodecError { class_id, ..e })?;
+    let properties = BasicProperties::decode(&raw_properties)
+        .map_err(|e| CodecError { class_id, ..e })?
+        .into();
     Ok(ContentHeader {
         class_id,
         body_size,

@@ -18,7 +18,7 @@ pub use frame::{
     ContentHeader, Frame,
 };
 pub use methods::*;
-pub use properties::BasicProperties;
+pub use properties::{BasicProperties, PublishProperties};
 pub use table::{FieldTable, FieldValue};
 pub(crate) use wire::{put_shortstr, put_table, shortstr_prefix, Reader};
 

@@ -396,7 +396,7 @@ fn content_round_trip_and_splitting() {
         other => panic!("{other:?}"),
     };
     assert_eq!((header.class_id, header.body_size), (60, 10_000));
-    assert_eq!(header.properties, props);
+    assert_eq!(header.properties, PublishProperties::from(props.clone()));
     assert_eq!(header.raw_properties, raw);
     let mut got = Vec::new();
     while let Some(f) = decode_frame(&mut out, 4096).unwrap() {
