@@ -46,15 +46,27 @@ pub(crate) struct Channel {
 
 type MethodResult = Result<(), AmqpError>;
 
+/// A channel method that needs the async path.
+pub(super) struct SlowMethod {
+    number: u16,
+    method: Method,
+}
+
 impl Conn {
-    pub(super) async fn channel_method(
+    /// Handles a method on a channel: the checks every method goes through
+    /// and the per-message methods run here, synchronously (the frame loop
+    /// calls this without building a future); anything else comes back as
+    /// `Slow` for [`Conn::channel_method_slow`].
+    pub(super) fn channel_method(
         &mut self,
         number: u16,
         method: Method,
-    ) -> Result<(), Close> {
+    ) -> Result<Option<SlowMethod>, Close> {
         let (class_id, method_id) = (method.class_id(), method.method_id());
         if let Method::ChannelOpen(_) = method {
-            return self.open_channel(number, class_id, method_id);
+            return self
+                .open_channel(number, class_id, method_id)
+                .map(|()| None);
         }
         let Some(ch) = self.channels.get_mut(&number) else {
             return Err(Close::Error(
@@ -76,7 +88,7 @@ impl Conn {
                 }
                 _ => {}
             }
-            return Ok(());
+            return Ok(None);
         }
         if ch.content.is_some() {
             return Err(Close::Error(
@@ -91,9 +103,6 @@ impl Conn {
                 method_id,
             ));
         }
-        // The per-message methods run inline; the rest are boxed so that
-        // every connection's task is sized for the hot path, not for the
-        // largest declare (idle connections pay for task size).
         let hot = matches!(
             method,
             Method::BasicPublish(_)
@@ -101,11 +110,32 @@ impl Conn {
                 | Method::BasicNack(_)
                 | Method::BasicReject(_)
         );
-        let result = if hot {
-            self.dispatch_hot(number, method)
-        } else {
-            Box::pin(self.dispatch(number, method)).await
-        };
+        if !hot {
+            return Ok(Some(SlowMethod { number, method }));
+        }
+        let result = self.dispatch_hot(number, method);
+        self.method_result(number, result, class_id, method_id)
+            .map(|()| None)
+    }
+
+    /// The methods that may wait (declarations, consume, get, close...).
+    /// Boxed, so every connection's task is sized for the hot path, not for
+    /// the largest declare (idle connections pay for task size).
+    pub(super) async fn channel_method_slow(&mut self, slow: SlowMethod) -> Result<(), Close> {
+        let SlowMethod { number, method } = slow;
+        let (class_id, method_id) = (method.class_id(), method.method_id());
+        let result = Box::pin(self.dispatch(number, method)).await;
+        self.method_result(number, result, class_id, method_id)
+    }
+
+    /// A channel error closes the channel; a connection error the connection.
+    fn method_result(
+        &mut self,
+        number: u16,
+        result: MethodResult,
+        class_id: u16,
+        method_id: u16,
+    ) -> Result<(), Close> {
         match result {
             Ok(()) => Ok(()),
             Err(e) if e.is_connection_error() => Err(Close::Error(e, class_id, method_id)),

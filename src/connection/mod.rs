@@ -25,6 +25,12 @@ use crate::codec::{self, reply_code, ConnectionClose, ConnectionCloseOk, Frame, 
 use crate::shard::net::ConnSocket;
 use channel::Channel;
 
+/// A frame whose handling may wait.
+enum SlowFrame {
+    Connection(Method),
+    Channel(channel::SlowMethod),
+}
+
 /// How a connection ends.
 #[derive(Debug)]
 pub(crate) enum Close {
@@ -276,7 +282,12 @@ impl Conn {
                         ))
                     }
                 };
-                match self.handle_frame(frame).await {
+                let handled = match self.handle_frame(frame) {
+                    Ok(None) => Ok(()),
+                    Ok(Some(slow)) => self.handle_slow_frame(slow).await,
+                    Err(e) => Err(e),
+                };
+                match handled {
                     Ok(()) => {}
                     Err(Close::Done) => return Ok(()),
                     Err(e) => return Err(e),
@@ -334,17 +345,32 @@ impl Conn {
         Ok(())
     }
 
-    async fn handle_frame(&mut self, frame: Frame) -> Result<(), Close> {
+    /// Handles one frame. Content frames and per-message methods (nearly
+    /// every frame) are handled synchronously: the frame is not moved into
+    /// a future, and no future is built (those moves were ~20% of a
+    /// publishing shard).
+    fn handle_frame(&mut self, frame: Frame) -> Result<Option<SlowFrame>, Close> {
         match frame {
-            Frame::Heartbeat { channel: 0 } => Ok(()),
+            Frame::Heartbeat { channel: 0 } => Ok(None),
             Frame::Heartbeat { channel } => Err(conn_error(
                 reply_code::UNEXPECTED_FRAME,
                 format!("heartbeat frame on channel {channel}"),
             )),
-            Frame::Method { channel: 0, method } => Box::pin(self.connection_method(method)).await,
-            Frame::Method { channel, method } => self.channel_method(channel, method).await,
-            Frame::Header { channel, header } => self.content_header(channel, header),
-            Frame::Body { channel, payload } => self.content_body(channel, payload),
+            Frame::Method { channel: 0, method } => Ok(Some(SlowFrame::Connection(method))),
+            Frame::Method { channel, method } => Ok(self
+                .channel_method(channel, method)?
+                .map(SlowFrame::Channel)),
+            Frame::Header { channel, header } => {
+                self.content_header(channel, header).map(|()| None)
+            }
+            Frame::Body { channel, payload } => self.content_body(channel, payload).map(|()| None),
+        }
+    }
+
+    async fn handle_slow_frame(&mut self, slow: SlowFrame) -> Result<(), Close> {
+        match slow {
+            SlowFrame::Connection(method) => Box::pin(self.connection_method(method)).await,
+            SlowFrame::Channel(m) => self.channel_method_slow(m).await,
         }
     }
 
