@@ -9,6 +9,9 @@ pub struct Config {
     pub shards: usize,
     pub data_dir: PathBuf,
     pub storage: StorageConfig,
+    /// How long an idle shard polls for work before it sleeps (only when
+    /// every shard has its own CPU).
+    pub spin_before_park: std::time::Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -51,6 +51,11 @@ enum Command {
         /// free space than this (e.g. 50MB, 1GB).
         #[arg(long, default_value = "50MB", value_parser = parse_size)]
         disk_free_limit: u64,
+        /// Microseconds an idle shard keeps polling before it sleeps: lower
+        /// latency for some CPU. 0 turns it off; ignored when there are
+        /// more shards than CPUs.
+        #[arg(long, default_value_t = 30)]
+        spin_before_park_us: u64,
         /// Log level or tracing filter (e.g. info, debug, warren=trace).
         #[arg(long, default_value = "info")]
         log: String,
@@ -68,6 +73,7 @@ fn main() {
             sync,
             segment_size,
             disk_free_limit,
+            spin_before_park_us,
             log,
         } => {
             let filter = tracing_subscriber::EnvFilter::try_new(&log).unwrap_or_else(|_| {
@@ -99,6 +105,7 @@ fn main() {
                     segment_size,
                     disk_free_limit,
                 },
+                spin_before_park: std::time::Duration::from_micros(spin_before_park_us),
             };
             if let Err(e) = warren::server::run(config) {
                 eprintln!("warren: {e}");

@@ -60,9 +60,12 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let runtime = std::thread::Builder::new()
         .name("warren-runtime".into())
         .spawn(move || {
-            shard::run(shards, memlock, move |start: ShardStart<ShardMsg>| {
-                shard_main(cfg, durable, start, ready_tx)
-            })
+            shard::run(
+                shards,
+                memlock,
+                cfg.spin_before_park,
+                move |start: ShardStart<ShardMsg>| shard_main(cfg, durable, start, ready_tx),
+            )
         })
         .map_err(|e| StartError(format!("cannot start runtime thread: {e}")))?;
     for _ in 0..shards {

@@ -122,7 +122,12 @@ pub async fn yield_to_reactor() {
 
 /// Starts `shards` executors and runs `shard_main` on each; returns when all
 /// of them have returned.
-pub fn run<T, G, F>(shards: usize, memlock: u64, shard_main: G) -> Result<(), RuntimeError>
+pub fn run<T, G, F>(
+    shards: usize,
+    memlock: u64,
+    spin_before_park: std::time::Duration,
+    shard_main: G,
+) -> Result<(), RuntimeError>
 where
     T: Send + 'static,
     G: FnOnce(ShardStart<T>) -> F + Clone + Send + 'static,
@@ -131,7 +136,8 @@ where
     let cpus = allowed_cpus();
     // Pin one shard per allowed CPU when they fit; more shards than CPUs
     // (tests on small machines) run unpinned.
-    let placement = if !cpus.is_empty() && shards <= cpus.len() {
+    let pinned = !cpus.is_empty() && shards <= cpus.len();
+    let placement = if pinned {
         let online = CpuSet::online().map_err(|e| RuntimeError(format!("cpu topology: {e}")))?;
         PoolPlacement::Custom(
             cpus.iter()
@@ -146,7 +152,15 @@ where
     // budget so executors do not fall back with warnings.
     let io_memory = ((memlock / (shards as u64 + 1)) / 2).clamp(64 * 1024, 8 << 20) as usize;
     let mesh = MeshBuilder::full(shards, MESH_DEPTH);
-    let handles = LocalExecutorPoolBuilder::new(placement)
+    let mut builder = LocalExecutorPoolBuilder::new(placement);
+    // An idle shard polls a little before it sleeps: a wakeup from another
+    // shard or the network then costs no park (a membarrier IPI) and no
+    // eventfd round trip. Not when shards share CPUs: a spinning shard
+    // would take the CPU from the one it waits for.
+    if pinned && !spin_before_park.is_zero() {
+        builder = builder.spin_before_park(spin_before_park);
+    }
+    let handles = builder
         .name("warren-shard")
         .io_memory(io_memory)
         .blocking_thread_pool_placement(PoolPlacement::Unbound(1))
