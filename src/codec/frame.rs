@@ -263,17 +263,53 @@ pub fn encode_content(
     body: &[u8],
     frame_max: u32,
 ) {
-    // Payload capacity per body frame; never 0 even for a nonsensical
-    // frame_max, so the loop always makes progress.
-    let chunk = if frame_max == 0 {
-        body.len().max(1)
-    } else {
-        (frame_max as usize).saturating_sub(FRAME_OVERHEAD).max(1)
-    };
+    let chunk = body_chunk(body.len(), frame_max);
     let n_body_frames = body.len().div_ceil(chunk);
     out.reserve(
         FRAME_OVERHEAD * (1 + n_body_frames) + HEADER_PREFIX + raw_properties.len() + body.len(),
     );
+    put_content_header(out, channel, body_size, raw_properties);
+    for piece in body.chunks(chunk) {
+        put_body_frame_head(out, channel, piece.len());
+        out.put_slice(piece);
+        out.put_u8(FRAME_END);
+    }
+}
+
+/// Like [`encode_content`], but each body frame's payload is handed to
+/// `place(out, piece)` to append (or to send from where it is).
+pub fn encode_content_with(
+    out: &mut BytesMut,
+    channel: u16,
+    raw_properties: &[u8],
+    body: &Bytes,
+    frame_max: u32,
+    mut place: impl FnMut(&mut BytesMut, Bytes),
+) {
+    let chunk = body_chunk(body.len(), frame_max);
+    out.reserve(FRAME_OVERHEAD * 2 + HEADER_PREFIX + raw_properties.len());
+    put_content_header(out, channel, body.len() as u64, raw_properties);
+    let mut at = 0;
+    while at < body.len() {
+        let end = (at + chunk).min(body.len());
+        put_body_frame_head(out, channel, end - at);
+        place(out, body.slice(at..end));
+        out.put_u8(FRAME_END);
+        at = end;
+    }
+}
+
+/// Payload capacity per body frame; never 0 even for a nonsensical
+/// frame_max, so encoding always makes progress.
+fn body_chunk(body_len: usize, frame_max: u32) -> usize {
+    if frame_max == 0 {
+        body_len.max(1)
+    } else {
+        (frame_max as usize).saturating_sub(FRAME_OVERHEAD).max(1)
+    }
+}
+
+fn put_content_header(out: &mut BytesMut, channel: u16, body_size: u64, raw_properties: &[u8]) {
     out.put_u8(FRAME_HEADER);
     out.put_u16(channel);
     out.put_u32(u32::try_from(HEADER_PREFIX + raw_properties.len()).unwrap_or(u32::MAX));
@@ -282,13 +318,12 @@ pub fn encode_content(
     out.put_u64(body_size);
     out.put_slice(raw_properties);
     out.put_u8(FRAME_END);
-    for piece in body.chunks(chunk) {
-        out.put_u8(FRAME_BODY);
-        out.put_u16(channel);
-        out.put_u32(piece.len() as u32);
-        out.put_slice(piece);
-        out.put_u8(FRAME_END);
-    }
+}
+
+fn put_body_frame_head(out: &mut BytesMut, channel: u16, len: usize) {
+    out.put_u8(FRAME_BODY);
+    out.put_u16(channel);
+    out.put_u32(len as u32);
 }
 
 /// Appends a heartbeat frame (always channel 0).

@@ -14,8 +14,8 @@ mod table;
 mod wire;
 
 pub use frame::{
-    decode_frame, encode_content, encode_heartbeat, encode_method, frame_len, CodecError,
-    ContentHeader, Frame,
+    decode_frame, encode_content, encode_content_with, encode_heartbeat, encode_method, frame_len,
+    CodecError, ContentHeader, Frame,
 };
 pub use methods::*;
 pub use properties::{BasicProperties, PublishProperties};

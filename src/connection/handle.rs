@@ -2,7 +2,6 @@
 //! and its channels' delivery state. Deliveries from queues (local, or
 //! forwarded from other shards) land here via [`ConnHandle::deliver`].
 use ahash::AHashMap;
-use bytes::BytesMut;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -14,6 +13,7 @@ use crate::queue::{ChannelRef, ConsumerId, MsgId, Settle};
 use crate::shard::sync::Event;
 
 use super::confirm::PublishTracker;
+use super::output::Output;
 
 /// An unacked delivery as the channel remembers it.
 #[derive(Debug, Clone, Copy)]
@@ -57,7 +57,7 @@ pub struct ChannelDeliveries {
 pub struct ConnHandle {
     pub id: u64,
     pub shard: Rc<Shard>,
-    pub out: RefCell<BytesMut>,
+    pub out: RefCell<Output>,
     pub write_ready: Event,
     pub frame_max: Cell<u32>,
     pub closed: Cell<bool>,
@@ -77,7 +77,7 @@ impl ConnHandle {
         Rc::new(ConnHandle {
             id,
             shard,
-            out: RefCell::new(BytesMut::new()),
+            out: RefCell::new(Output::default()),
             write_ready: Event::default(),
             frame_max: Cell::new(codec::FRAME_MIN_SIZE),
             closed: Cell::new(false),
@@ -159,10 +159,8 @@ impl ConnHandle {
                 routing_key: msg.routing_key.clone(),
             }),
         );
-        codec::encode_content(
-            &mut out,
+        out.encode_content(
             channel,
-            msg.body_size(),
             &msg.raw_properties,
             &msg.body,
             self.frame_max.get(),

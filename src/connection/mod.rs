@@ -10,6 +10,7 @@ mod confirm;
 mod content;
 mod handle;
 mod handshake;
+mod output;
 
 use bytes::BytesMut;
 use futures_lite::FutureExt;
@@ -107,7 +108,7 @@ async fn run(shard: Rc<Shard>, stream: TcpStream) {
 /// became ready during one run of the reactor go out in a single write.
 async fn write_loop(handle: Rc<ConnHandle>, socket: ConnSocket) {
     // Grows with use; an idle connection holds no output buffer.
-    let mut spare = BytesMut::new();
+    let mut spare = output::Output::default();
     loop {
         let pending = handle.out.borrow().is_empty();
         if pending {
@@ -117,8 +118,13 @@ async fn write_loop(handle: Rc<ConnHandle>, socket: ConnSocket) {
             handle.write_ready.wait().await;
             continue;
         }
-        let mut buf = std::mem::replace(&mut *handle.out.borrow_mut(), spare);
-        if socket.write_all(&buf).await.is_err() {
+        let mut out = std::mem::replace(&mut *handle.out.borrow_mut(), spare);
+        let written = if out.contiguous() {
+            socket.write_all(&out).await
+        } else {
+            socket.write_all_vectored(&out.slices()).await
+        };
+        if written.is_err() {
             handle.closed.set(true);
             // Deliveries that could not be written still return their
             // credit; the channels' release requeues them.
@@ -129,11 +135,11 @@ async fn write_loop(handle: Rc<ConnHandle>, socket: ConnSocket) {
         handle.return_credits();
         // Keep a big buffer for the next burst; a small write's buffer goes,
         // so idle connections hold none.
-        spare = if buf.capacity() >= 16 * 1024 {
-            buf.clear();
-            buf
+        spare = if out.capacity() >= 16 * 1024 {
+            out.clear();
+            out
         } else {
-            BytesMut::new()
+            output::Output::default()
         };
     }
     socket.shutdown_write();

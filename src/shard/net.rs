@@ -35,6 +35,9 @@ pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     Ok(unsafe { TcpListener::from_raw_fd(s.into_raw_fd()) })
 }
 
+/// Most iovecs one `sendmsg` takes (Linux's UIO_MAXIOV).
+const IOV_MAX: usize = 1024;
+
 /// One connection's socket, shared by its reader and writer tasks.
 ///
 /// One fd per connection: a dup'ed fd per half doubled descriptor use and
@@ -61,6 +64,67 @@ impl ConnSocket {
                 return Err(io::ErrorKind::WriteZero.into());
             }
             buf = &buf[n..];
+        }
+        Ok(())
+    }
+
+    /// Writes `parts` in order with `sendmsg` (scatter/gather: no copy into
+    /// one buffer). glommio has no vectored write, so the send is ours and
+    /// only the wait for room uses glommio: on EAGAIN, a plain write of the
+    /// next part waits until the socket takes some of it.
+    pub async fn write_all_vectored(&self, parts: &[&[u8]]) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let fd = self.0.borrow().as_raw_fd();
+        let mut first = 0; // index of the first part not fully sent
+        let mut skip = 0; // bytes of that part already sent
+        let mut iov: Vec<libc::iovec> = Vec::with_capacity(parts.len().min(IOV_MAX));
+        while first < parts.len() {
+            iov.clear();
+            for (i, part) in parts[first..].iter().take(IOV_MAX).enumerate() {
+                let part = if i == 0 { &part[skip..] } else { part };
+                iov.push(libc::iovec {
+                    iov_base: part.as_ptr() as *mut libc::c_void,
+                    iov_len: part.len(),
+                });
+            }
+            // SAFETY: a zeroed msghdr with only the iovec array set; every
+            // iovec points into `parts`, which outlive the call.
+            let sent = unsafe {
+                let mut msg: libc::msghdr = std::mem::zeroed();
+                msg.msg_iov = iov.as_mut_ptr();
+                msg.msg_iovlen = iov.len() as _;
+                libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+            };
+            let mut n = if sent >= 0 {
+                sent as usize
+            } else {
+                let err = io::Error::last_os_error();
+                match err.kind() {
+                    io::ErrorKind::WouldBlock => {
+                        let part = &parts[first][skip..];
+                        poll_fn(|cx| Pin::new(&mut *self.0.borrow_mut()).poll_write(cx, part))
+                            .await?
+                    }
+                    io::ErrorKind::Interrupted => 0,
+                    _ => return Err(err),
+                }
+            };
+            while n > 0 && first < parts.len() {
+                let left = parts[first].len() - skip;
+                if n >= left {
+                    n -= left;
+                    first += 1;
+                    skip = 0;
+                } else {
+                    skip += n;
+                    n = 0;
+                }
+            }
+            // Empty parts never hold the loop up.
+            while first < parts.len() && parts[first].len() == skip {
+                first += 1;
+                skip = 0;
+            }
         }
         Ok(())
     }
