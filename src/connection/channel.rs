@@ -56,7 +56,7 @@ impl Conn {
     /// Handles a method on a channel: the checks every method goes through
     /// and the per-message methods run here, synchronously (the frame loop
     /// calls this without building a future); anything else comes back as
-    /// `Slow` for [`Conn::channel_method_slow`].
+    /// a [`SlowMethod`] for [`Conn::channel_method_slow`].
     pub(super) fn channel_method(
         &mut self,
         number: u16,

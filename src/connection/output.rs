@@ -37,7 +37,7 @@ impl Output {
         self.buf.is_empty() && self.bodies.is_empty()
     }
 
-    /// Bytes pending, bodies included.
+    /// The buffer's capacity (referenced bodies are not counted).
     pub fn capacity(&self) -> usize {
         self.buf.capacity()
     }
