@@ -78,7 +78,16 @@ impl ConnSocket {
         let mut first = 0; // index of the first part not fully sent
         let mut skip = 0; // bytes of that part already sent
         let mut iov: Vec<libc::iovec> = Vec::with_capacity(parts.len().min(IOV_MAX));
-        while first < parts.len() {
+        loop {
+            // Step over what is sent, and over empty parts: a plain write of
+            // an empty part below would return at once, forever.
+            while first < parts.len() && parts[first].len() == skip {
+                first += 1;
+                skip = 0;
+            }
+            if first == parts.len() {
+                return Ok(());
+            }
             iov.clear();
             for (i, part) in parts[first..].iter().take(IOV_MAX).enumerate() {
                 let part = if i == 0 { &part[skip..] } else { part };
@@ -95,21 +104,23 @@ impl ConnSocket {
                 msg.msg_iovlen = iov.len() as _;
                 libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
             };
-            let mut n = if sent >= 0 {
-                sent as usize
-            } else {
-                let err = io::Error::last_os_error();
-                match err.kind() {
-                    io::ErrorKind::WouldBlock => {
-                        let part = &parts[first][skip..];
-                        poll_fn(|cx| Pin::new(&mut *self.0.borrow_mut()).poll_write(cx, part))
-                            .await?
+            let mut n = match sent {
+                0 => return Err(io::ErrorKind::WriteZero.into()),
+                n if n > 0 => n as usize,
+                _ => {
+                    let err = io::Error::last_os_error();
+                    match err.kind() {
+                        io::ErrorKind::WouldBlock => {
+                            let part = &parts[first][skip..];
+                            poll_fn(|cx| Pin::new(&mut *self.0.borrow_mut()).poll_write(cx, part))
+                                .await?
+                        }
+                        io::ErrorKind::Interrupted => 0,
+                        _ => return Err(err),
                     }
-                    io::ErrorKind::Interrupted => 0,
-                    _ => return Err(err),
                 }
             };
-            while n > 0 && first < parts.len() {
+            while n > 0 {
                 let left = parts[first].len() - skip;
                 if n >= left {
                     n -= left;
@@ -120,13 +131,7 @@ impl ConnSocket {
                     n = 0;
                 }
             }
-            // Empty parts never hold the loop up.
-            while first < parts.len() && parts[first].len() == skip {
-                first += 1;
-                skip = 0;
-            }
         }
-        Ok(())
     }
 
     /// Sends FIN; the fd itself closes when both tasks have dropped it.
