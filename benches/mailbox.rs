@@ -19,7 +19,7 @@ use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use warren::shard::mailbox::Mailbox;
+use warren::runtime::mailbox::Mailbox;
 
 type Item = [u64; 8];
 

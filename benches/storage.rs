@@ -8,6 +8,7 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::path::PathBuf;
 use warren::codec::ShortStr;
+use warren::ids::QueueId;
 use warren::queue::MessageData;
 use warren::storage::MessageLog;
 
@@ -33,7 +34,7 @@ fn message(size: usize) -> MessageData {
 /// Appends `batch` messages, then syncs what they touched: one group commit.
 fn append_batch(log: &mut MessageLog, msg: &MessageData, id: &mut u64, batch: usize) {
     for _ in 0..batch {
-        log.append_publish(1, *id, false, msg).unwrap();
+        log.append_publish(QueueId(1), *id, false, msg).unwrap();
         *id += 1;
     }
     if let Some(job) = log.sync_job() {

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
 
-use crate::shard::sync::{Event, EventWait};
+use crate::runtime::sync::{Event, EventWait};
 
 /// How often each shard looks at the free space (RabbitMQ: at most 1 s
 /// apart when close to the limit).
@@ -179,13 +179,12 @@ impl DiskMonitor {
 pub fn start_disk_monitor(shard: usize, dir: PathBuf, limit: u64) {
     let mut monitor = DiskMonitor::new(shard, dir, limit, local());
     monitor.check();
-    glommio::spawn_local(async move {
+    crate::runtime::spawn(async move {
         loop {
-            glommio::timer::sleep(DISK_CHECK_INTERVAL).await;
+            crate::runtime::sleep(DISK_CHECK_INTERVAL).await;
             monitor.check();
         }
-    })
-    .detach();
+    });
 }
 
 #[cfg(test)]

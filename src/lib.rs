@@ -1,20 +1,31 @@
 //! Warren: a thread-per-core AMQP 0-9-1 broker.
 //!
-//! Layout (see ARCHITECTURE.md):
+//! Layers, bottom up (see ARCHITECTURE.md; `tools/check-module-cycles.py`
+//! keeps the imports between them a tree):
+//! - [`ids`]: small identifiers every layer names (shards, queues, channels...).
 //! - [`codec`]: zero-copy AMQP frame and method codec over `bytes`.
+//! - [`error`]: AMQP errors with RabbitMQ's reply codes and texts.
+//! - [`runtime`]: the glommio runtime, its only importer: executors, sockets,
+//!   cross-shard mailboxes, timers, io_uring file operations.
 //! - [`routing`]: exchange types, the compiled topic trie and headers matching.
 //! - [`queue`]: a queue's messages, consumers and unacked deliveries (pure, no I/O).
-//! - [`shard`]: the glommio runtime: one pinned executor per core and the cross-shard mesh.
-//! - [`broker`]: per-shard broker state: replicated topology, owned queues.
-//! - [`connection`]: one client connection and its channels.
+//! - [`storage`]: the definitions log and the per-shard message log.
+//! - [`topology`]: the replicated topology and the leader's decisions on it.
 //! - [`alarm`]: the disk alarm that blocks publishers when space runs low.
+//! - [`shard`]: the per-shard broker: owned queues, the message path, the
+//!   leader, the storage glue.
+//! - [`connection`]: one client connection and its channels.
+//! - [`server`]: start-up: one shard per executor.
 pub mod alarm;
-pub mod broker;
 pub mod codec;
 pub mod config;
 pub mod connection;
+pub mod error;
+pub mod ids;
 pub mod queue;
 pub mod routing;
+pub mod runtime;
 pub mod server;
 pub mod shard;
 pub mod storage;
+pub mod topology;

@@ -85,7 +85,7 @@ fn main() {
                 .with_writer(std::io::stderr)
                 .init();
             let shards = shards
-                .unwrap_or_else(|| warren::shard::allowed_cpus().len())
+                .unwrap_or_else(|| warren::runtime::allowed_cpus().len())
                 .max(1);
             if shards > 1024 {
                 eprintln!("warren: --shards {shards} is more than 1024");

@@ -4,18 +4,19 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use crate::broker::topology::{owner_shard, TopologyChange};
-use crate::broker::{Shard, ShardMsg, ShardStore};
 use crate::config::Config;
-use crate::shard::{self, mailbox::Mailbox, ShardStart};
+use crate::ids::{QueueId, ShardId};
+use crate::runtime::{self, mailbox::Mailbox, ShardStart};
+use crate::shard::{Shard, ShardMsg, ShardStore};
 use crate::storage::definitions::Definitions;
 use crate::storage::MessageLog;
+use crate::topology::{owner_shard, TopologyChange};
 
 /// What every shard starts from: the durable topology and the leader's
 /// definitions log.
 struct Durable {
     changes: Vec<TopologyChange>,
-    next_queue_id: u64,
+    next_queue_id: QueueId,
     definitions: Mutex<Option<Definitions>>,
 }
 
@@ -30,9 +31,9 @@ impl std::fmt::Display for StartError {
 
 /// Runs the broker until the process is killed.
 pub fn run(config: Config) -> Result<(), StartError> {
-    let memlock = shard::preflight().map_err(|e| StartError(e.0))?;
+    let memlock = runtime::preflight().map_err(|e| StartError(e.0))?;
     let addr = SocketAddr::new(config.bind, config.port);
-    crate::shard::net::check_port_free(addr)
+    runtime::net::check_port_free(addr)
         .map_err(|e| StartError(format!("cannot listen on {addr}: {e}")))?;
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
         StartError(format!(
@@ -50,7 +51,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     })?;
     let durable = Arc::new(Durable {
         changes: loaded.changes,
-        next_queue_id: loaded.next_queue_id,
+        next_queue_id: QueueId(loaded.next_queue_id),
         definitions: Mutex::new(Some(definitions)),
     });
     handle_shutdown_signals();
@@ -60,7 +61,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let runtime = std::thread::Builder::new()
         .name("warren-runtime".into())
         .spawn(move || {
-            shard::run(
+            runtime::run(
                 shards,
                 memlock,
                 cfg.spin_before_park,
@@ -178,11 +179,11 @@ async fn shard_main(
     let ShardStart {
         id,
         shards,
-        senders,
-        mut receivers,
+        mailbox,
+        inbox,
     } = start;
     let addr = SocketAddr::new(config.bind, config.port);
-    let listener = match shard::net::listen(addr) {
+    let listener = match runtime::net::listen(addr) {
         Ok(l) => l,
         Err(e) => {
             let _ = ready.send(Err(format!("cannot listen on {addr}: {e}")));
@@ -190,7 +191,6 @@ async fn shard_main(
         }
     };
     crate::alarm::start_disk_monitor(id, config.data_dir.clone(), config.storage.disk_free_limit);
-    let mailbox = Mailbox::new(senders);
     let shard = match open_shard(&config, &durable, id, shards, mailbox) {
         Ok(s) => s,
         Err(e) => {
@@ -198,35 +198,16 @@ async fn shard_main(
             return;
         }
     };
-    glommio::spawn_local(shard.clone().run_committer()).detach();
-    glommio::spawn_local(shard.clone().run_maintainer()).detach();
-    for (from, rx) in receivers.streams() {
-        let shard = shard.clone();
-        glommio::spawn_local(async move {
-            let mut handled = 0u32;
-            while let Some(batch) = rx.recv().await {
-                shard.handle_batch(from, batch);
-                // A peer that keeps this channel full would otherwise never
-                // let the reactor run (every recv is ready at once). A
-                // shorter glommio preempt timer does the same job but
-                // stalled oversubscribed shards (3 on 2 CPUs) for seconds.
-                handled += 1;
-                if handled.is_multiple_of(8) {
-                    shard::yield_to_reactor().await;
-                }
-            }
-        })
-        .detach();
-    }
+    runtime::spawn(shard.clone().run_committer());
+    runtime::spawn(shard.clone().run_maintainer());
+    let receiver = shard.clone();
+    inbox.serve(move |_from, batch| receiver.handle_batch(batch));
     let _ = ready.send(Ok(id));
     drop(ready);
     let mut last_accept_warning = std::time::Instant::now() - std::time::Duration::from_secs(2);
     loop {
         match listener.accept().await {
-            Ok(stream) => {
-                let shard = shard.clone();
-                glommio::spawn_local(crate::connection::serve(shard, stream)).detach();
-            }
+            Ok(socket) => runtime::spawn(crate::connection::serve(shard.clone(), socket)),
             Err(e) => {
                 // Out of file descriptors, typically: say so once a second,
                 // not once per retry.
@@ -234,7 +215,7 @@ async fn shard_main(
                     tracing::warn!(shard = id, "accept failed: {e}");
                     last_accept_warning = std::time::Instant::now();
                 }
-                glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+                runtime::sleep(std::time::Duration::from_millis(10)).await;
             }
         }
     }
@@ -256,8 +237,8 @@ fn open_shard(
     let mut changes = durable.changes.clone();
     for c in &mut changes {
         if let TopologyChange::QueueAdded(vhost, meta) = c {
-            meta.owner_shard = owner_shard(vhost, &meta.name, shards) as u16;
-            if meta.owner_shard as usize == id {
+            meta.owner_shard = owner_shard(vhost, &meta.name, shards);
+            if meta.owner_shard.index() == id {
                 owned.insert(meta.id);
             }
         }
@@ -289,9 +270,15 @@ fn open_shard(
         log.install_spare(crate::storage::segment::prepare(&dir, seq, size));
     }
     let store = ShardStore::new(log, config.storage.clone());
-    let shard = Shard::new(id, shards, mailbox, store, durable.next_queue_id);
+    let shard = Shard::new(
+        ShardId::from_index(id),
+        shards,
+        mailbox,
+        store,
+        durable.next_queue_id,
+    );
     for c in &changes {
-        shard.apply_change(c);
+        shard.replay(c);
     }
     shard.restore_queues(recovered);
     if id == 0 {
@@ -300,7 +287,7 @@ fn open_shard(
             .lock()
             .map(|mut d| d.take())
             .unwrap_or(None);
-        *shard.definitions_slot().borrow_mut() = defs;
+        shard.set_definitions(defs);
     }
     Ok(shard)
 }

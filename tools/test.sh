@@ -58,6 +58,25 @@ trap 'rc=$?; if [[ $rc -ne 0 && ${#RESULTS[@]} -eq 0 ]]; then echo "tools/test.s
 
 step() { echo; echo "==> $*"; }
 
+# --- layout checks ------------------------------------------------------
+step "tools/check-module-cycles.py (no import circles between top-level modules)"
+if "$PYTHON" tools/check-module-cycles.py --self-test >/dev/null && "$PYTHON" tools/check-module-cycles.py; then
+    record "module cycles" PASS
+else
+    record "module cycles" FAIL
+fi
+step "tools/check-codegen.sh (src/codec/methods.rs regenerates byte for byte)"
+SPEC="$ROOT/../shared/spec/amqp0-9-1.extended.xml"
+if [[ ! -f "$SPEC" ]]; then
+    # A checkout without the shared spec beside it (CI has it): say so.
+    echo "tools/test.sh: no AMQP spec at $SPEC: codegen check not run"
+    RESULTS+=("$(printf '%-34s %s' "codegen reproducible" "SKIPPED (no spec beside the checkout)")")
+elif PYTHON="$PYTHON" tools/check-codegen.sh --spec "$SPEC"; then
+    record "codegen reproducible" PASS
+else
+    record "codegen reproducible" FAIL
+fi
+
 # --- build --------------------------------------------------------------
 step "cargo build --release --bins"
 if cargo build --release --bins; then

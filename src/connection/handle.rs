@@ -7,13 +7,13 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 use std::time::Instant;
 
-use crate::broker::{QueueRef, RoutedDelivery, Shard};
-use crate::codec::{self, BasicCancel, BasicDeliver, Method, ShortStr};
-use crate::queue::{ChannelRef, ConsumerId, MsgId, Settle};
-use crate::shard::sync::Event;
-
-use super::confirm::PublishTracker;
+use super::channel::PublishTracker;
 use super::output::Output;
+use crate::codec::{self, BasicCancel, BasicDeliver, Method, ShortStr};
+use crate::ids::{ChannelRef, ConnId, ConsumerId, MsgId, QueueRef};
+use crate::queue::Settle;
+use crate::runtime::sync::Event;
+use crate::shard::{LocalConn, RoutedDelivery, Shard};
 
 /// An unacked delivery as the channel remembers it.
 #[derive(Debug, Clone, Copy)]
@@ -54,8 +54,11 @@ pub struct ChannelDeliveries {
     pub send_confirms: bool,
 }
 
+/// The side of a connection that its shard and the connection's own tasks
+/// share: the output buffer the writer drains, and each channel's delivery
+/// state. The shard reaches it only through [`LocalConn`].
 pub struct ConnHandle {
-    pub id: u64,
+    pub id: ConnId,
     pub shard: Rc<Shard>,
     pub out: RefCell<Output>,
     pub write_ready: Event,
@@ -73,7 +76,7 @@ pub struct ConnHandle {
 }
 
 impl ConnHandle {
-    pub fn new(id: u64, shard: Rc<Shard>) -> Rc<Self> {
+    pub fn new(id: ConnId, shard: Rc<Shard>) -> Rc<Self> {
         Rc::new(ConnHandle {
             id,
             shard,
@@ -96,7 +99,7 @@ impl ConnHandle {
     }
 
     /// Takes a delivery for one of this connection's consumers.
-    pub fn deliver(&self, d: RoutedDelivery) {
+    fn deliver_now(&self, d: RoutedDelivery) {
         let ch_ref = d.delivery.channel;
         let mut channels = self.channels.borrow_mut();
         let live = channels
@@ -188,7 +191,7 @@ impl ConnHandle {
             std::mem::take(&mut c.early)
         };
         for d in early {
-            self.deliver(d);
+            self.deliver_now(d);
         }
     }
 
@@ -206,7 +209,7 @@ impl ConnHandle {
     }
 
     /// The queue behind a consumer went away (basic.cancel from the server).
-    pub fn server_cancel(&self, ch_ref: ChannelRef, tag: &ShortStr) {
+    fn cancel_consumer(&self, ch_ref: ChannelRef, tag: &ShortStr) {
         let removed = {
             let mut channels = self.channels.borrow_mut();
             match channels.get_mut(&ch_ref.channel) {
@@ -227,8 +230,8 @@ impl ConnHandle {
         }
     }
 
-    /// A queue on another shard took publish `seq` of this channel.
-    pub fn accepted(&self, ch_ref: ChannelRef, seq: u64) {
+    /// A queue took publish `seq` of this channel.
+    fn accept_publish(&self, ch_ref: ChannelRef, seq: u64) {
         {
             let mut channels = self.channels.borrow_mut();
             let Some(ch) = channels
@@ -277,7 +280,7 @@ impl ConnHandle {
     /// After a write: the written deliveries free their consumers' windows.
     pub fn return_credits(&self) {
         // `Shard::credit` can call back into this connection: it schedules a
-        // pump, and glommio's `spawn_local` runs a new task at once, so
+        // pump, and `runtime::spawn` runs a new task at once, so
         // dispatch may deliver here (and count credits) before it returns.
         // Drain a map taken out of the cell; put it back, keeping its
         // capacity, unless credits arrived meanwhile.
@@ -289,5 +292,19 @@ impl ConnHandle {
         if cell.is_empty() {
             *cell = credits;
         }
+    }
+}
+
+impl LocalConn for ConnHandle {
+    fn deliver(&self, d: RoutedDelivery) {
+        self.deliver_now(d);
+    }
+
+    fn accepted(&self, ch: ChannelRef, seq: u64) {
+        self.accept_publish(ch, seq);
+    }
+
+    fn server_cancel(&self, ch: ChannelRef, tag: &ShortStr) {
+        self.cancel_consumer(ch, tag);
     }
 }

@@ -3,11 +3,11 @@ use std::time::Duration;
 
 use super::auth::{self, AuthError};
 use super::{conn_error, Close, Conn};
-use crate::broker::AmqpError;
 use crate::codec::{
     self, reply_code, ConnectionOpenOk, ConnectionStart, ConnectionTune, FieldTable, FieldValue,
     Frame, Method,
 };
+use crate::error::AmqpError;
 
 pub const CHANNEL_MAX: u16 = 2047;
 pub const FRAME_MAX: u32 = 131_072;
@@ -160,13 +160,7 @@ impl Conn {
                 "expected connection.open",
             ));
         };
-        if self
-            .shard
-            .topology
-            .borrow()
-            .vhost(&open.virtual_host)
-            .is_none()
-        {
+        if !self.shard.vhost_exists(&open.virtual_host) {
             return Err(conn_error(
                 reply_code::NOT_ALLOWED,
                 format!("vhost {} not found", open.virtual_host),

@@ -6,24 +6,23 @@
 //! accumulated in the connection's output buffer in one `write` per wakeup.
 mod auth;
 mod channel;
-mod confirm;
-mod content;
 mod handle;
 mod handshake;
 mod output;
 
 use bytes::BytesMut;
 use futures_lite::FutureExt;
-use glommio::net::TcpStream;
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 pub use handle::ConnHandle;
 
-use crate::broker::{AmqpError, Shard};
 use crate::codec::{self, reply_code, ConnectionClose, ConnectionCloseOk, Frame, Method};
-use crate::shard::net::ConnSocket;
+use crate::error::AmqpError;
+use crate::ids::ConnId;
+use crate::runtime::net::ConnSocket;
+use crate::shard::{ConnectionClosed, Shard};
 use channel::Channel;
 
 /// A frame whose handling may wait.
@@ -51,21 +50,20 @@ impl From<std::io::Error> for Close {
 
 /// Serves one accepted socket until it closes. Never panics outward: a bug
 /// triggered by one client ends that connection, not the shard.
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
-    let peer = stream.peer_addr().ok();
-    let fut = AssertUnwindSafe(run(shard, stream)).catch_unwind();
+pub async fn serve(shard: Rc<Shard>, socket: ConnSocket) {
+    let peer = socket.peer_addr().ok();
+    let fut = AssertUnwindSafe(run(shard, socket)).catch_unwind();
     if fut.await.is_err() {
         tracing::error!(?peer, "connection task panicked; connection dropped");
     }
 }
 
-async fn run(shard: Rc<Shard>, stream: TcpStream) {
-    let socket = ConnSocket::new(stream);
+async fn run(shard: Rc<Shard>, socket: ConnSocket) {
     socket.set_nodelay();
-    let id = shard.unique_id();
+    let id = ConnId(shard.unique_id());
     let handle = ConnHandle::new(id, shard.clone());
-    shard.conns.borrow_mut().insert(id, handle.clone());
-    let writer_task = glommio::spawn_local(write_loop(handle.clone(), socket.clone()));
+    shard.register_conn(id, handle.clone());
+    let writer_task = crate::runtime::spawn_joinable(write_loop(handle.clone(), socket.clone()));
     let mut conn = Conn {
         shard: shard.clone(),
         handle: handle.clone(),
@@ -85,19 +83,16 @@ async fn run(shard: Rc<Shard>, stream: TcpStream) {
     let outcome = conn.session().await;
     match &outcome {
         Ok(()) | Err(Close::Done) | Err(Close::Gone) => {}
-        Err(Close::Error(e, ..)) => tracing::info!(conn = id, "closed connection: {}", e.text),
+        Err(Close::Error(e, ..)) => tracing::info!(conn = %id, "closed connection: {}", e.text),
     }
     conn.release_all();
     if conn.declared_exclusive {
-        let _ = Box::pin(shard.call(
-            0,
-            crate::broker::Request::Leader(crate::broker::messages::LeaderOp::ConnectionClosed {
-                conn: shard.conn_ref(id),
-            }),
-        ))
-        .await;
+        let op = ConnectionClosed {
+            conn: shard.conn_ref(id),
+        };
+        let _ = Box::pin(shard.leader(op)).await;
     }
-    shard.conns.borrow_mut().remove(&id);
+    shard.unregister_conn(id);
     handle.closed.set(true);
     handle.write_ready.notify();
     writer_task.await;
@@ -269,9 +264,9 @@ impl Conn {
         loop {
             // Backpressure: while another shard's mailbox is backed up, stop
             // reading, so TCP slows the publisher down.
-            if self.shard.mailbox.congested() {
+            if self.shard.congested() {
                 self.shard.schedule_pump();
-                self.shard.mailbox.until_uncongested().await;
+                self.shard.until_uncongested().await;
             }
             // Handle every complete frame already buffered, then flush
             // confirms once for the whole batch.
@@ -310,9 +305,9 @@ impl Conn {
             // a read from a busy socket is ready at once, so a flat-out
             // publisher would otherwise keep the task queue busy and the
             // reactor (socket readiness, mesh wakeups: credits, acks) would
-            // only be polled at glommio's 100 ms preemption.
+            // only be polled at the runtime's 100 ms preemption.
             self.shard.pump();
-            crate::shard::yield_to_reactor().await;
+            crate::runtime::yield_to_reactor().await;
             self.fill().await?;
         }
     }
@@ -322,7 +317,7 @@ impl Conn {
     /// still go out. Warren's own heartbeat timeout is suspended meanwhile
     /// (it is the read timeout, and nothing is read), as in RabbitMQ.
     async fn blocked_by_alarm(&mut self, alarms: &crate::alarm::Alarms) -> Result<(), Close> {
-        tracing::debug!(conn = self.handle.id, "blocked by a resource alarm");
+        tracing::debug!(conn = %self.handle.id, "blocked by a resource alarm");
         if self.blocked_notify {
             self.handle.send_method(
                 0,
@@ -338,10 +333,10 @@ impl Conn {
             }
             alarms
                 .changed()
-                .or(glommio::timer::sleep(Duration::from_secs(1)))
+                .or(crate::runtime::sleep(Duration::from_secs(1)))
                 .await;
         }
-        tracing::debug!(conn = self.handle.id, "unblocked");
+        tracing::debug!(conn = %self.handle.id, "unblocked");
         if self.blocked_notify {
             self.handle.send_method(
                 0,
@@ -451,9 +446,9 @@ impl Conn {
         }
         let interval = Duration::from_secs(self.heartbeat as u64);
         let handle = self.handle.clone();
-        glommio::spawn_local(async move {
+        crate::runtime::spawn(async move {
             loop {
-                glommio::timer::sleep(interval / 2).await;
+                crate::runtime::sleep(interval / 2).await;
                 if handle.closed.get() {
                     break;
                 }
@@ -462,8 +457,7 @@ impl Conn {
                     handle.write_ready.notify();
                 }
             }
-        })
-        .detach();
+        });
     }
 
     /// Closes every channel's claims: unacked messages go back, consumers
@@ -472,20 +466,19 @@ impl Conn {
         let numbers: Vec<u16> = self.channels.keys().copied().collect();
         for n in numbers {
             self.release_channel(n);
+            self.forget_channel(n);
         }
-        self.channels.clear();
-        self.handle.channels.borrow_mut().clear();
     }
 }
 
 /// One read from the socket; `Close::Gone` on EOF, errors and read timeouts.
-async fn recv(socket: &ConnSocket, conn: u64, dst: &mut [u8]) -> Result<usize, Close> {
+async fn recv(socket: &ConnSocket, conn: ConnId, dst: &mut [u8]) -> Result<usize, Close> {
     match socket.read(dst).await {
         Ok(0) => Err(Close::Gone),
         Ok(n) => Ok(n),
         Err(e) => {
             if e.kind() == std::io::ErrorKind::TimedOut {
-                tracing::info!(conn, "missed heartbeats from client, closing");
+                tracing::info!(%conn, "missed heartbeats from client, closing");
             }
             Err(Close::Gone)
         }

@@ -4,6 +4,7 @@
 //! [`Delivery`]s to wherever the consumer's connection lives. Message ids are
 //! queue-local and increase with publication order, so a requeued message
 //! goes back to its original place (RabbitMQ's behaviour) by id order.
+#![warn(missing_docs)]
 pub mod message;
 pub mod paged;
 
@@ -14,12 +15,8 @@ pub use message::{Message, MessageData};
 pub use paged::PagedEntry;
 
 use crate::codec::ShortStr;
-use crate::storage::Loc;
+use crate::ids::{ChannelRef, ConsumerId, Loc, MsgId};
 use paged::PagedList;
-
-pub type MsgId = u64;
-/// Globally unique (the creating shard is in the high bits).
-pub type ConsumerId = u64;
 
 /// Most deliveries a consumer may have on their way to its socket (delivered
 /// by the queue, not yet written by the connection). Bounds memory for
@@ -31,27 +28,24 @@ pub const TRANSPORT_WINDOW: u32 = 2048;
 /// memory; the rest of its backlog is read back from the log when
 /// consumers get near it.
 pub const MEMORY_WINDOW_MESSAGES: usize = 8192;
+/// The same window in body bytes: whichever limit is reached first sends
+/// new logged messages to the paged backlog.
 pub const MEMORY_WINDOW_BYTES: u64 = 8 << 20;
 /// Below this many ready messages in memory, the shard refills from disk.
 pub const REFILL_BELOW: usize = 2048;
 
-/// A channel anywhere in the broker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ChannelRef {
-    pub shard: u16,
-    pub conn: u64,
-    pub channel: u16,
-    /// Tells a reopened channel number from the one that was closed, so a
-    /// late delivery to the old one is not taken by the new one.
-    pub epoch: u32,
-}
-
+/// A consumer as basic.consume asked for it.
 #[derive(Debug, Clone)]
 pub struct ConsumerSpec {
+    /// Unique broker-wide.
     pub id: ConsumerId,
+    /// The channel its deliveries go to.
     pub channel: ChannelRef,
+    /// The consumer tag, sent with every delivery.
     pub tag: ShortStr,
+    /// Messages count as settled once delivered; prefetch does not apply.
     pub no_ack: bool,
+    /// No other consumer may share the queue with this one.
     pub exclusive: bool,
     /// 0 = unlimited.
     pub prefetch: u32,
@@ -97,8 +91,11 @@ pub enum LogEvent {
     Settled(MsgId, Loc),
     /// Purged: every id up to `up_to` except `kept` (unacked).
     Purged {
+        /// The last id published before the purge.
         up_to: MsgId,
+        /// Unacked ids, which the purge leaves alone.
         kept: Vec<MsgId>,
+        /// The places of the purged messages that are logged.
         locs: Vec<Loc>,
     },
 }
@@ -106,25 +103,36 @@ pub enum LogEvent {
 /// A message handed to a consumer.
 #[derive(Debug, Clone)]
 pub struct Delivery {
+    /// The consumer it is for.
     pub consumer: ConsumerId,
+    /// The consumer's channel.
     pub channel: ChannelRef,
+    /// The consumer's tag, for basic.deliver.
     pub consumer_tag: ShortStr,
+    /// The message's id in this queue; settlements name it by this.
     pub msg_id: MsgId,
+    /// Whether the message was delivered before.
     pub redelivered: bool,
+    /// Sent to a no-ack consumer: the queue no longer holds the message.
     pub no_ack: bool,
+    /// The message.
     pub msg: Message,
 }
 
 /// A message taken by basic.get.
 #[derive(Debug)]
 pub struct GetResult {
+    /// The message's id in this queue; settlements name it by this.
     pub msg_id: MsgId,
+    /// Whether the message was delivered before.
     pub redelivered: bool,
+    /// The message.
     pub msg: Message,
     /// Messages left ready after this one.
     pub remaining: u32,
 }
 
+/// Why a consumer could not be added.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ConsumeError {
     /// 403 ACCESS_REFUSED: an exclusive consumer holds the queue, or one was
@@ -132,13 +140,19 @@ pub enum ConsumeError {
     ExclusiveInUse,
 }
 
+/// What becomes of an unacked message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Settle {
+    /// Acknowledged: the message is gone.
     Ack,
+    /// Back to the queue at its original place, marked redelivered.
     Requeue,
+    /// Rejected without requeue: gone, as if acked.
     Drop,
 }
 
+/// One queue's state. Messages leave in id order (requeued ones regain
+/// their place) and go to consumers round-robin.
 #[derive(Debug, Default)]
 pub struct Queue {
     next_id: MsgId,
@@ -160,22 +174,28 @@ pub struct Queue {
 }
 
 impl Queue {
+    /// An empty queue.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Messages ready for delivery, in memory or paged; unacked ones are not
+    /// counted.
     pub fn message_count(&self) -> u32 {
         (self.ready.len() + self.returned.len() + self.paged.len()) as u32
     }
 
+    /// Number of consumers.
     pub fn consumer_count(&self) -> u32 {
         self.consumers.len() as u32
     }
 
+    /// Messages delivered and not yet settled.
     pub fn unacked_count(&self) -> u32 {
         self.unacked.len() as u32
     }
 
+    /// Whether consumer `id` consumes from this queue.
     pub fn has_consumer(&self, id: ConsumerId) -> bool {
         self.consumers.iter().any(|c| c.spec.id == id)
     }
@@ -314,6 +334,7 @@ impl Queue {
         std::mem::take(&mut self.log_events)
     }
 
+    /// Whether [`take_log_events`](Self::take_log_events) has anything to return.
     pub fn has_log_events(&self) -> bool {
         !self.log_events.is_empty()
     }
@@ -328,6 +349,8 @@ impl Queue {
         }
     }
 
+    /// Adds a consumer, last in the round-robin. Fails if an exclusive consumer
+    /// holds the queue, or if this one is exclusive and others consume.
     pub fn add_consumer(&mut self, spec: ConsumerSpec) -> Result<(), ConsumeError> {
         let exclusive_held = self.consumers.iter().any(|c| c.spec.exclusive);
         if exclusive_held || (spec.exclusive && !self.consumers.is_empty()) {
@@ -413,6 +436,8 @@ impl Queue {
         }
     }
 
+    /// basic.get: takes the next message; unless `no_ack`, it stays unacked on
+    /// `holder` until settled.
     pub fn get(&mut self, holder: ChannelRef, no_ack: bool) -> Option<GetResult> {
         let ready = self.pop_ready()?;
         self.note_delivery(&ready, no_ack);
@@ -517,6 +542,7 @@ impl Queue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::{ConnId, ShardId};
     use bytes::Bytes;
     use std::sync::Arc;
 
@@ -532,8 +558,8 @@ mod tests {
 
     fn ch(n: u16) -> ChannelRef {
         ChannelRef {
-            shard: 0,
-            conn: 1,
+            shard: ShardId(0),
+            conn: ConnId(1),
             channel: n,
             epoch: 0,
         }
@@ -541,7 +567,7 @@ mod tests {
 
     fn consumer(id: u64, channel: u16, prefetch: u32, no_ack: bool) -> ConsumerSpec {
         ConsumerSpec {
-            id,
+            id: ConsumerId(id),
             channel: ch(channel),
             tag: ShortStr::from(format!("c{id}")),
             no_ack,
@@ -565,15 +591,15 @@ mod tests {
         let mut out = Vec::new();
         q.dispatch(&mut out);
         assert_eq!(bodies(&out), vec![&b"a"[..], b"b"]);
-        assert_eq!(out[0].consumer, 1);
-        assert_eq!(out[1].consumer, 2);
+        assert_eq!(out[0].consumer, ConsumerId(1));
+        assert_eq!(out[1].consumer, ConsumerId(2));
         assert_eq!(q.message_count(), 2);
         // Acking consumer 2's message frees only consumer 2.
         q.settle(&[out[1].msg_id], Settle::Ack);
         let mut more = Vec::new();
         q.dispatch(&mut more);
         assert_eq!(bodies(&more), vec![&b"c"[..]]);
-        assert_eq!(more[0].consumer, 2);
+        assert_eq!(more[0].consumer, ConsumerId(2));
     }
 
     #[test]
@@ -625,7 +651,7 @@ mod tests {
         q.dispatch(&mut out);
         assert_eq!(out.len() as u32, TRANSPORT_WINDOW);
         assert_eq!(q.unacked_count(), 0);
-        q.credit(1, 5);
+        q.credit(ConsumerId(1), 5);
         out.clear();
         q.dispatch(&mut out);
         assert_eq!(out.len(), 5);
@@ -641,7 +667,7 @@ mod tests {
             q.add_consumer(ex.clone()),
             Err(ConsumeError::ExclusiveInUse)
         );
-        q.remove_consumer(1);
+        q.remove_consumer(ConsumerId(1));
         q.add_consumer(ex).unwrap();
         assert_eq!(
             q.add_consumer(consumer(3, 1, 0, false)),

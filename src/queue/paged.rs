@@ -4,14 +4,15 @@
 //! ~160 MB of index and growing never copies the whole list.
 use std::collections::VecDeque;
 
-use super::MsgId;
-use crate::storage::Loc;
+use crate::ids::{Loc, MsgId};
 
 const CHUNK: usize = 4096;
 const REDELIVERED: u64 = 1 << 63;
 /// `seg` of a transient message held in memory (see `Queue::paged_mem`).
 pub const IN_MEMORY: u32 = u32::MAX;
 
+/// A message of the paged backlog: its id, redelivered flag and place in the
+/// log, in 16 bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PagedEntry {
     /// Message id; the top bit is the redelivered flag.
@@ -21,6 +22,8 @@ pub struct PagedEntry {
 }
 
 impl PagedEntry {
+    /// The entry of message `id`; `loc` is `None` for a transient message, whose
+    /// body the queue keeps in memory.
     pub fn new(id: MsgId, loc: Option<Loc>, redelivered: bool) -> Self {
         let (seg, off) = loc.map_or((IN_MEMORY, 0), |l| (l.seg, l.off));
         PagedEntry {
@@ -30,14 +33,17 @@ impl PagedEntry {
         }
     }
 
+    /// The message id, without the redelivered flag.
     pub fn id(&self) -> MsgId {
         self.tagged_id & !REDELIVERED
     }
 
+    /// Whether the message was delivered before.
     pub fn redelivered(&self) -> bool {
         self.tagged_id & REDELIVERED != 0
     }
 
+    /// Its place in the log; `None` for a transient message held in memory.
     pub fn loc(&self) -> Option<Loc> {
         (self.seg != IN_MEMORY).then_some(Loc {
             seg: self.seg,
@@ -59,14 +65,18 @@ pub struct PagedList {
 }
 
 impl PagedList {
+    /// Number of entries.
     pub fn len(&self) -> usize {
         self.len
     }
 
+    /// True when there is no entry.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
+    /// Appends an entry. Its id must exceed every id already here: lookups
+    /// binary-search by id.
     pub fn push_back(&mut self, e: PagedEntry) {
         match self.chunks.back_mut() {
             Some(c) if c.len() < CHUNK => c.push_back(e),
@@ -79,6 +89,7 @@ impl PagedList {
         self.len += 1;
     }
 
+    /// Takes the oldest entry.
     pub fn pop_front(&mut self) -> Option<PagedEntry> {
         let first = self.chunks.front_mut()?;
         let e = first.pop_front();
@@ -91,6 +102,7 @@ impl PagedList {
         e
     }
 
+    /// The entry with id `id`, if it is here.
     pub fn find_mut(&mut self, id: MsgId) -> Option<&mut PagedEntry> {
         let ci = self
             .chunks
@@ -100,6 +112,8 @@ impl PagedList {
         chunk.get_mut(i)
     }
 
+    /// Records that entry `id` moved to `loc` (log compaction); false if it is
+    /// not here.
     pub fn relocate(&mut self, id: MsgId, loc: Loc) -> bool {
         match self.find_mut(id) {
             Some(e) => {
@@ -110,10 +124,12 @@ impl PagedList {
         }
     }
 
+    /// Every entry, oldest first.
     pub fn iter(&self) -> impl Iterator<Item = &PagedEntry> {
         self.chunks.iter().flatten()
     }
 
+    /// Drops every entry.
     pub fn clear(&mut self) {
         self.chunks.clear();
         self.len = 0;

@@ -2,6 +2,7 @@
 //! the compiled topic trie ([`topic::TopicTrie`]) and headers matching
 //! ([`headers::headers_match`]). RabbitMQ's behaviour is the reference; the
 //! default exchange ("") is routed by the broker, not here.
+#![warn(missing_docs)]
 
 pub mod headers;
 mod set;

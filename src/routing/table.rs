@@ -9,15 +9,21 @@ use ahash::AHashMap;
 use smallvec::SmallVec;
 use std::borrow::Cow;
 
+/// An exchange type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ExchangeKind {
+    /// Routes to bindings whose key equals the routing key.
     Direct,
+    /// Routes to every binding; keys are ignored.
     Fanout,
+    /// Routes to bindings whose pattern matches the routing key (see [`super::topic`]).
     Topic,
+    /// Routes on message headers against binding arguments (`x-match`).
     Headers,
 }
 
 impl ExchangeKind {
+    /// The kind named by exchange.declare's `type`; `None` for any other type.
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "direct" => Self::Direct,
@@ -28,6 +34,7 @@ impl ExchangeKind {
         })
     }
 
+    /// The AMQP name, as [`parse`](Self::parse) takes it.
     pub fn as_str(&self) -> &'static str {
         match self {
             Self::Direct => "direct",
@@ -38,17 +45,26 @@ impl ExchangeKind {
     }
 }
 
+/// Where a binding leads.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Destination {
+    /// A queue, by name.
     Queue(ShortStr),
+    /// An exchange, by name (exchange-to-exchange binding).
     Exchange(ShortStr),
 }
 
+/// One binding, as queue.bind or exchange.bind declares it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Binding {
+    /// The exchange messages come from.
     pub source: ShortStr,
+    /// Where they go.
     pub destination: Destination,
+    /// The key to match: a pattern for topic exchanges, ignored by fanout and
+    /// headers ones.
     pub routing_key: ShortStr,
+    /// Arguments; headers exchanges match on them. Stored sorted by key.
     pub arguments: FieldTable,
 }
 
@@ -206,6 +222,7 @@ pub struct RoutingTable {
 }
 
 impl RoutingTable {
+    /// An empty table, with no exchanges.
     pub fn new() -> Self {
         Self::default()
     }
@@ -218,6 +235,7 @@ impl RoutingTable {
             .or_insert_with(|| Exchange::new(kind));
     }
 
+    /// The kind of exchange `name`, if it is declared.
     pub fn exchange_kind(&self, name: &str) -> Option<ExchangeKind> {
         self.exchanges.get(name).map(|x| x.kind)
     }
@@ -322,6 +340,8 @@ impl RoutingTable {
         true
     }
 
+    /// Whether an identical binding exists (arguments compared after sorting,
+    /// as in [`bind`](Self::bind)).
     pub fn has_binding(&self, b: &Binding) -> bool {
         let args = canonical_args(&b.arguments);
         self.exchanges

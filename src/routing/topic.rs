@@ -86,6 +86,7 @@ fn classify(w: &str) -> Word<'_> {
 }
 
 impl<T: Clone + Eq + Hash> TopicTrie<T> {
+    /// An empty trie.
     pub fn new() -> Self {
         Self {
             nodes: vec![Node::new(false)],
@@ -99,6 +100,7 @@ impl<T: Clone + Eq + Hash> TopicTrie<T> {
         self.len
     }
 
+    /// True when there is no pair.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

@@ -1,189 +1,267 @@
-//! The shard runtime: one glommio executor per shard, each with its own
-//! SO_REUSEPORT listener, joined by a full channel mesh.
+//! The per-shard broker: what one executor owns and does.
 //!
-//! glommio is used only here and in [`mailbox`]/[`net`], so the broker
-//! above sees plain async functions and could move to another runtime.
-pub mod io;
-pub mod mailbox;
-pub mod net;
-pub mod sync;
+//! A [`Shard`] owns the queues that hash to it, a replica of the topology
+//! and the connections the kernel gave its listener. Work that concerns
+//! another shard travels as [`ShardMsg`]s through the batched mailbox
+//! ([`Shard::send`] is the one hop: local work runs the same handler
+//! directly); requests that want an answer are typed [`Call`]s.
+//!
+//! State lives in separate `RefCell`s, each borrowed only for the span of
+//! one synchronous step: deliveries are queued and routed by
+//! [`Shard::pump`] after the step that produced them, so no step re-enters
+//! another.
+//!
+//! - `pump.rs`: the message path: publish, settle, credit, the hop, the pump.
+//! - `call.rs`: typed requests to another shard and their replies.
+//! - `queues.rs`: the queues this shard owns and the calls on them.
+//! - `leader.rs`: shard 0's topology changes: decide, persist, broadcast.
+//! - `store.rs`: the storage glue: logging, group commit, paging, compaction.
+//! - `messages.rs`: what shards say to each other.
+#![warn(missing_docs)]
 
-use glommio::channels::channel_mesh::{MeshBuilder, Receivers, Senders};
-use glommio::{CpuSet, LocalExecutorPoolBuilder, PoolPlacement};
-use std::future::Future;
+mod call;
+mod leader;
+mod messages;
+mod pump;
+mod queues;
+mod store;
 
-/// Depth of each shard-to-shard channel, in batches (field notes: shallow
-/// channels force sleeps and wakeups).
-const MESH_DEPTH: usize = 1024;
+use ahash::AHashMap;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 
-/// What each shard starts with.
-pub struct ShardStart<T: Send + 'static> {
-    pub id: usize,
-    pub shards: usize,
-    pub senders: Senders<Vec<T>>,
-    pub receivers: Receivers<Vec<T>>,
+pub use call::Call;
+pub use leader::{
+    AutoDeleteQueue, Bind, ConnectionClosed, DeclareExchange, DeclareQueue, Declared,
+    DeleteExchange, DeleteQueue, Unbind,
+};
+pub use messages::ShardMsg;
+pub use pump::Routed;
+pub use queues::{CancelConsumer, Consume, GetMessage, PurgeQueue, QueueCounts, QueueStats};
+pub use store::ShardStore;
+
+use crate::codec::ShortStr;
+use crate::error::AmqpResult;
+use crate::ids::{ChannelRef, ConnId, ConnRef, QueueId, QueueRef, ShardId, UniqueIds};
+use crate::queue::{Delivery, Queue};
+use crate::runtime::mailbox::Mailbox;
+use crate::runtime::sync::{Event, OneshotSender};
+use crate::storage::definitions::Definitions;
+use crate::topology::{QueueMeta, Topology, TopologyChange};
+
+/// What the shard needs from a connection that lives on it: the three
+/// things queues and other shards tell a connection. The connection module
+/// implements it, so the shard does not depend on the connection.
+pub trait LocalConn {
+    /// A queue delivers a message to one of this connection's consumers.
+    fn deliver(&self, d: RoutedDelivery);
+    /// A queue took publish `seq` of channel `ch` (confirms and tx).
+    fn accepted(&self, ch: ChannelRef, seq: u64);
+    /// The queue behind consumer `tag` went away: basic.cancel from the
+    /// server.
+    fn server_cancel(&self, ch: ChannelRef, tag: &ShortStr);
 }
 
-#[derive(Debug)]
-pub struct RuntimeError(pub String);
-
-impl std::fmt::Display for RuntimeError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
+/// A delivery on its way to a consumer's connection, with the queue it
+/// came from so acks and credit find their way back.
+#[derive(Debug, Clone)]
+pub struct RoutedDelivery {
+    /// The queue that delivered.
+    pub queue: QueueRef,
+    /// The message and the consumer it is for.
+    pub delivery: Delivery,
 }
 
-/// CPUs this process may run on (respects taskset and container cpusets,
-/// which glommio's own placement ignores).
-pub fn allowed_cpus() -> Vec<usize> {
-    // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
-            return Vec::new();
+/// Asks the queues a publish reaches to say when they have it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConfirmRef {
+    /// The publishing channel.
+    pub ch: ChannelRef,
+    /// The publish's number on that channel.
+    pub seq: u64,
+}
+
+/// A queue owned by this shard.
+struct OwnedQueue {
+    meta: QueueMeta,
+    vhost: ShortStr,
+    queue: Queue,
+    /// Auto-delete fires only once a consumer has come and gone.
+    had_consumer: bool,
+    /// Durable and not exclusive: its persistent messages go to the log.
+    logged: bool,
+    /// Already on the shard's dispatch list.
+    dirty: bool,
+}
+
+impl OwnedQueue {
+    /// Queues this queue for dispatch in the next pump, once.
+    fn touch(&mut self, dirty: &RefCell<Vec<QueueId>>) {
+        if !self.dirty {
+            self.dirty = true;
+            dirty.borrow_mut().push(self.meta.id);
         }
-        (0..libc::CPU_SETSIZE as usize)
-            .filter(|&c| libc::CPU_ISSET(c, &set))
-            .collect()
     }
 }
 
-/// Checks what glommio needs from the kernel before starting executors,
-/// whose own failures would be thread panics.
-pub fn preflight() -> Result<u64, RuntimeError> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we own.
-    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) } != 0 {
-        return Err(RuntimeError("cannot read RLIMIT_MEMLOCK".into()));
-    }
-    if lim.rlim_cur < 512 * 1024 {
-        return Err(RuntimeError(format!(
-            "locked-memory limit is {} KiB; Warren (io_uring) needs at least 512 KiB: \
-             raise it with `ulimit -l 65536` or systemd `LimitMEMLOCK=64M`",
-            lim.rlim_cur / 1024
-        )));
-    }
-    // Probe io_uring with a tiny ring: ENOSYS = old kernel, EPERM = seccomp
-    // (Docker's default profile) or io_uring_disabled.
-    let mut params = [0u8; 120];
-    // SAFETY: io_uring_setup reads/writes the 120-byte params struct.
-    let fd = unsafe { libc::syscall(libc::SYS_io_uring_setup, 1u32, params.as_mut_ptr()) };
-    if fd < 0 {
-        let err = std::io::Error::last_os_error();
-        return Err(RuntimeError(format!(
-            "io_uring is not available ({err}); Warren needs Linux >= 5.8 with io_uring \
-             enabled (containers: allow io_uring in the seccomp profile)"
-        )));
-    }
-    // SAFETY: fd was just returned by io_uring_setup and is ours.
-    unsafe { libc::close(fd as i32) };
-    Ok(lim.rlim_cur)
-}
-
-/// How often a busy shard lets its reactor run. Each reactor poll costs an
-/// `io_uring_enter` and re-arms glommio's preemption timer (an hrtimer: an
-/// MSR write, a VM exit here), so polling after every 64 KiB read cost 11%
-/// of a shard moving 64 KiB messages; a wakeup from another shard waits at
-/// most this long instead.
-const REACTOR_INTERVAL: std::time::Duration = std::time::Duration::from_micros(100);
-
-thread_local! {
-    /// When this shard's busy tasks should next let the reactor run.
-    static REACTOR_DUE: std::cell::Cell<Option<std::time::Instant>> =
-        const { std::cell::Cell::new(None) };
-}
-
-/// Lets this shard's other ready tasks run and, at most every
-/// [`REACTOR_INTERVAL`], its reactor collect I/O completions, mesh wakeups
-/// and timers, before the caller continues. Busy loops (a reader of a
-/// flat-out publisher, a mesh receiver with a full channel) call this after
-/// each unit of work.
+/// One shard's broker. Everything in it is `!Send` and used only by this
+/// shard's executor; other shards reach it through [`ShardMsg`]s.
 ///
-/// glommio 0.9 polls its reactor only when every task queue has run dry or
-/// at the preemption timer (100 ms). A task yield, even
-/// `yield_task_queue_now`, reschedules the same queue without polling, so a
-/// task that is always ready kept another shard's credits and deliveries
-/// waiting for the timer: consumers got 2048 messages per 100 ms. Timers
-/// fire only in the reactor, so waiting on a 1 µs one parks this task until
-/// the next poll (or, rarely, returns at once if the microsecond passed
-/// before the first poll: the next call yields again).
-pub async fn yield_to_reactor() {
-    let now = std::time::Instant::now();
-    if REACTOR_DUE.get().is_some_and(|due| now < due) {
-        futures_lite::future::yield_now().await;
-        return;
-    }
-    glommio::timer::sleep(std::time::Duration::from_micros(1)).await;
-    REACTOR_DUE.set(Some(std::time::Instant::now() + REACTOR_INTERVAL));
+/// Guarantees: a queue is owned by exactly one shard and only that shard
+/// touches its state; every replica of the topology applies the leader's
+/// changes in the same order; no method hands a delivery to a connection
+/// while a queue is borrowed.
+pub struct Shard {
+    id: ShardId,
+    shards: usize,
+    mailbox: Rc<Mailbox<ShardMsg>>,
+    topology: RefCell<Topology>,
+    queues: RefCell<AHashMap<QueueId, OwnedQueue>>,
+    conns: RefCell<AHashMap<ConnId, Rc<dyn LocalConn>>>,
+    /// Owned queues changed since the last pump.
+    dirty: RefCell<Vec<QueueId>>,
+    /// Reused by `publish` so routing allocates nothing per message.
+    route_scratch: RefCell<Vec<ShortStr>>,
+    deliveries: RefCell<Vec<RoutedDelivery>>,
+    pump_scheduled: Cell<bool>,
+    /// Calls sent to other shards, waiting for their replies.
+    pending_calls: RefCell<AHashMap<u64, OneshotSender<call::AnyReply>>>,
+    next_call: Cell<u64>,
+    ids: UniqueIds,
+    leader: leader::LeaderState,
+    store: RefCell<ShardStore>,
+    /// Something was appended to the log: the committer has work.
+    sync_wake: Event,
 }
 
-/// Starts `shards` executors and runs `shard_main` on each; returns when all
-/// of them have returned.
-pub fn run<T, G, F>(
-    shards: usize,
-    memlock: u64,
-    spin_before_park: std::time::Duration,
-    shard_main: G,
-) -> Result<(), RuntimeError>
-where
-    T: Send + 'static,
-    G: FnOnce(ShardStart<T>) -> F + Clone + Send + 'static,
-    F: Future<Output = ()> + 'static,
-{
-    let cpus = allowed_cpus();
-    // Pin one shard per allowed CPU when they fit; more shards than CPUs
-    // (tests on small machines) run unpinned.
-    let pinned = !cpus.is_empty() && shards <= cpus.len();
-    let placement = if pinned {
-        let online = CpuSet::online().map_err(|e| RuntimeError(format!("cpu topology: {e}")))?;
-        PoolPlacement::Custom(
-            cpus.iter()
-                .take(shards)
-                .map(|&c| online.clone().filter(|l| l.cpu == c))
-                .collect(),
-        )
-    } else {
-        PoolPlacement::Unbound(shards)
-    };
-    // Registered io memory is for DMA file I/O; size it inside the memlock
-    // budget so executors do not fall back with warnings.
-    let io_memory = ((memlock / (shards as u64 + 1)) / 2).clamp(64 * 1024, 8 << 20) as usize;
-    let mesh = MeshBuilder::full(shards, MESH_DEPTH);
-    let mut builder = LocalExecutorPoolBuilder::new(placement);
-    // An idle shard polls a little before it sleeps: a wakeup from another
-    // shard or the network then costs no park (a membarrier IPI) and no
-    // eventfd round trip. Not when shards share CPUs: a spinning shard
-    // would take the CPU from the one it waits for.
-    if pinned && !spin_before_park.is_zero() {
-        builder = builder.spin_before_park(spin_before_park);
-    }
-    let handles = builder
-        .name("warren-shard")
-        .io_memory(io_memory)
-        .blocking_thread_pool_placement(PoolPlacement::Unbound(1))
-        .on_all_shards(move || async move {
-            let (senders, receivers) = match mesh.join().await {
-                Ok(x) => x,
-                Err(_) => {
-                    tracing::error!("shard mesh failed to join");
-                    return;
-                }
-            };
-            let id = senders.peer_id();
-            shard_main(ShardStart {
-                id,
-                shards,
-                senders,
-                receivers,
-            })
-            .await
+impl Shard {
+    /// Shard `id` of `shards`, with its storage and (on every shard, used
+    /// on shard 0) the first queue id the leader may hand out.
+    pub fn new(
+        id: ShardId,
+        shards: usize,
+        mailbox: Rc<Mailbox<ShardMsg>>,
+        store: ShardStore,
+        next_queue_id: QueueId,
+    ) -> Rc<Self> {
+        Rc::new(Shard {
+            id,
+            shards,
+            mailbox,
+            topology: RefCell::new(Topology::new()),
+            queues: RefCell::new(AHashMap::new()),
+            conns: RefCell::new(AHashMap::new()),
+            dirty: RefCell::new(Vec::new()),
+            route_scratch: RefCell::new(Vec::new()),
+            deliveries: RefCell::new(Vec::new()),
+            pump_scheduled: Cell::new(false),
+            pending_calls: RefCell::new(AHashMap::new()),
+            next_call: Cell::new(1),
+            ids: UniqueIds::new(id),
+            leader: leader::LeaderState::new(next_queue_id),
+            store: RefCell::new(store),
+            sync_wake: Event::default(),
         })
-        .map_err(|e| RuntimeError(format!("cannot start shards: {e}")))?;
-    for r in handles.join_all() {
-        r.map_err(|e| RuntimeError(format!("shard failed: {e}")))?;
     }
-    Ok(())
+
+    /// This shard's id.
+    pub fn id(&self) -> ShardId {
+        self.id
+    }
+
+    /// A broker-unique id (connections, consumers).
+    pub fn unique_id(&self) -> u64 {
+        self.ids.next()
+    }
+
+    /// The shard that owns queue `queue` of `vhost`.
+    pub fn owner_of(&self, vhost: &str, queue: &str) -> ShardId {
+        crate::topology::owner_shard(vhost, queue, self.shards)
+    }
+
+    /// Channel `channel` (in its `epoch`) of local connection `conn`.
+    pub fn channel_ref(&self, conn: ConnId, channel: u16, epoch: u32) -> ChannelRef {
+        ChannelRef {
+            shard: self.id,
+            conn,
+            channel,
+            epoch,
+        }
+    }
+
+    /// Local connection `conn`, as the rest of the broker names it.
+    pub fn conn_ref(&self, conn: ConnId) -> ConnRef {
+        ConnRef {
+            shard: self.id,
+            conn,
+        }
+    }
+
+    // ---- connections -----------------------------------------------------
+
+    /// A connection accepted by this shard starts taking deliveries.
+    pub fn register_conn(&self, id: ConnId, conn: Rc<dyn LocalConn>) {
+        self.conns.borrow_mut().insert(id, conn);
+    }
+
+    /// A connection closed: what is still on its way to it is dropped
+    /// (its channels' release requeues anything unacked).
+    pub fn unregister_conn(&self, id: ConnId) {
+        self.conns.borrow_mut().remove(&id);
+    }
+
+    fn conn(&self, id: ConnId) -> Option<Rc<dyn LocalConn>> {
+        self.conns.borrow().get(&id).cloned()
+    }
+
+    // ---- the topology replica, read-only -------------------------------
+
+    /// Whether a message may be published to `exchange` (it exists and is
+    /// not internal).
+    pub fn check_publishable(&self, vhost: &str, exchange: &str) -> AmqpResult<()> {
+        self.topology.borrow().check_publishable(vhost, exchange)
+    }
+
+    /// Whether virtual host `name` exists.
+    pub fn vhost_exists(&self, name: &str) -> bool {
+        self.topology.borrow().vhost(name).is_some()
+    }
+
+    /// Whether `exchange` exists.
+    pub fn exchange_exists(&self, vhost: &str, exchange: &str) -> bool {
+        self.topology.borrow().exchange(vhost, exchange).is_some()
+    }
+
+    /// A queue connection `conn` may use (see [`Topology::usable_queue`]).
+    pub fn usable_queue(&self, vhost: &str, name: &str, conn: ConnRef) -> AmqpResult<QueueMeta> {
+        self.topology
+            .borrow()
+            .usable_queue(vhost, name, conn)
+            .cloned()
+    }
+
+    // ---- backpressure ----------------------------------------------------
+
+    /// Whether another shard's mailbox is backed up: publishers on this
+    /// shard should stop reading their sockets.
+    pub fn congested(&self) -> bool {
+        self.mailbox.congested()
+    }
+
+    /// Waits until no mailbox of this shard is backed up.
+    pub async fn until_uncongested(&self) {
+        self.mailbox.until_uncongested().await
+    }
+
+    // ---- start-up --------------------------------------------------------
+
+    /// Replays a durable topology change at start-up, as `Apply` would.
+    pub fn replay(self: &Rc<Self>, change: &TopologyChange) {
+        self.apply_change(change);
+    }
+
+    /// Hands the definitions log to the leader (shard 0).
+    pub fn set_definitions(&self, defs: Option<Definitions>) {
+        *self.leader.definitions.borrow_mut() = defs;
+    }
 }

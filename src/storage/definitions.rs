@@ -10,9 +10,10 @@ use std::io::{self, Write};
 use std::path::Path;
 
 use super::record::{self, Item};
-use crate::broker::topology::{ExchangeMeta, QueueMeta, Topology, TopologyChange};
 use crate::codec::{put_shortstr, put_table, FieldTable, Reader, ShortStr};
+use crate::ids::{QueueId, ShardId};
 use crate::routing::{Binding, Destination, ExchangeKind};
+use crate::topology::{ExchangeMeta, QueueMeta, Topology, TopologyChange};
 
 pub const FILE_NAME: &str = "definitions.wlog";
 
@@ -65,7 +66,7 @@ impl Definitions {
                 } => match decode(kind, payload) {
                     Some(Decoded::Change(c)) => {
                         if let TopologyChange::QueueAdded(_, q) = &c {
-                            loaded.next_queue_id = loaded.next_queue_id.max(q.id + 1);
+                            loaded.next_queue_id = loaded.next_queue_id.max(q.id.0 + 1);
                         }
                         topo.apply(&c);
                     }
@@ -130,7 +131,7 @@ fn snapshot(topo: &Topology) -> Vec<TopologyChange> {
     let mut vhosts: Vec<_> = topo.vhosts.iter().collect();
     vhosts.sort_by(|a, b| a.0.cmp(b.0));
     for (name, v) in vhosts {
-        let defaults = crate::broker::topology::VHost::new();
+        let defaults = crate::topology::VHost::new();
         for e in v.exchanges.values() {
             if !defaults.exchanges.contains_key(&e.name) {
                 exchanges.push(TopologyChange::ExchangeAdded(name.clone(), e.clone()));
@@ -146,7 +147,7 @@ fn snapshot(topo: &Topology) -> Vec<TopologyChange> {
     // Queue order by id keeps replays deterministic.
     queues.sort_by_key(|c| match c {
         TopologyChange::QueueAdded(_, q) => q.id,
-        _ => 0,
+        _ => QueueId(0),
     });
     exchanges.extend(queues);
     exchanges.extend(bindings);
@@ -193,7 +194,7 @@ pub fn encode_change(change: &TopologyChange) -> Vec<u8> {
         C::QueueAdded(v, q) => encode(kind::QUEUE_ADDED, |b| {
             put_shortstr(b, v);
             put_shortstr(b, &q.name);
-            b.put_u64(q.id);
+            b.put_u64(q.id.0);
             b.put_u8(q.durable as u8 | (q.auto_delete as u8) << 1);
             put_table(b, &q.arguments);
         }),
@@ -271,9 +272,10 @@ fn decode_with(kind: u8, r: &mut Reader) -> Result<Option<Decoded>, crate::codec
             C::QueueAdded(
                 vhost,
                 QueueMeta {
-                    id,
+                    id: QueueId(id),
                     name,
-                    owner_shard: 0,
+                    // Placed by the shard count at start-up.
+                    owner_shard: ShardId(0),
                     durable: flags & 1 != 0,
                     exclusive: None,
                     auto_delete: flags & 2 != 0,
@@ -301,9 +303,9 @@ mod tests {
 
     fn queue(name: &str, id: u64) -> QueueMeta {
         QueueMeta {
-            id,
+            id: QueueId(id),
             name: name.into(),
-            owner_shard: 0,
+            owner_shard: ShardId(0),
             durable: true,
             exclusive: None,
             auto_delete: false,
@@ -353,7 +355,7 @@ mod tests {
             assert_eq!(loaded.changes.len(), 3);
             assert!(matches!(&loaded.changes[0], TopologyChange::ExchangeAdded(_, e) if *e == ex));
             assert!(
-                matches!(&loaded.changes[1], TopologyChange::QueueAdded(_, q) if q.name == "q1" && q.id == 7)
+                matches!(&loaded.changes[1], TopologyChange::QueueAdded(_, q) if q.name == "q1" && q.id == QueueId(7))
             );
             assert!(matches!(&loaded.changes[2], TopologyChange::BindingAdded(_, b) if *b == bind));
         }

@@ -24,22 +24,13 @@ use std::sync::Arc;
 use super::record::{self, kind, Cursor, Parsed, HEADER_LEN};
 use super::segment::{self, Prepared};
 use crate::codec::ShortStr;
+use crate::ids::{Loc, QueueId};
 use crate::queue::MessageData;
-
-/// Where a record lives: segment sequence number and byte offset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Loc {
-    pub seg: u32,
-    pub off: u32,
-}
-
-/// A durable queue's identity in the log: its `QueueId`, never reused.
-pub type QueueUid = u64;
 
 /// A PUBLISH read back from the log.
 #[derive(Debug)]
 pub struct Stored {
-    pub uid: QueueUid,
+    pub uid: QueueId,
     pub id: u64,
     pub redelivered: bool,
     pub msg: MessageData,
@@ -106,13 +97,13 @@ impl MessageLog {
     /// Appends a PUBLISH of `msg` for queue `uid` as message `id`.
     pub fn append_publish(
         &mut self,
-        uid: QueueUid,
+        uid: QueueId,
         id: u64,
         redelivered: bool,
         msg: &MessageData,
     ) -> io::Result<Loc> {
         let mut head: SmallVec<[u8; 128]> = SmallVec::new();
-        head.extend_from_slice(&uid.to_be_bytes());
+        head.extend_from_slice(&uid.0.to_be_bytes());
         head.extend_from_slice(&id.to_be_bytes());
         put_short(&mut head, &msg.exchange);
         put_short(&mut head, &msg.routing_key);
@@ -138,7 +129,7 @@ impl MessageLog {
 
     /// Records that these messages are gone (acked, dropped, purged one by
     /// one, delivered without ack) and releases them.
-    pub fn append_settles(&mut self, settled: &[(QueueUid, u64, Loc)]) -> io::Result<()> {
+    pub fn append_settles(&mut self, settled: &[(QueueId, u64, Loc)]) -> io::Result<()> {
         if settled.is_empty() {
             return Ok(());
         }
@@ -154,7 +145,7 @@ impl MessageLog {
     /// losing one only loses a redelivered hint). Like a settlement, the
     /// record must outlive the messages it marks, so it refers to their
     /// segments.
-    pub fn append_delivered(&mut self, delivered: &[(QueueUid, u64, Loc)]) -> io::Result<()> {
+    pub fn append_delivered(&mut self, delivered: &[(QueueId, u64, Loc)]) -> io::Result<()> {
         if delivered.is_empty() {
             return Ok(());
         }
@@ -170,7 +161,7 @@ impl MessageLog {
     /// locations of the purged logged messages.
     pub fn append_purge(
         &mut self,
-        uid: QueueUid,
+        uid: QueueId,
         up_to: u64,
         kept: &[u64],
         purged: &[Loc],
@@ -179,7 +170,7 @@ impl MessageLog {
         segs.sort_unstable();
         segs.dedup();
         let mut buf = Vec::with_capacity(24 + kept.len() * 8 + segs.len() * 4);
-        buf.extend_from_slice(&uid.to_be_bytes());
+        buf.extend_from_slice(&uid.0.to_be_bytes());
         buf.extend_from_slice(&up_to.to_be_bytes());
         buf.extend_from_slice(&(kept.len() as u32).to_be_bytes());
         for id in kept {
@@ -416,7 +407,7 @@ impl MessageLog {
 
     /// The PUBLISH records (queue, id, place) of a sealed segment, for
     /// compaction to ask the queues which are still live.
-    pub fn publishes_in(&self, seg: u32) -> io::Result<Vec<(QueueUid, u64, Loc)>> {
+    pub fn publishes_in(&self, seg: u32) -> io::Result<Vec<(QueueId, u64, Loc)>> {
         let path = self
             .segment_path(seg)
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such segment"))?;
@@ -430,7 +421,7 @@ impl MessageLog {
 }
 
 /// PUBLISH records (queue, id, place) in a segment's bytes.
-pub fn publishes_in_data(seg: u32, data: &[u8]) -> Vec<(QueueUid, u64, Loc)> {
+pub fn publishes_in_data(seg: u32, data: &[u8]) -> Vec<(QueueId, u64, Loc)> {
     record::Scan::new(data)
         .filter_map(|item| match item {
             record::Item::Record {
@@ -441,7 +432,7 @@ pub fn publishes_in_data(seg: u32, data: &[u8]) -> Vec<(QueueUid, u64, Loc)> {
             } => {
                 let mut c = Cursor::new(payload);
                 let off = at as u32;
-                Some((c.u64()?, c.u64()?, Loc { seg, off }))
+                Some((QueueId(c.u64()?), c.u64()?, Loc { seg, off }))
             }
             _ => None,
         })
@@ -492,11 +483,11 @@ impl MessageLog {
 }
 
 /// `(queue, id, segment)` triples: a SETTLE or DELIVERED payload.
-fn triples(items: &[(QueueUid, u64, Loc)]) -> Vec<u8> {
+fn triples(items: &[(QueueId, u64, Loc)]) -> Vec<u8> {
     let mut buf = Vec::with_capacity(4 + items.len() * 20);
     buf.extend_from_slice(&(items.len() as u32).to_be_bytes());
     for (uid, id, loc) in items {
-        buf.extend_from_slice(&uid.to_be_bytes());
+        buf.extend_from_slice(&uid.0.to_be_bytes());
         buf.extend_from_slice(&id.to_be_bytes());
         buf.extend_from_slice(&loc.seg.to_be_bytes());
     }
@@ -540,7 +531,7 @@ fn decode_publish(payload: Bytes, flags: u8) -> Option<Stored> {
     let body = payload.slice(body_at..);
     let persistent = true;
     Some(Stored {
-        uid,
+        uid: QueueId(uid),
         id,
         redelivered: flags & record::FLAG_REDELIVERED != 0,
         msg: MessageData {

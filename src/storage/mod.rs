@@ -13,7 +13,7 @@ pub mod record;
 pub mod recovery;
 pub mod segment;
 
-pub use log::{Loc, MessageLog, QueueUid, Stored, SyncJob};
+pub use log::{MessageLog, Stored, SyncJob};
 pub use recovery::{RecoveredMsg, RecoveredQueue, RecoveryReport};
 
 #[cfg(test)]

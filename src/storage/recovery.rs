@@ -21,9 +21,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::log::{Loc, MessageLog, QueueUid, SegInfo};
+use super::log::{MessageLog, SegInfo};
 use super::record::{self, kind, Cursor, Item};
 use super::segment;
+use crate::ids::{Loc, QueueId};
 
 /// A message that survived, in queue order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,16 +74,16 @@ impl MessageLog {
     pub fn open(
         dir: &Path,
         segment_size: u64,
-        known: impl Fn(QueueUid) -> bool,
+        known: impl Fn(QueueId) -> bool,
     ) -> io::Result<(
         MessageLog,
-        AHashMap<QueueUid, RecoveredQueue>,
+        AHashMap<QueueId, RecoveredQueue>,
         RecoveryReport,
     )> {
         std::fs::create_dir_all(dir)?;
         let started = Instant::now();
         let mut report = RecoveryReport::default();
-        let mut gathered: AHashMap<QueueUid, Gathered> = AHashMap::new();
+        let mut gathered: AHashMap<QueueId, Gathered> = AHashMap::new();
         let mut segs = BTreeMap::new();
         let files = segment::list(dir)?;
         let mut next_seq = 1;
@@ -164,9 +165,9 @@ fn scan(
     seq: u32,
     path: &Path,
     info: &mut SegInfo,
-    gathered: &mut AHashMap<QueueUid, Gathered>,
+    gathered: &mut AHashMap<QueueId, Gathered>,
     report: &mut RecoveryReport,
-    known: &impl Fn(QueueUid) -> bool,
+    known: &impl Fn(QueueId) -> bool,
 ) -> usize {
     let mut scan = record::Scan::new(data);
     for item in scan.by_ref() {
@@ -220,8 +221,8 @@ fn apply(
     payload: &[u8],
     loc: Loc,
     info: &mut SegInfo,
-    gathered: &mut AHashMap<QueueUid, Gathered>,
-    known: &impl Fn(QueueUid) -> bool,
+    gathered: &mut AHashMap<QueueId, Gathered>,
+    known: &impl Fn(QueueId) -> bool,
 ) -> bool {
     let mut c = Cursor::new(payload);
     let target = |info: &mut SegInfo, seg: u32| {
@@ -231,7 +232,7 @@ fn apply(
     };
     match kind {
         kind::PUBLISH => {
-            let (Some(uid), Some(id)) = (c.u64(), c.u64()) else {
+            let (Some(uid), Some(id)) = (c.u64().map(QueueId), c.u64()) else {
                 return false;
             };
             info.records += 1;
@@ -253,7 +254,8 @@ fn apply(
         kind::SETTLE | kind::DELIVERED => {
             let Some(n) = c.u32() else { return false };
             for _ in 0..n {
-                let (Some(uid), Some(id), Some(seg)) = (c.u64(), c.u64(), c.u32()) else {
+                let (Some(uid), Some(id), Some(seg)) = (c.u64().map(QueueId), c.u64(), c.u32())
+                else {
                     return false;
                 };
                 target(info, seg);
@@ -270,7 +272,8 @@ fn apply(
             true
         }
         kind::PURGE => {
-            let (Some(uid), Some(up_to), Some(nkept)) = (c.u64(), c.u64(), c.u32()) else {
+            let (Some(uid), Some(up_to), Some(nkept)) = (c.u64().map(QueueId), c.u64(), c.u32())
+            else {
                 return false;
             };
             let mut kept = AHashSet::new();

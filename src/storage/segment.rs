@@ -3,7 +3,7 @@
 //! A segment is a fixed-size file, preallocated with `fallocate` so appends
 //! never extend it, and mapped writable with memmap2. Creating and
 //! pre-faulting one takes milliseconds, so the shard asks for the next one
-//! ahead of time and builds it on glommio's blocking pool ([`prepare`] is
+//! ahead of time and builds it on the runtime's blocking thread ([`prepare`] is
 //! plain blocking code).
 use memmap2::MmapMut;
 use std::fs::{File, OpenOptions};

@@ -8,8 +8,9 @@ use proptest::prelude::*;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use super::{Loc, MessageLog};
+use super::MessageLog;
 use crate::codec::ShortStr;
+use crate::ids::{Loc, QueueId};
 use crate::queue::MessageData;
 
 const QUEUES: u64 = 3;
@@ -17,10 +18,10 @@ const SEGMENT: u64 = 64 << 10;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Publish { queue: u64, size: usize },
+    Publish { queue: QueueId, size: usize },
     Settle { pick: usize },
     Deliver { pick: usize },
-    Purge { queue: u64 },
+    Purge { queue: QueueId },
     Compact,
     Reclaim,
     Restart,
@@ -28,10 +29,13 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        8 => (0..QUEUES, 0usize..3000).prop_map(|(queue, size)| Op::Publish { queue, size }),
+        8 => (0..QUEUES, 0usize..3000).prop_map(|(q, size)| Op::Publish {
+            queue: QueueId(q),
+            size
+        }),
         5 => any::<usize>().prop_map(|pick| Op::Settle { pick }),
         2 => any::<usize>().prop_map(|pick| Op::Deliver { pick }),
-        1 => (0..QUEUES).prop_map(|queue| Op::Purge { queue }),
+        1 => (0..QUEUES).prop_map(|q| Op::Purge { queue: QueueId(q) }),
         2 => Just(Op::Compact),
         2 => Just(Op::Reclaim),
         1 => Just(Op::Restart),
@@ -48,9 +52,9 @@ struct Expect {
 struct Harness {
     dir: PathBuf,
     log: MessageLog,
-    model: BTreeMap<(u64, u64), Expect>,
-    locs: AHashMap<(u64, u64), Loc>,
-    next_id: AHashMap<u64, u64>,
+    model: BTreeMap<(QueueId, u64), Expect>,
+    locs: AHashMap<(QueueId, u64), Loc>,
+    next_id: AHashMap<QueueId, u64>,
 }
 
 fn body(uid: u64, id: u64, size: usize) -> Bytes {
@@ -72,7 +76,7 @@ impl Harness {
         }
     }
 
-    fn nth_live(&self, pick: usize) -> Option<(u64, u64)> {
+    fn nth_live(&self, pick: usize) -> Option<(QueueId, u64)> {
         if self.model.is_empty() {
             return None;
         }
@@ -88,7 +92,7 @@ impl Harness {
                     exchange: ShortStr::from_static("ex"),
                     routing_key: ShortStr::from(format!("rk{queue}")),
                     raw_properties: Bytes::from_static(&[0x10, 0, 2]),
-                    body: body(queue, id, size),
+                    body: body(queue.0, id, size),
                     persistent: true,
                 };
                 let loc = self.log.append_publish(queue, id, false, &msg).unwrap();
@@ -119,7 +123,7 @@ impl Harness {
             Op::Purge { queue } => {
                 let keys: Vec<_> = self
                     .model
-                    .range((queue, 0)..(queue + 1, 0))
+                    .range((queue, 0)..(QueueId(queue.0 + 1), 0))
                     .map(|(k, _)| *k)
                     .collect();
                 if keys.is_empty() {

@@ -21,9 +21,20 @@ pub fn check_port_free(addr: SocketAddr) -> std::io::Result<()> {
     Ok(())
 }
 
+/// One shard's listening socket.
+pub struct Listener(TcpListener);
+
+impl Listener {
+    /// The next connection the kernel gave this shard.
+    pub async fn accept(&self) -> io::Result<ConnSocket> {
+        let stream = self.0.accept().await.map_err(io::Error::from)?;
+        Ok(ConnSocket::new(stream))
+    }
+}
+
 /// One shard's listener: SO_REUSEPORT so every shard binds the same port
 /// and the kernel spreads connections across them.
-pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+pub fn listen(addr: SocketAddr) -> std::io::Result<Listener> {
     let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     s.set_reuse_address(true)?;
     s.set_reuse_port(true)?;
@@ -32,7 +43,9 @@ pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     s.listen(4096)?;
     // SAFETY: the fd is a bound, listening TCP socket whose ownership moves
     // into the TcpListener.
-    Ok(unsafe { TcpListener::from_raw_fd(s.into_raw_fd()) })
+    Ok(Listener(unsafe {
+        TcpListener::from_raw_fd(s.into_raw_fd())
+    }))
 }
 
 /// Most iovecs one `sendmsg` takes (Linux's UIO_MAXIOV).
@@ -49,14 +62,16 @@ const IOV_MAX: usize = 1024;
 pub struct ConnSocket(Rc<RefCell<TcpStream>>);
 
 impl ConnSocket {
-    pub fn new(stream: TcpStream) -> Self {
+    fn new(stream: TcpStream) -> Self {
         ConnSocket(Rc::new(RefCell::new(stream)))
     }
 
+    /// Reads what is there (at least one byte; 0 at EOF).
     pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         poll_fn(|cx| Pin::new(&mut *self.0.borrow_mut()).poll_read(cx, buf)).await
     }
 
+    /// Writes all of `buf`.
     pub async fn write_all(&self, mut buf: &[u8]) -> io::Result<()> {
         while !buf.is_empty() {
             let n = poll_fn(|cx| Pin::new(&mut *self.0.borrow_mut()).poll_write(cx, buf)).await?;
@@ -142,10 +157,12 @@ impl ConnSocket {
         unsafe { libc::shutdown(self.0.borrow().as_raw_fd(), libc::SHUT_WR) };
     }
 
+    /// Turns Nagle's algorithm off: frames go out as they are written.
     pub fn set_nodelay(&self) {
         let _ = self.0.borrow().set_nodelay(true);
     }
 
+    /// Reads fail with `TimedOut` after this long without data.
     pub fn set_read_timeout(&self, timeout: Option<std::time::Duration>) -> io::Result<()> {
         self.0
             .borrow()
@@ -153,6 +170,7 @@ impl ConnSocket {
             .map_err(io::Error::from)
     }
 
+    /// The peer's address.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.0.borrow().peer_addr().map_err(io::Error::from)
     }

@@ -15,25 +15,28 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{ConfirmRef, Shard, ShardMsg};
+use super::{ConfirmRef, OwnedQueue, Shard};
 use crate::config::{StorageConfig, SyncMode};
+use crate::ids::{Loc, QueueId};
 use crate::queue::{LogEvent, Message, PagedEntry};
-use crate::shard::io;
-use crate::storage::{Loc, MessageLog, QueueUid};
+use crate::runtime::{io, sleep};
+use crate::storage::MessageLog;
 
+/// A shard's message log and what waits on it.
 pub struct ShardStore {
-    pub log: MessageLog,
-    pub config: StorageConfig,
+    log: MessageLog,
+    config: StorageConfig,
     /// Confirms waiting for the log to be synced past a position.
     waiters: VecDeque<(u64, ConfirmRef)>,
-    settles: Vec<(QueueUid, u64, Loc)>,
-    delivered: Vec<(QueueUid, u64, Loc)>,
+    settles: Vec<(QueueId, u64, Loc)>,
+    delivered: Vec<(QueueId, u64, Loc)>,
 }
 
 /// Messages read back per refill round.
 const REFILL_BATCH: usize = 4096;
 
 impl ShardStore {
+    /// The store over a recovered (or new) log.
     pub fn new(log: MessageLog, config: StorageConfig) -> Self {
         ShardStore {
             log,
@@ -45,7 +48,7 @@ impl ShardStore {
     }
 
     /// Files a queue's log events; written by [`flush_events`].
-    pub fn note(&mut self, uid: QueueUid, events: Vec<LogEvent>) {
+    fn note(&mut self, uid: QueueId, events: Vec<LogEvent>) {
         for ev in events {
             match ev {
                 LogEvent::Delivered(id, loc) => self.delivered.push((uid, id, loc)),
@@ -62,7 +65,7 @@ impl ShardStore {
     /// Writes the settlements and delivery marks gathered in this pump as
     /// one record each. Nothing waits for them to be synced: a lost ack
     /// means a redelivery, as with any broker.
-    pub fn flush_events(&mut self) {
+    pub(super) fn flush_events(&mut self) {
         if !self.settles.is_empty() {
             let settles = std::mem::take(&mut self.settles);
             if let Err(e) = self.log.append_settles(&settles) {
@@ -78,11 +81,11 @@ impl ShardStore {
     }
 
     /// Whether a confirm for a record just appended must wait for a sync.
-    pub fn confirm_waits(&self) -> bool {
+    fn confirm_waits(&self) -> bool {
         self.config.sync == SyncMode::Fsync
     }
 
-    pub fn wait_for_sync(&mut self, confirm: ConfirmRef) {
+    fn wait_for_sync(&mut self, confirm: ConfirmRef) {
         self.waiters.push_back((self.log.appended(), confirm));
     }
 
@@ -103,12 +106,7 @@ impl Shard {
     /// Enqueues `msg` on owned queue `id`, logging it first when it is
     /// persistent and the queue durable. Returns true when the confirm
     /// (if any) will come from the committer instead of right away.
-    pub(super) fn enqueue(
-        &self,
-        id: super::QueueId,
-        msg: Message,
-        confirm: Option<ConfirmRef>,
-    ) -> bool {
+    pub(super) fn enqueue(&self, id: QueueId, msg: Message, confirm: Option<ConfirmRef>) -> bool {
         let mut queues = self.queues.borrow_mut();
         let Some(oq) = queues.get_mut(&id) else {
             return false;
@@ -137,12 +135,12 @@ impl Shard {
             None
         };
         oq.queue.publish(msg, loc);
-        oq.touch(id, &self.dirty);
+        oq.touch(&self.dirty);
         waits
     }
 
     /// Reads back the next part of a queue's paged backlog, if it runs low.
-    pub(super) fn refill(&self, oq: &mut super::OwnedQueue) {
+    pub(super) fn refill(&self, oq: &mut OwnedQueue) {
         if !oq.queue.wants_refill() {
             return;
         }
@@ -164,7 +162,7 @@ impl Shard {
     }
 
     /// Writes what the queue's last step did to its logged messages.
-    pub(super) fn log_events(&self, oq: &mut super::OwnedQueue) {
+    pub(super) fn log_events(&self, oq: &mut OwnedQueue) {
         if oq.queue.has_log_events() {
             let events = oq.queue.take_log_events();
             self.store.borrow_mut().note(oq.meta.id, events);
@@ -174,7 +172,7 @@ impl Shard {
     /// Recovered messages go back to their queues, still on disk.
     pub fn restore_queues(
         &self,
-        recovered: ahash::AHashMap<QueueUid, crate::storage::RecoveredQueue>,
+        recovered: ahash::AHashMap<QueueId, crate::storage::RecoveredQueue>,
     ) {
         let mut queues = self.queues.borrow_mut();
         for (uid, rq) in recovered {
@@ -206,7 +204,7 @@ impl Shard {
             }
             if !ok {
                 // Confirms stay pending; try again shortly.
-                glommio::timer::sleep(Duration::from_millis(100)).await;
+                sleep(Duration::from_millis(100)).await;
                 continue;
             }
             let released = self.store.borrow_mut().synced(job.upto);
@@ -217,24 +215,8 @@ impl Shard {
             self.reclaim().await;
             if self.store.borrow().config.sync == SyncMode::Os {
                 // Nobody waits: batch the background syncs.
-                glommio::timer::sleep(Duration::from_secs(1)).await;
+                sleep(Duration::from_secs(1)).await;
             }
-        }
-    }
-
-    /// Tells the publisher's channel that a queue has its message.
-    pub(super) fn accept(&self, c: ConfirmRef) {
-        if c.ch.shard as usize == self.id {
-            let conn = self.conns.borrow().get(&c.ch.conn).cloned();
-            if let Some(conn) = conn {
-                conn.accepted(c.ch, c.seq);
-            }
-        } else {
-            let msg = ShardMsg::Accepted {
-                ch: c.ch,
-                seq: c.seq,
-            };
-            self.mailbox.push(c.ch.shard as usize, msg);
         }
     }
 
@@ -269,7 +251,7 @@ impl Shard {
     /// The maintainer: compaction and a ready spare segment.
     pub async fn run_maintainer(self: Rc<Self>) {
         loop {
-            glommio::timer::sleep(Duration::from_secs(1)).await;
+            sleep(Duration::from_secs(1)).await;
             self.compact_one().await;
             self.reclaim().await;
         }
@@ -323,7 +305,7 @@ impl Shard {
             }
         }
         tracing::debug!(
-            shard = self.id,
+            shard = %self.id,
             "compacted segment {seg}: moved {moved} live message(s)"
         );
         self.sync_wake.notify();

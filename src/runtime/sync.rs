@@ -19,6 +19,7 @@ pub struct Event {
 }
 
 impl Event {
+    /// Wakes every current waiter; later waits wait for the next notify.
     pub fn notify(&self) {
         self.generation.set(self.generation.get().wrapping_add(1));
         for w in self.waiters.borrow_mut().drain(..) {
@@ -26,6 +27,7 @@ impl Event {
         }
     }
 
+    /// A future that resolves at the next [`Event::notify`].
     pub fn wait(&self) -> EventWait<'_> {
         EventWait {
             event: self,
@@ -34,6 +36,7 @@ impl Event {
     }
 }
 
+/// A wait on an [`Event`], made by [`Event::wait`].
 pub struct EventWait<'a> {
     event: &'a Event,
     seen: u64,
@@ -60,9 +63,12 @@ struct OneshotState<T> {
     sender_gone: bool,
 }
 
+/// The sending half of a [`oneshot`]; dropping it unsent ends the wait.
 pub struct OneshotSender<T>(Rc<RefCell<OneshotState<T>>>);
+/// The receiving half of a [`oneshot`]: a future of the value.
 pub struct OneshotReceiver<T>(Rc<RefCell<OneshotState<T>>>);
 
+/// A single value handed from one task of this shard to another.
 pub fn oneshot<T>() -> (OneshotSender<T>, OneshotReceiver<T>) {
     let s = Rc::new(RefCell::new(OneshotState {
         value: None,
@@ -73,6 +79,7 @@ pub fn oneshot<T>() -> (OneshotSender<T>, OneshotReceiver<T>) {
 }
 
 impl<T> OneshotSender<T> {
+    /// Hands the value over and wakes the receiver.
     pub fn send(self, v: T) {
         let waker = {
             let mut s = self.0.borrow_mut();
@@ -114,6 +121,41 @@ impl<T> Future for OneshotReceiver<T> {
     }
 }
 
+/// Lets one task at a time through a section that awaits (the leader's
+/// topology decisions), in the order they asked.
+#[derive(Default)]
+pub struct Serial {
+    /// Tickets handed out and the one being served.
+    next_ticket: Cell<u64>,
+    serving: Cell<u64>,
+    turn: Event,
+}
+
+/// The turn taken by [`Serial::enter`]; dropping it lets the next one in.
+pub struct SerialTurn<'a>(&'a Serial);
+
+impl Serial {
+    /// Waits for every earlier caller to leave, then holds the section.
+    pub async fn enter(&self) -> SerialTurn<'_> {
+        let ticket = self.next_ticket.get();
+        self.next_ticket.set(ticket + 1);
+        loop {
+            let turn = self.turn.wait();
+            if self.serving.get() == ticket {
+                return SerialTurn(self);
+            }
+            turn.await;
+        }
+    }
+}
+
+impl Drop for SerialTurn<'_> {
+    fn drop(&mut self) {
+        self.0.serving.set(self.0.serving.get() + 1);
+        self.0.turn.notify();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,6 +173,25 @@ mod tests {
         // A wait created after the notification waits for the next one.
         let mut c = Box::pin(ev.wait());
         assert!(future::block_on(future::poll_once(&mut c)).is_none());
+    }
+
+    #[test]
+    fn serial_admits_one_at_a_time_in_order() {
+        let s = Serial::default();
+        let mut first = Box::pin(s.enter());
+        let turn1 = future::block_on(future::poll_once(&mut first)).expect("free at first");
+        let mut second = Box::pin(s.enter());
+        let mut third = Box::pin(s.enter());
+        assert!(future::block_on(future::poll_once(&mut second)).is_none());
+        assert!(future::block_on(future::poll_once(&mut third)).is_none());
+        drop(turn1);
+        assert!(
+            future::block_on(future::poll_once(&mut third)).is_none(),
+            "the third waits for the second"
+        );
+        let turn2 = future::block_on(future::poll_once(&mut second)).expect("second's turn");
+        drop(turn2);
+        assert!(future::block_on(future::poll_once(&mut third)).is_some());
     }
 
     #[test]

@@ -1,15 +1,21 @@
 //! AMQP errors as the broker raises them: a reply code plus RabbitMQ-style
 //! text. Whether one closes the channel or the connection follows from the
 //! code (the spec's soft and hard errors).
+#![warn(missing_docs)]
+
 use crate::codec::reply_code::*;
 
+/// An error with its AMQP reply code and RabbitMQ's text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AmqpError {
+    /// The reply code (`codec::reply_code`).
     pub code: u16,
+    /// `CODE_NAME - what happened`, as RabbitMQ writes it.
     pub text: String,
 }
 
 impl AmqpError {
+    /// An error with `code`; the text gets the code's name in front.
     pub fn new(code: u16, text: impl Into<String>) -> Self {
         let name = match code {
             CONTENT_TOO_LARGE => "CONTENT_TOO_LARGE",
@@ -38,21 +44,31 @@ impl AmqpError {
         }
     }
 
+    /// 404 NOT_FOUND.
     pub fn not_found(what: impl Into<String>) -> Self {
         Self::new(NOT_FOUND, what)
     }
+    /// 406 PRECONDITION_FAILED.
     pub fn precondition(what: impl Into<String>) -> Self {
         Self::new(PRECONDITION_FAILED, what)
     }
+    /// 403 ACCESS_REFUSED.
     pub fn access_refused(what: impl Into<String>) -> Self {
         Self::new(ACCESS_REFUSED, what)
     }
+    /// 405 RESOURCE_LOCKED.
     pub fn locked(what: impl Into<String>) -> Self {
         Self::new(RESOURCE_LOCKED, what)
     }
+    /// 503 COMMAND_INVALID.
     pub fn command_invalid(what: impl Into<String>) -> Self {
         Self::new(COMMAND_INVALID, what)
     }
+    /// 541 INTERNAL_ERROR: something the client did not cause.
+    pub fn internal(what: impl Into<String>) -> Self {
+        Self::new(INTERNAL_ERROR, what)
+    }
+    /// 540 NOT_IMPLEMENTED.
     pub fn not_implemented(what: impl Into<String>) -> Self {
         Self::new(NOT_IMPLEMENTED, what)
     }
@@ -72,6 +88,7 @@ impl AmqpError {
     }
 }
 
+/// A result whose error is an [`AmqpError`].
 pub type AmqpResult<T> = Result<T, AmqpError>;
 
 /// 405 for another connection's exclusive queue, in RabbitMQ's words.
@@ -81,18 +98,6 @@ pub fn exclusive_locked(name: &str, vhost: &str) -> AmqpError {
          originally declared on another connection or the exclusive property value does not \
          match that of the original declaration."
     ))
-}
-
-/// A name with `prefix` and 22 random URL-safe characters, the shape of
-/// RabbitMQ's `amq.gen-…` queue names and `amq.ctag-…` consumer tags.
-pub fn random_name(prefix: &str) -> crate::codec::ShortStr {
-    use rand::Rng;
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut rng = rand::thread_rng();
-    let suffix: String = (0..22)
-        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
-        .collect();
-    crate::codec::ShortStr::from(format!("{prefix}{suffix}"))
 }
 
 /// RabbitMQ's way of naming a resource in error texts.

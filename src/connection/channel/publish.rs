@@ -1,15 +1,20 @@
-//! Assembling a published message from its method, header and body frames.
+//! The basic class's publisher side: assembling a message from its
+//! method, header and body frames, routing it, basic.return for unroutable
+//! mandatory messages, and publisher confirms (confirm.select; the
+//! tracking itself is in `confirm.rs`).
 //!
 //! A body that arrives in one frame is kept as the slice of the read buffer
 //! it came in (no copy); only multi-frame bodies are gathered.
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 
-use super::channel::Mode;
-use super::{Close, Conn};
-use crate::broker::AmqpError;
-use crate::codec::{reply_code, BasicPublish, ContentHeader, FieldTable};
+use super::tx::Mode;
+use super::{Conn, MethodResult, PublishTracker};
+use crate::codec::*;
+use crate::connection::Close;
+use crate::error::AmqpError;
 use crate::queue::{Message, MessageData};
+use crate::shard::ConfirmRef;
 
 /// RabbitMQ's default max_message_size (128 MiB).
 pub const MAX_MESSAGE_SIZE: u64 = 128 << 20;
@@ -53,7 +58,7 @@ fn unexpected(what: &str) -> Close {
 }
 
 impl Conn {
-    pub(super) fn content_header(
+    pub(crate) fn content_header(
         &mut self,
         number: u16,
         header: ContentHeader,
@@ -95,7 +100,7 @@ impl Conn {
         Ok(())
     }
 
-    pub(super) fn content_body(&mut self, number: u16, payload: Bytes) -> Result<(), Close> {
+    pub(crate) fn content_body(&mut self, number: u16, payload: Bytes) -> Result<(), Close> {
         let Some(ch) = self.channels.get_mut(&number) else {
             return Err(unexpected("content body on a channel that is not open"));
         };
@@ -192,6 +197,106 @@ impl Conn {
                 self.channel_error(number, e, 60, 40);
                 Ok(())
             }
+        }
+    }
+
+    /// Routes a complete message (at publish, or at tx.commit).
+    pub(super) fn route_publish(&mut self, number: u16, p: TxPublish) -> MethodResult {
+        let exchange = &p.msg.exchange;
+        self.shard.check_publishable(&self.vhost, exchange)?;
+        // In confirm and tx mode the publish is numbered, and queues on
+        // other shards will say when they have it.
+        let seq = self
+            .handle
+            .channels
+            .borrow_mut()
+            .get_mut(&number)
+            .and_then(|d| d.publishes.as_mut())
+            .map(|t| t.next());
+        let epoch = self.channels.get(&number).map_or(0, |c| c.epoch);
+        let confirm = seq.map(|seq| ConfirmRef {
+            ch: self.shard.channel_ref(self.handle.id, number, epoch),
+            seq,
+        });
+        let routed = self.shard.publish(
+            &self.vhost,
+            exchange,
+            &p.msg.routing_key,
+            p.headers.as_ref(),
+            &p.msg,
+            confirm,
+        );
+        if routed.queues == 0 && p.mandatory {
+            let mut out = self.handle.out.borrow_mut();
+            encode_method(
+                &mut out,
+                number,
+                &Method::BasicReturn(BasicReturn {
+                    reply_code: reply_code::NO_ROUTE,
+                    reply_text: ShortStr::from_static("NO_ROUTE"),
+                    exchange: p.msg.exchange.clone(),
+                    routing_key: p.msg.routing_key.clone(),
+                }),
+            );
+            encode_content(
+                &mut out,
+                number,
+                p.msg.body_size(),
+                &p.msg.raw_properties,
+                &p.msg.body,
+                self.handle.frame_max.get(),
+            );
+            drop(out);
+            self.handle.write_ready.notify();
+        }
+        if let Some(seq) = seq {
+            if let Some(t) = self
+                .handle
+                .channels
+                .borrow_mut()
+                .get_mut(&number)
+                .and_then(|d| d.publishes.as_mut())
+            {
+                t.wait_for(seq, routed.pending);
+            }
+            self.confirm_dirty.push(number);
+        }
+        Ok(())
+    }
+
+    pub(super) fn confirm_select(&mut self, number: u16, m: ConfirmSelect) -> MethodResult {
+        let ch = self.channels.get_mut(&number).expect("channel checked");
+        match ch.mode {
+            Mode::Tx { .. } => {
+                return Err(AmqpError::precondition(
+                    "cannot switch from tx to confirm mode",
+                ))
+            }
+            Mode::Plain => {
+                ch.mode = Mode::Confirm;
+                self.track_publishes(number, true);
+            }
+            Mode::Confirm => {}
+        }
+        self.reply(
+            number,
+            m.nowait,
+            Method::ConfirmSelectOk(ConfirmSelectOk {}),
+        );
+        Ok(())
+    }
+
+    pub(super) fn track_publishes(&self, number: u16, send_confirms: bool) {
+        if let Some(d) = self.handle.channels.borrow_mut().get_mut(&number) {
+            d.publishes = Some(PublishTracker::new());
+            d.send_confirms = send_confirms;
+        }
+    }
+
+    /// Sends the confirms that became due while handling this batch.
+    pub(crate) fn flush_confirms(&mut self) {
+        for number in std::mem::take(&mut self.confirm_dirty) {
+            self.handle.flush_confirms(number);
         }
     }
 }

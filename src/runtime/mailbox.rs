@@ -18,6 +18,8 @@ use super::sync::Event;
 /// Batches parked per destination before publishers are paused.
 const CONGESTED_BATCHES: usize = 4;
 
+/// One shard's outgoing side of the mesh: a batch per destination, flushed
+/// as one mesh message each.
 pub struct Mailbox<T: Send + 'static> {
     me: usize,
     senders: Senders<Vec<T>>,
@@ -29,6 +31,7 @@ pub struct Mailbox<T: Send + 'static> {
 }
 
 impl<T: Send + 'static> Mailbox<T> {
+    /// The mailbox of the shard that owns `senders`.
     pub fn new(senders: Senders<Vec<T>>) -> Rc<Self> {
         let n = senders.nr_consumers();
         Rc::new(Self {
@@ -90,6 +93,8 @@ impl<T: Send + 'static> Mailbox<T> {
         self.drained.notify();
     }
 
+    /// Whether a destination's backlog is long enough that publishers
+    /// should stop reading their sockets.
     pub fn congested(&self) -> bool {
         self.backlog
             .borrow()

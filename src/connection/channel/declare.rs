@@ -1,0 +1,276 @@
+//! The exchange and queue classes: declare, delete, bind, unbind, purge.
+//! Topology changes go to the leader; what needs a queue's state goes to
+//! its owner, by way of this shard so that it follows this connection's own
+//! publishes (mailboxes keep order per pair of shards).
+use super::{Conn, MethodResult};
+use crate::codec::*;
+use crate::error::{describe, AmqpError};
+use crate::routing::{Binding, Destination, ExchangeKind};
+use crate::shard::{
+    Bind, DeclareExchange, DeclareQueue, DeleteExchange, DeleteQueue, PurgeQueue, QueueCounts,
+    QueueStats, Unbind,
+};
+use crate::topology::decide::QueueDecl;
+use crate::topology::{ExchangeMeta, QueueMeta};
+
+impl Conn {
+    pub(super) async fn exchange_declare(
+        &mut self,
+        number: u16,
+        m: ExchangeDeclare,
+    ) -> MethodResult {
+        let Some(kind) = ExchangeKind::parse(&m.kind) else {
+            if m.passive {
+                // Passive declares ignore the type.
+                if !self.shard.exchange_exists(&self.vhost, &m.exchange) {
+                    return Err(AmqpError::not_found(describe(
+                        "exchange",
+                        &m.exchange,
+                        &self.vhost,
+                    )));
+                }
+                self.reply(
+                    number,
+                    m.no_wait,
+                    Method::ExchangeDeclareOk(ExchangeDeclareOk {}),
+                );
+                return Ok(());
+            }
+            return Err(AmqpError::command_invalid(format!(
+                "unknown exchange type '{}'",
+                m.kind
+            )));
+        };
+        let op = DeclareExchange {
+            vhost: self.vhost.clone(),
+            meta: ExchangeMeta {
+                name: m.exchange,
+                kind,
+                durable: m.durable,
+                auto_delete: m.auto_delete,
+                internal: m.internal,
+                arguments: m.arguments,
+            },
+            passive: m.passive,
+        };
+        self.shard.leader(op).await?;
+        self.reply(
+            number,
+            m.no_wait,
+            Method::ExchangeDeclareOk(ExchangeDeclareOk {}),
+        );
+        Ok(())
+    }
+
+    pub(super) async fn exchange_delete(&mut self, number: u16, m: ExchangeDelete) -> MethodResult {
+        let op = DeleteExchange {
+            vhost: self.vhost.clone(),
+            name: m.exchange,
+            if_unused: m.if_unused,
+        };
+        self.shard.leader(op).await?;
+        self.reply(
+            number,
+            m.no_wait,
+            Method::ExchangeDeleteOk(ExchangeDeleteOk {}),
+        );
+        Ok(())
+    }
+
+    pub(super) async fn exchange_bind(&mut self, number: u16, m: ExchangeBind) -> MethodResult {
+        let b = Binding {
+            source: m.source,
+            destination: Destination::Exchange(m.destination),
+            routing_key: m.routing_key,
+            arguments: m.arguments,
+        };
+        self.bind(b, true).await?;
+        self.reply(number, m.no_wait, Method::ExchangeBindOk(ExchangeBindOk {}));
+        Ok(())
+    }
+
+    pub(super) async fn exchange_unbind(&mut self, number: u16, m: ExchangeUnbind) -> MethodResult {
+        let b = Binding {
+            source: m.source,
+            destination: Destination::Exchange(m.destination),
+            routing_key: m.routing_key,
+            arguments: m.arguments,
+        };
+        self.bind(b, false).await?;
+        self.reply(
+            number,
+            m.no_wait,
+            Method::ExchangeUnbindOk(ExchangeUnbindOk {}),
+        );
+        Ok(())
+    }
+
+    pub(super) async fn queue_declare(&mut self, number: u16, m: QueueDeclare) -> MethodResult {
+        let conn = self.shard.conn_ref(self.handle.id);
+        let op = DeclareQueue {
+            vhost: self.vhost.clone(),
+            decl: QueueDecl {
+                name: m.queue,
+                passive: m.passive,
+                durable: m.durable,
+                exclusive: m.exclusive,
+                auto_delete: m.auto_delete,
+                arguments: m.arguments,
+                conn,
+            },
+        };
+        let declared = self.shard.leader(op).await?;
+        let meta = declared.meta;
+        // Counts come from the owner by way of this shard, so they include
+        // every message this connection published before (mailboxes keep
+        // order per pair of shards; the leader's path would not).
+        let counts = if declared.created {
+            QueueCounts {
+                messages: 0,
+                consumers: 0,
+            }
+        } else {
+            self.queue_counts(&meta).await?
+        };
+        let name = meta.name;
+        if m.exclusive {
+            self.declared_exclusive = true;
+        }
+        if let Some(ch) = self.channels.get_mut(&number) {
+            ch.last_queue = name.clone();
+        }
+        self.reply(
+            number,
+            m.no_wait,
+            Method::QueueDeclareOk(QueueDeclareOk {
+                queue: name,
+                message_count: counts.messages,
+                consumer_count: counts.consumers,
+            }),
+        );
+        Ok(())
+    }
+
+    pub(super) async fn queue_bind(&mut self, number: u16, m: QueueBind) -> MethodResult {
+        let queue = self.queue_name(number, m.queue)?;
+        let routing_key = if m.routing_key.is_empty() && self.channels[&number].last_queue == queue
+        {
+            queue.clone()
+        } else {
+            m.routing_key
+        };
+        let b = Binding {
+            source: m.exchange,
+            destination: Destination::Queue(queue),
+            routing_key,
+            arguments: m.arguments,
+        };
+        self.bind(b, true).await?;
+        self.reply(number, m.no_wait, Method::QueueBindOk(QueueBindOk {}));
+        Ok(())
+    }
+
+    pub(super) async fn queue_unbind(&mut self, number: u16, m: QueueUnbind) -> MethodResult {
+        let queue = self.queue_name(number, m.queue)?;
+        let b = Binding {
+            source: m.exchange,
+            destination: Destination::Queue(queue),
+            routing_key: m.routing_key,
+            arguments: m.arguments,
+        };
+        self.bind(b, false).await?;
+        self.handle
+            .send_method(number, &Method::QueueUnbindOk(QueueUnbindOk {}));
+        Ok(())
+    }
+
+    pub(super) async fn queue_purge(&mut self, number: u16, m: QueuePurge) -> MethodResult {
+        let queue = self.queue_name(number, m.queue)?;
+        let meta = self.usable_queue(&queue)?;
+        let count = self
+            .shard
+            .call(meta.owner_shard, PurgeQueue(meta.id))
+            .await?;
+        self.reply(
+            number,
+            m.no_wait,
+            Method::QueuePurgeOk(QueuePurgeOk {
+                message_count: count,
+            }),
+        );
+        Ok(())
+    }
+
+    pub(super) async fn queue_delete(&mut self, number: u16, m: QueueDelete) -> MethodResult {
+        let queue = self.queue_name(number, m.queue)?;
+        // Let this connection's earlier publishes reach the queue first, so
+        // the deleted count includes them.
+        if let Ok(meta) = self.usable_queue(&queue) {
+            let _ = self.queue_counts(&meta).await;
+        }
+        let op = DeleteQueue {
+            vhost: self.vhost.clone(),
+            name: queue,
+            if_unused: m.if_unused,
+            if_empty: m.if_empty,
+            conn: self.shard.conn_ref(self.handle.id),
+        };
+        let count = self.shard.leader(op).await?;
+        self.reply(
+            number,
+            m.no_wait,
+            Method::QueueDeleteOk(QueueDeleteOk {
+                message_count: count,
+            }),
+        );
+        Ok(())
+    }
+
+    async fn bind(&mut self, binding: Binding, add: bool) -> MethodResult {
+        let conn = self.shard.conn_ref(self.handle.id);
+        let vhost = self.vhost.clone();
+        if add {
+            let op = Bind {
+                vhost,
+                binding,
+                conn,
+            };
+            self.shard.leader(op).await
+        } else {
+            let op = Unbind {
+                vhost,
+                binding,
+                conn,
+            };
+            self.shard.leader(op).await
+        }
+    }
+
+    /// A queue's counts, asked of its owner from this shard.
+    async fn queue_counts(&self, meta: &QueueMeta) -> Result<QueueCounts, AmqpError> {
+        self.shard.call(meta.owner_shard, QueueStats(meta.id)).await
+    }
+
+    /// The spec's rule: an empty queue name means the channel's last
+    /// declared queue; with none, 530 NOT_ALLOWED (RabbitMQ's answer).
+    pub(super) fn queue_name(&self, number: u16, name: ShortStr) -> Result<ShortStr, AmqpError> {
+        if !name.is_empty() {
+            return Ok(name);
+        }
+        let last = &self.channels[&number].last_queue;
+        if last.is_empty() {
+            return Err(AmqpError::new(
+                reply_code::NOT_ALLOWED,
+                "no previously declared queue",
+            ));
+        }
+        Ok(last.clone())
+    }
+
+    /// A queue this connection may use: exists, and not another
+    /// connection's exclusive queue.
+    pub(super) fn usable_queue(&self, name: &str) -> Result<QueueMeta, AmqpError> {
+        self.shard
+            .usable_queue(&self.vhost, name, self.shard.conn_ref(self.handle.id))
+    }
+}

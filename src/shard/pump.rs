@@ -1,0 +1,243 @@
+//! The message path on a shard: routing a publish, settlements and credit
+//! back to queues, the one cross-shard hop ([`Shard::send`]), and the pump
+//! that dispatches changed queues and flushes the mailboxes.
+use std::rc::Rc;
+
+use super::{ConfirmRef, RoutedDelivery, Shard, ShardMsg};
+use crate::codec::FieldTable;
+use crate::ids::{ChannelRef, ConsumerId, MsgId, QueueRef, ShardId};
+use crate::queue::{Message, Settle};
+
+/// Where a publish went.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Routed {
+    /// Queues that got the message.
+    pub queues: usize,
+    /// Queues that will answer `Accepted` later when the publish carried a
+    /// [`ConfirmRef`]: those on other shards, and those here that log the
+    /// message and answer after the group commit.
+    pub pending: u32,
+}
+
+impl Shard {
+    /// The hop: handles `msg` here when `to` is this shard, else queues it
+    /// in `to`'s mailbox batch (flushed by the pump). The one place that
+    /// decides local against remote; [`Shard::handle`] serves both.
+    pub(super) fn send(self: &Rc<Self>, to: ShardId, msg: ShardMsg) {
+        if to == self.id {
+            self.handle(msg);
+        } else {
+            self.mailbox.push(to.index(), msg);
+        }
+    }
+
+    /// What a message asks of this shard, wherever it came from.
+    fn handle(self: &Rc<Self>, msg: ShardMsg) {
+        match msg {
+            ShardMsg::Publish {
+                queue,
+                msg,
+                confirm,
+            } => {
+                // A queue deleted meanwhile still answers: the publish is
+                // settled either way, as RabbitMQ confirms it.
+                if !self.enqueue(queue, msg, confirm) {
+                    if let Some(c) = confirm {
+                        self.accept(c);
+                    }
+                }
+            }
+            ShardMsg::Accepted { ch, seq } => {
+                if let Some(conn) = self.conn(ch.conn) {
+                    conn.accepted(ch, seq);
+                }
+            }
+            ShardMsg::Deliver(d) => {
+                // A connection that is gone has released (or will release)
+                // its channels, which requeues anything unacked.
+                if let Some(conn) = self.conn(d.delivery.channel.conn) {
+                    conn.deliver(d);
+                }
+            }
+            ShardMsg::Settle { queue, ids, how } => self.with_queue(queue, |q| q.settle(&ids, how)),
+            ShardMsg::Credit { queue, consumer, n } => {
+                self.with_queue(queue, |q| q.credit(consumer, n))
+            }
+            ShardMsg::ReleaseChannel { queue, ch } => self.release_local(queue, ch),
+            ShardMsg::ConsumerCancelled { ch, tag } => {
+                if let Some(conn) = self.conn(ch.conn) {
+                    conn.server_cancel(ch, &tag);
+                }
+            }
+            ShardMsg::Call { from, call, op } => self.serve_call(from, call, op),
+            ShardMsg::Reply { call, reply } => self.complete_call(call, reply),
+        }
+    }
+
+    /// A batch from another shard's mailbox.
+    pub fn handle_batch(self: &Rc<Self>, batch: Vec<ShardMsg>) {
+        for msg in batch {
+            self.handle(msg);
+        }
+        self.pump();
+    }
+
+    /// Routes one message published on this shard. Queues here get it
+    /// directly; others through their shard's mailbox. The caller has
+    /// checked the exchange exists and may be published to.
+    ///
+    /// Local queues are not reached through [`Shard::send`]: their
+    /// acceptance counts synchronously (`pending` excludes them unless they
+    /// log the message), which the caller needs before any answer arrives.
+    pub fn publish(
+        self: &Rc<Self>,
+        vhost: &str,
+        exchange: &str,
+        routing_key: &str,
+        headers: Option<&FieldTable>,
+        msg: &Message,
+        confirm: Option<ConfirmRef>,
+    ) -> Routed {
+        let mut targets: smallvec::SmallVec<[QueueRef; 4]> = smallvec::SmallVec::new();
+        {
+            let topo = self.topology.borrow();
+            let Some(vh) = topo.vhost(vhost) else {
+                return Routed::default();
+            };
+            if exchange.is_empty() {
+                if let Some(q) = vh.queues.get(routing_key) {
+                    targets.push(q.queue_ref());
+                }
+            } else {
+                let mut names = self.route_scratch.borrow_mut();
+                names.clear();
+                vh.routing.route(exchange, routing_key, headers, &mut names);
+                for name in names.iter() {
+                    if let Some(q) = vh.queues.get(name) {
+                        targets.push(q.queue_ref());
+                    }
+                }
+            }
+        }
+        let mut pending = 0;
+        for t in &targets {
+            if t.owner == self.id {
+                if self.enqueue(t.id, msg.clone(), confirm) {
+                    pending += 1;
+                }
+            } else {
+                pending += 1;
+                let publish = ShardMsg::Publish {
+                    queue: t.id,
+                    msg: msg.clone(),
+                    confirm,
+                };
+                self.mailbox.push(t.owner.index(), publish);
+            }
+        }
+        if !targets.is_empty() {
+            self.schedule_pump();
+        }
+        Routed {
+            queues: targets.len(),
+            pending,
+        }
+    }
+
+    /// Acks, rejects and requeues from a channel, grouped per queue.
+    pub fn settle(self: &Rc<Self>, q: QueueRef, ids: Vec<MsgId>, how: Settle) {
+        self.send(
+            q.owner,
+            ShardMsg::Settle {
+                queue: q.id,
+                ids,
+                how,
+            },
+        );
+        self.schedule_pump();
+    }
+
+    /// The connection wrote `n` deliveries of `consumer` to its socket.
+    pub fn credit(self: &Rc<Self>, q: QueueRef, consumer: ConsumerId, n: u32) {
+        self.send(
+            q.owner,
+            ShardMsg::Credit {
+                queue: q.id,
+                consumer,
+                n,
+            },
+        );
+        self.schedule_pump();
+    }
+
+    /// A channel closed: the queue takes back its unacked messages and drops
+    /// its consumers.
+    pub fn release_channel(self: &Rc<Self>, q: QueueRef, ch: ChannelRef) {
+        self.send(q.owner, ShardMsg::ReleaseChannel { queue: q.id, ch });
+        self.schedule_pump();
+    }
+
+    /// Tells the publisher's channel that a queue has its message.
+    pub(super) fn accept(self: &Rc<Self>, c: ConfirmRef) {
+        self.send(
+            c.ch.shard,
+            ShardMsg::Accepted {
+                ch: c.ch,
+                seq: c.seq,
+            },
+        );
+    }
+
+    /// Runs [`Shard::pump`] as its own task after the current step, once
+    /// however often it is asked before it runs.
+    pub fn schedule_pump(self: &Rc<Self>) {
+        if !self.pump_scheduled.replace(true) {
+            let this = self.clone();
+            crate::runtime::spawn(async move {
+                // `runtime::spawn` polls a new task at once, inside the call;
+                // yield first so the pump runs after the current step (its
+                // caller may hold borrows, e.g. the credit map in
+                // `ConnHandle::return_credits`, which `deliver` needs).
+                futures_lite::future::yield_now().await;
+                this.pump_scheduled.set(false);
+                this.pump();
+            });
+        }
+    }
+
+    /// Runs dispatch for queues that changed and routes the deliveries,
+    /// then writes the log events and flushes the mailboxes.
+    pub fn pump(self: &Rc<Self>) {
+        let mut scratch = Vec::new();
+        loop {
+            let dirty = std::mem::take(&mut *self.dirty.borrow_mut());
+            if !dirty.is_empty() {
+                let mut queues = self.queues.borrow_mut();
+                let mut out = self.deliveries.borrow_mut();
+                for id in dirty {
+                    if let Some(oq) = queues.get_mut(&id) {
+                        oq.dirty = false;
+                        self.refill(oq);
+                        oq.queue.dispatch(&mut scratch);
+                        self.log_events(oq);
+                        let queue = QueueRef { id, owner: self.id };
+                        out.extend(
+                            scratch
+                                .drain(..)
+                                .map(|delivery| RoutedDelivery { queue, delivery }),
+                        );
+                    }
+                }
+            }
+            let deliveries = std::mem::take(&mut *self.deliveries.borrow_mut());
+            if deliveries.is_empty() {
+                break;
+            }
+            for d in deliveries {
+                self.send(d.delivery.channel.shard, ShardMsg::Deliver(d));
+            }
+        }
+        self.store.borrow_mut().flush_events();
+        self.mailbox.flush();
+    }
+}
