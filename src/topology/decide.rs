@@ -390,6 +390,15 @@ mod tests {
         }
     }
 
+    /// A fresh topology with the queue `d` declares (id 1, one shard).
+    fn with_queue(d: QueueDecl) -> Topology {
+        let mut topo = Topology::new();
+        let v = ShortStr::from_static("/");
+        let meta = created(declare_queue(&topo, &v, d, QueueId(1), 1));
+        topo.apply(&TopologyChange::QueueAdded(v, meta));
+        topo
+    }
+
     fn created(d: AmqpResult<QueueDeclared>) -> QueueMeta {
         match d {
             Ok(QueueDeclared::Create(m)) => m,
@@ -428,16 +437,8 @@ mod tests {
 
     #[test]
     fn exclusive_queues_are_locked_to_their_connection() {
-        let mut topo = Topology::new();
         let v = ShortStr::from_static("/");
-        let meta = created(declare_queue(
-            &topo,
-            &v,
-            decl("x", true, conn(1)),
-            QueueId(1),
-            1,
-        ));
-        topo.apply(&TopologyChange::QueueAdded(v.clone(), meta));
+        let topo = with_queue(decl("x", true, conn(1)));
         let err = declare_queue(&topo, &v, decl("x", true, conn(2)), QueueId(2), 1).unwrap_err();
         assert_eq!(err.code, 405);
         assert_eq!(
@@ -489,16 +490,8 @@ mod tests {
 
     #[test]
     fn bindings_are_idempotent() {
-        let mut topo = Topology::new();
         let v = ShortStr::from_static("/");
-        let meta = created(declare_queue(
-            &topo,
-            &v,
-            decl("q", false, conn(1)),
-            QueueId(1),
-            1,
-        ));
-        topo.apply(&TopologyChange::QueueAdded(v.clone(), meta));
+        let mut topo = with_queue(decl("q", false, conn(1)));
         let b = Binding {
             source: ShortStr::from_static("amq.direct"),
             destination: Destination::Queue(ShortStr::from_static("q")),
