@@ -96,16 +96,6 @@ pub struct ChannelRef {
     pub epoch: u32,
 }
 
-impl ChannelRef {
-    /// The connection this channel belongs to.
-    pub fn conn_ref(self) -> ConnRef {
-        ConnRef {
-            shard: self.shard,
-            conn: self.conn,
-        }
-    }
-}
-
 /// Where a record lives in a shard's message log: segment sequence number
 /// and byte offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -201,7 +201,7 @@ async fn shard_main(
     runtime::spawn(shard.clone().run_committer());
     runtime::spawn(shard.clone().run_maintainer());
     let receiver = shard.clone();
-    inbox.serve(move |_from, batch| receiver.handle_batch(batch));
+    inbox.serve(move |batch| receiver.handle_batch(batch));
     let _ = ready.send(Ok(id));
     drop(ready);
     let mut last_accept_warning = std::time::Instant::now() - std::time::Duration::from_secs(2);
@@ -278,7 +278,7 @@ fn open_shard(
         durable.next_queue_id,
     );
     for c in &changes {
-        shard.replay(c);
+        shard.apply_change(c);
     }
     shard.restore_queues(recovered);
     if id == 0 {

@@ -98,44 +98,6 @@ impl ConnHandle {
         self.write_ready.notify();
     }
 
-    /// Takes a delivery for one of this connection's consumers.
-    fn deliver_now(&self, d: RoutedDelivery) {
-        let ch_ref = d.delivery.channel;
-        let mut channels = self.channels.borrow_mut();
-        let live = channels
-            .get_mut(&ch_ref.channel)
-            .filter(|c| c.open && c.epoch == ch_ref.epoch);
-        let Some(ch) = live else {
-            // The channel closed; its release requeues unacked messages.
-            return;
-        };
-        let consumer = ch.consumers.get_mut(&d.delivery.consumer_tag);
-        match consumer {
-            Some(c) if c.id == d.delivery.consumer => {
-                if !c.ready {
-                    c.early.push(d);
-                    return;
-                }
-            }
-            _ => {
-                // Cancelled while this was on its way: give it back.
-                drop(channels);
-                if !d.delivery.no_ack {
-                    self.shard
-                        .settle(d.queue, vec![d.delivery.msg_id], Settle::Requeue);
-                }
-                self.shard.credit(d.queue, d.delivery.consumer, 1);
-                return;
-            }
-        }
-        if !d.delivery.no_ack && ch.global_prefetch > 0 && ch.consumer_unacked >= ch.global_prefetch
-        {
-            ch.held.push_back(d);
-            return;
-        }
-        self.emit(ch_ref.channel, ch, d);
-    }
-
     fn emit(&self, channel: u16, ch: &mut ChannelDeliveries, d: RoutedDelivery) {
         ch.next_tag += 1;
         let tag = ch.next_tag;
@@ -191,7 +153,7 @@ impl ConnHandle {
             std::mem::take(&mut c.early)
         };
         for d in early {
-            self.deliver_now(d);
+            self.deliver(d);
         }
     }
 
@@ -206,46 +168,6 @@ impl ConnHandle {
             let Some(d) = ch.held.pop_front() else { break };
             self.emit(channel, ch, d);
         }
-    }
-
-    /// The queue behind a consumer went away (basic.cancel from the server).
-    fn cancel_consumer(&self, ch_ref: ChannelRef, tag: &ShortStr) {
-        let removed = {
-            let mut channels = self.channels.borrow_mut();
-            match channels.get_mut(&ch_ref.channel) {
-                Some(ch) if ch.open && ch.epoch == ch_ref.epoch => {
-                    ch.consumers.remove(tag).is_some()
-                }
-                _ => false,
-            }
-        };
-        if removed && self.cancel_notify.get() {
-            self.send_method(
-                ch_ref.channel,
-                &Method::BasicCancel(BasicCancel {
-                    consumer_tag: tag.clone(),
-                    no_wait: true,
-                }),
-            );
-        }
-    }
-
-    /// A queue took publish `seq` of this channel.
-    fn accept_publish(&self, ch_ref: ChannelRef, seq: u64) {
-        {
-            let mut channels = self.channels.borrow_mut();
-            let Some(ch) = channels
-                .get_mut(&ch_ref.channel)
-                .filter(|c| c.open && c.epoch == ch_ref.epoch)
-            else {
-                return;
-            };
-            if let Some(t) = ch.publishes.as_mut() {
-                t.accepted(seq);
-            }
-        }
-        self.flush_confirms(ch_ref.channel);
-        self.accepted.notify();
     }
 
     /// Sends the publisher confirm that became due, if any.
@@ -296,15 +218,81 @@ impl ConnHandle {
 }
 
 impl LocalConn for ConnHandle {
+    /// Takes a delivery for one of this connection's consumers.
     fn deliver(&self, d: RoutedDelivery) {
-        self.deliver_now(d);
+        let ch_ref = d.delivery.channel;
+        let mut channels = self.channels.borrow_mut();
+        let live = channels
+            .get_mut(&ch_ref.channel)
+            .filter(|c| c.open && c.epoch == ch_ref.epoch);
+        let Some(ch) = live else {
+            // The channel closed; its release requeues unacked messages.
+            return;
+        };
+        let consumer = ch.consumers.get_mut(&d.delivery.consumer_tag);
+        match consumer {
+            Some(c) if c.id == d.delivery.consumer => {
+                if !c.ready {
+                    c.early.push(d);
+                    return;
+                }
+            }
+            _ => {
+                // Cancelled while this was on its way: give it back.
+                drop(channels);
+                if !d.delivery.no_ack {
+                    self.shard
+                        .settle(d.queue, vec![d.delivery.msg_id], Settle::Requeue);
+                }
+                self.shard.credit(d.queue, d.delivery.consumer, 1);
+                return;
+            }
+        }
+        if !d.delivery.no_ack && ch.global_prefetch > 0 && ch.consumer_unacked >= ch.global_prefetch
+        {
+            ch.held.push_back(d);
+            return;
+        }
+        self.emit(ch_ref.channel, ch, d);
     }
 
-    fn accepted(&self, ch: ChannelRef, seq: u64) {
-        self.accept_publish(ch, seq);
+    /// A queue took publish `seq` of this channel.
+    fn accepted(&self, ch_ref: ChannelRef, seq: u64) {
+        {
+            let mut channels = self.channels.borrow_mut();
+            let Some(ch) = channels
+                .get_mut(&ch_ref.channel)
+                .filter(|c| c.open && c.epoch == ch_ref.epoch)
+            else {
+                return;
+            };
+            if let Some(t) = ch.publishes.as_mut() {
+                t.accepted(seq);
+            }
+        }
+        self.flush_confirms(ch_ref.channel);
+        self.accepted.notify();
     }
 
-    fn server_cancel(&self, ch: ChannelRef, tag: &ShortStr) {
-        self.cancel_consumer(ch, tag);
+    /// The queue behind a consumer went away (basic.cancel from the server).
+    fn server_cancel(&self, ch_ref: ChannelRef, tag: &ShortStr) {
+        let removed = {
+            let mut channels = self.channels.borrow_mut();
+            match channels.get_mut(&ch_ref.channel) {
+                Some(ch) if ch.open && ch.epoch == ch_ref.epoch => {
+                    ch.consumers.remove(tag).is_some()
+                }
+                _ => false,
+            }
+        };
+        if removed && self.cancel_notify.get() {
+            self.send_method(
+                ch_ref.channel,
+                &Method::BasicCancel(BasicCancel {
+                    consumer_tag: tag.clone(),
+                    no_wait: true,
+                }),
+            );
+        }
     }
 }

@@ -45,14 +45,14 @@ pub struct Inbox<T: Send + 'static>(Receivers<Vec<T>>);
 
 impl<T: Send + 'static> Inbox<T> {
     /// Spawns one receiving task per peer that hands every batch to
-    /// `handle(from, batch)`, in the order the peer sent them.
-    pub fn serve(mut self, handle: impl Fn(usize, Vec<T>) + Clone + 'static) {
-        for (from, rx) in self.0.streams() {
+    /// `handle`, in the order the peer sent them.
+    pub fn serve(mut self, handle: impl Fn(Vec<T>) + Clone + 'static) {
+        for (_, rx) in self.0.streams() {
             let handle = handle.clone();
             spawn(async move {
                 let mut handled = 0u32;
                 while let Some(batch) = rx.recv().await {
-                    handle(from, batch);
+                    handle(batch);
                     // A peer that keeps this channel full would otherwise
                     // never let the reactor run (every recv is ready at
                     // once). A shorter glommio preempt timer does the same

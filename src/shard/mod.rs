@@ -47,7 +47,7 @@ use crate::queue::{Delivery, Queue};
 use crate::runtime::mailbox::Mailbox;
 use crate::runtime::sync::{Event, OneshotSender};
 use crate::storage::definitions::Definitions;
-use crate::topology::{QueueMeta, Topology, TopologyChange};
+use crate::topology::{QueueMeta, Topology};
 
 /// What the shard needs from a connection that lives on it: the three
 /// things queues and other shards tell a connection. The connection module
@@ -254,11 +254,6 @@ impl Shard {
     }
 
     // ---- start-up --------------------------------------------------------
-
-    /// Replays a durable topology change at start-up, as `Apply` would.
-    pub fn replay(self: &Rc<Self>, change: &TopologyChange) {
-        self.apply_change(change);
-    }
 
     /// Hands the definitions log to the leader (shard 0).
     pub fn set_definitions(&self, defs: Option<Definitions>) {

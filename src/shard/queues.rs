@@ -189,7 +189,7 @@ impl Shard {
     /// Applies a topology change to this shard's replica; the owning shard
     /// also creates the queue itself. Start-up replays the definitions log
     /// through here too.
-    pub(super) fn apply_change(self: &Rc<Self>, change: &TopologyChange) {
+    pub fn apply_change(self: &Rc<Self>, change: &TopologyChange) {
         if let TopologyChange::QueueAdded(vhost, meta) = change {
             if meta.owner_shard == self.id {
                 self.queues

@@ -184,9 +184,7 @@ impl Conn {
                 (multiple && tag == 0) || d.unacked.binary_search_by_key(&tag, |u| u.tag).is_ok()
             });
             if !known {
-                return Err(AmqpError::precondition(format!(
-                    "unknown delivery tag {tag}"
-                )));
+                return Err(unknown_tag(tag));
             }
             settles.push(TxSettle { tag, multiple, how });
             return Ok(());
@@ -206,9 +204,7 @@ impl Conn {
             let d = channels.get_mut(&number).expect("channel checked");
             if multiple {
                 if tag != 0 && d.unacked.binary_search_by_key(&tag, |u| u.tag).is_err() {
-                    return Err(AmqpError::precondition(format!(
-                        "unknown delivery tag {tag}"
-                    )));
+                    return Err(unknown_tag(tag));
                 }
                 let upto = if tag == 0 { u64::MAX } else { tag };
                 let n = d.unacked.partition_point(|u| u.tag <= upto);
@@ -216,11 +212,7 @@ impl Conn {
             } else {
                 match d.unacked.binary_search_by_key(&tag, |u| u.tag) {
                     Ok(i) => d.unacked.remove(i).into_iter().collect(),
-                    Err(_) => {
-                        return Err(AmqpError::precondition(format!(
-                            "unknown delivery tag {tag}"
-                        )))
-                    }
+                    Err(_) => return Err(unknown_tag(tag)),
                 }
             }
         };
@@ -261,4 +253,9 @@ impl Conn {
         self.settle_tags(number, taken, Settle::Requeue);
         Ok(())
     }
+}
+
+/// 406 for an ack, nack or reject of a tag the channel does not hold.
+fn unknown_tag(tag: u64) -> AmqpError {
+    AmqpError::precondition(format!("unknown delivery tag {tag}"))
 }
