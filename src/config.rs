@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub bind: IpAddr,
+    /// `None`: every interface, IPv6 and IPv4 on one dual-stack socket.
+    pub bind: Option<IpAddr>,
     pub port: u16,
     pub shards: usize,
     pub data_dir: PathBuf,
@@ -12,6 +13,10 @@ pub struct Config {
     /// How long an idle shard polls for work before it sleeps (only when
     /// every shard has its own CPU).
     pub spin_before_park: std::time::Duration,
+    /// How long a call between shards may take before it fails (541).
+    pub call_timeout: std::time::Duration,
+    /// Failpoint for tests: this shard never answers calls.
+    pub failpoint_stall_shard: Option<u16>,
 }
 
 #[derive(Debug, Clone)]

@@ -29,9 +29,10 @@ enum Command {
         /// AMQP port.
         #[arg(long, default_value_t = 5672)]
         port: u16,
-        /// Address to listen on.
-        #[arg(long, default_value = "0.0.0.0")]
-        bind: IpAddr,
+        /// Address to listen on; default: every interface, IPv6 and IPv4
+        /// (dual stack, as RabbitMQ). `0.0.0.0` is IPv4 only.
+        #[arg(long)]
+        bind: Option<IpAddr>,
         /// Number of shards (executors); default: the CPUs this process may
         /// use. More shards than CPUs run unpinned.
         #[arg(long)]
@@ -56,6 +57,14 @@ enum Command {
         /// more shards than CPUs.
         #[arg(long, default_value_t = 30)]
         spin_before_park_us: u64,
+        /// Seconds a request between shards (declare, consume, get...) may
+        /// take before it fails with 541 INTERNAL_ERROR (RabbitMQ's
+        /// channel_operation_timeout, 15 s).
+        #[arg(long, default_value_t = 15)]
+        call_timeout: u64,
+        /// Failpoint for tests: this shard never answers calls.
+        #[arg(long, hide = true)]
+        failpoint_stall_shard: Option<u16>,
         /// Log level or tracing filter (e.g. info, debug, warren=trace).
         #[arg(long, default_value = "info")]
         log: String,
@@ -74,15 +83,20 @@ fn main() {
             segment_size,
             disk_free_limit,
             spin_before_park_us,
+            call_timeout,
+            failpoint_stall_shard,
             log,
         } => {
             let filter = tracing_subscriber::EnvFilter::try_new(&log).unwrap_or_else(|_| {
                 eprintln!("warren: invalid --log filter '{log}', using 'info'");
                 tracing_subscriber::EnvFilter::new("info")
             });
+            // Colour only for a terminal: journald and log files get plain text.
+            use std::io::IsTerminal;
             tracing_subscriber::fmt()
                 .with_env_filter(filter)
                 .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal())
                 .init();
             let shards = shards
                 .unwrap_or_else(|| warren::runtime::allowed_cpus().len())
@@ -106,6 +120,8 @@ fn main() {
                     disk_free_limit,
                 },
                 spin_before_park: std::time::Duration::from_micros(spin_before_park_us),
+                call_timeout: std::time::Duration::from_secs(call_timeout.max(1)),
+                failpoint_stall_shard,
             };
             if let Err(e) = warren::server::run(config) {
                 eprintln!("warren: {e}");

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use crate::config::Config;
 use crate::ids::{QueueId, ShardId};
 use crate::runtime::{self, mailbox::Mailbox, ShardStart};
-use crate::shard::{Shard, ShardMsg, ShardStore};
+use crate::shard::{Shard, ShardMsg, ShardOptions, ShardStore};
 use crate::storage::definitions::Definitions;
 use crate::storage::MessageLog;
 use crate::topology::{owner_shard, TopologyChange};
@@ -29,11 +29,18 @@ impl std::fmt::Display for StartError {
     }
 }
 
+/// How long start-up waits for a predecessor's port to be let go.
+const PORT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Runs the broker until the process is killed.
-pub fn run(config: Config) -> Result<(), StartError> {
+pub fn run(mut config: Config) -> Result<(), StartError> {
     let memlock = runtime::preflight().map_err(|e| StartError(e.0))?;
-    let addr = SocketAddr::new(config.bind, config.port);
-    runtime::net::check_port_free(addr)
+    let addr = match config.bind {
+        Some(ip) => SocketAddr::new(ip, config.port),
+        None => runtime::net::all_interfaces(config.port),
+    };
+    config.bind = Some(addr.ip());
+    runtime::net::wait_port_free(addr, PORT_WAIT)
         .map_err(|e| StartError(format!("cannot listen on {addr}: {e}")))?;
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
         StartError(format!(
@@ -109,6 +116,7 @@ fn handle_shutdown_signals() {
             // SAFETY: `set` is a valid sigset; `sig` is a valid out pointer.
             unsafe { libc::sigwait(&set, &mut sig) };
             tracing::info!("signal {sig} received, shutting down");
+            runtime::net::stop_listening();
             std::process::exit(0);
         });
     if let Err(e) = spawned {
@@ -182,7 +190,10 @@ async fn shard_main(
         mailbox,
         inbox,
     } = start;
-    let addr = SocketAddr::new(config.bind, config.port);
+    let addr = SocketAddr::new(
+        config.bind.expect("run() resolved the address"),
+        config.port,
+    );
     let listener = match runtime::net::listen(addr) {
         Ok(l) => l,
         Err(e) => {
@@ -276,6 +287,10 @@ fn open_shard(
         mailbox,
         store,
         durable.next_queue_id,
+        ShardOptions {
+            call_timeout: config.call_timeout,
+            stall_calls: config.failpoint_stall_shard == Some(id as u16),
+        },
     );
     for c in &changes {
         shard.apply_change(c);

@@ -284,3 +284,63 @@ async fn closing_connection_with_open_channels_is_clean() {
     declare_queue(&ch, &q).await;
     w!(ch.queue_delete(q.as_str().into(), Default::default())).unwrap();
 }
+
+/// A shard that cannot answer (a failpoint stalls shard 1's calls) costs
+/// its callers a 541 INTERNAL_ERROR after the call timeout, never a hang;
+/// queues on the other shards keep working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_to_a_stuck_shard_fails_in_bounded_time() {
+    if skip_external("a_call_to_a_stuck_shard_fails_in_bounded_time") {
+        return;
+    }
+    let mut broker = TestBroker::start_with(&["--shards", "3"]).await;
+    let owned_by = |shard: usize| {
+        (0..)
+            .map(|i| unique(&format!("stuck-{i}")))
+            .find(|n| warren::topology::owner_shard("/", n, 3).index() == shard)
+            .unwrap()
+    };
+    let (stuck, fine) = (owned_by(1), owned_by(2));
+    {
+        let (_conn, ch) = broker.connect_channel().await;
+        for q in [&stuck, &fine] {
+            let durable = QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            };
+            w!(ch.queue_declare(q.as_str().into(), durable, FieldTable::default()))
+                .expect("declare a durable queue");
+        }
+    }
+    // Declares would fail now (the leader's broadcast waits on shard 1
+    // too): the queues come back from disk instead.
+    broker
+        .restart_with(&[
+            "--shards",
+            "3",
+            "--call-timeout",
+            "1",
+            "--failpoint-stall-shard",
+            "1",
+        ])
+        .await;
+    let (_conn, ch) = broker.connect_channel().await;
+    let started = std::time::Instant::now();
+    let res = within(
+        Duration::from_secs(10),
+        ch.basic_get(stuck.as_str().into(), Default::default()),
+    )
+    .await;
+    assert_eq!(
+        res.as_ref().err().and_then(amqp_code),
+        Some(541),
+        "basic.get on the stuck shard's queue: {res:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the call took {:?}",
+        started.elapsed()
+    );
+    let (_conn, ch) = broker.connect_channel().await;
+    assert!(get_noack(&ch, &fine).await.is_none());
+}

@@ -1184,3 +1184,143 @@ async fn large_deliveries_to_a_slow_reader_arrive_whole_and_in_order() {
     delete_queue(&ch, &q).await;
     let _ = w!(conn.close(200, "bye".into()));
 }
+
+// ---------------------------------------------------------------------------
+// Confirms, update-secret and closing (issue 10)
+// ---------------------------------------------------------------------------
+
+/// A burst of confirmed publishes to queues on several shards: the broker
+/// acknowledges with `multiple` for whatever became confirmed together
+/// rather than one frame per message, on every shard count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confirms_for_a_burst_coalesce_into_multiple_acks() {
+    const N: u64 = 300;
+    let broker = TestBroker::start().await;
+    let mut raw = Raw::open_channel1(&broker).await;
+    let ex = unique("burst-fanout");
+    // exchange.declare: reserved, name, type, bits, arguments
+    raw.send(&method(
+        1,
+        40,
+        10,
+        Args::default().u16(0).ss(&ex).ss("fanout").u8(0).no_table(),
+    ))
+    .await;
+    raw.expect_method(1, 40, 11).await;
+    // Four queues: with 3 shards at least one is almost surely remote.
+    for i in 0..4 {
+        let q = unique(&format!("burst-q{i}"));
+        raw.send(&queue_declare(1, &q, true)).await;
+        raw.expect_method(1, 50, 11).await;
+        // queue.bind: reserved, queue, exchange, key, no-wait, arguments
+        raw.send(&method(
+            1,
+            50,
+            20,
+            Args::default()
+                .u16(0)
+                .ss(&q)
+                .ss(&ex)
+                .ss("")
+                .u8(0)
+                .no_table(),
+        ))
+        .await;
+        raw.expect_method(1, 50, 21).await;
+    }
+    raw.send(&method(1, 85, 10, Args::default().u8(0))).await;
+    raw.expect_method(1, 85, 11).await;
+    let mut burst = Vec::new();
+    for _ in 0..N {
+        burst.extend(basic_publish(1, &ex, ""));
+        burst.extend(content_header(1, 3));
+        burst.extend(body(1, b"abc"));
+    }
+    raw.send(&burst).await;
+    let (mut upto, mut frames, mut multiples) = (0u64, 0, 0);
+    while upto < N {
+        let args = raw.expect_method(1, 60, 80).await;
+        let tag = u64::from_be_bytes(args[..8].try_into().unwrap());
+        let multiple = args[8] & 1 == 1;
+        assert!(tag > upto, "ack {tag} after {upto}: confirms out of order");
+        assert!(
+            multiple || tag == upto + 1,
+            "single ack {tag} skips publishes after {upto}"
+        );
+        frames += 1;
+        multiples += multiple as u32;
+        upto = tag;
+    }
+    assert!(
+        multiples > 0 && frames < N,
+        "{frames} ack frames for {N} publishes ({multiples} with multiple): confirms did not coalesce"
+    );
+    raw.send(&connection_close(200)).await;
+    raw.expect_method(0, 10, 51).await;
+}
+
+/// connection.update-secret gets update-secret-ok (RabbitMQ's internal
+/// user database), and the connection goes on as the same user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_secret_gets_update_secret_ok() {
+    let broker = TestBroker::start().await;
+    let mut raw = Raw::open_channel1(&broker).await;
+    raw.send(&method(
+        0,
+        10,
+        70,
+        Args::default().ls(b"guest").ss("token refresh"),
+    ))
+    .await;
+    raw.expect_method(0, 10, 71).await;
+    raw.send(&queue_declare(1, "", true)).await;
+    raw.expect_method(1, 50, 11).await;
+    raw.send(&connection_close(200)).await;
+    raw.expect_method(0, 10, 51).await;
+}
+
+/// After close-ok the broker keeps reading until the client closes: a
+/// client whose publishes were still queued behind its close writes them
+/// without a reset, and then sees the broker's end of the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_after_close_ok_meet_no_reset() {
+    let broker = TestBroker::start().await;
+    let mut raw = Raw::open_channel1(&broker).await;
+    raw.send(&connection_close(200)).await;
+    raw.expect_method(0, 10, 51).await;
+    let mut late = Vec::new();
+    for _ in 0..200 {
+        late.extend(basic_publish(1, "", "nowhere"));
+        late.extend(content_header(1, 1000));
+        late.extend(body(1, &[7u8; 1000]));
+    }
+    let deadline = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < deadline {
+        w!(raw.sock.write_all(&late)).expect("a write after close-ok must not be reset");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // As RabbitMQ, the broker leaves closing to the client: once the
+    // client's side is shut, the broker's follows, with nothing more sent.
+    w!(raw.sock.shutdown()).expect("shut down the client's side");
+    raw.expect_closed().await;
+}
+
+/// A server-initiated close discards what the client still sends until
+/// close-ok, then closes the socket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_after_a_server_close_are_discarded_until_close_ok() {
+    let broker = TestBroker::start().await;
+    let mut raw = Raw::open(&broker).await;
+    // A method on a channel that was never opened: 504 CHANNEL_ERROR.
+    raw.send(&queue_declare(3, "", true)).await;
+    let args = raw.expect_method(0, 10, 50).await;
+    assert_eq!(u16::from_be_bytes([args[0], args[1]]), 504);
+    for _ in 0..20 {
+        let mut more = basic_publish(3, "", "nowhere");
+        more.extend(heartbeat(0));
+        w!(raw.sock.write_all(&more)).expect("writes before close-ok must not be reset");
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    raw.send(&method(0, 10, 51, Args::default())).await;
+    raw.expect_closed().await;
+}

@@ -29,7 +29,8 @@ pub fn authenticate(
     if user != "guest" || pass != "guest" {
         return Err(AuthError::Refused);
     }
-    if peer.is_some_and(|ip| !ip.is_loopback()) {
+    // On a dual-stack socket 127.0.0.1 arrives as ::ffff:127.0.0.1.
+    if peer.is_some_and(|ip| !ip.to_canonical().is_loopback()) {
         return Err(AuthError::LoopbackOnly);
     }
     Ok(user)

@@ -73,6 +73,8 @@ pub struct ConnHandle {
     pub accepted: Event,
     /// Deliveries written since the last credit return, per consumer.
     pub credits: RefCell<AHashMap<(QueueRef, ConsumerId), u32>>,
+    /// Channels whose confirms the shard's pump will have us send.
+    confirms_due: RefCell<Vec<u16>>,
 }
 
 impl ConnHandle {
@@ -90,6 +92,7 @@ impl ConnHandle {
             channels: RefCell::new(AHashMap::new()),
             accepted: Event::default(),
             credits: RefCell::new(AHashMap::new()),
+            confirms_due: RefCell::new(Vec::new()),
         })
     }
 
@@ -270,8 +273,22 @@ impl LocalConn for ConnHandle {
                 t.accepted(seq);
             }
         }
-        self.flush_confirms(ch_ref.channel);
+        let mut due = self.confirms_due.borrow_mut();
+        if due.is_empty() {
+            self.shard.confirms_due(self.id);
+        }
+        if !due.contains(&ch_ref.channel) {
+            due.push(ch_ref.channel);
+        }
+        drop(due);
         self.accepted.notify();
+    }
+
+    fn send_confirms(&self) {
+        let due = std::mem::take(&mut *self.confirms_due.borrow_mut());
+        for channel in due {
+            self.flush_confirms(channel);
+        }
     }
 
     /// The queue behind a consumer went away (basic.cancel from the server).

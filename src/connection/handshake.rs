@@ -172,6 +172,7 @@ impl Conn {
         // A peer silent for two heartbeat intervals is gone.
         let timeout = (self.heartbeat > 0).then(|| Duration::from_secs(2 * self.heartbeat as u64));
         let _ = self.socket.set_read_timeout(timeout);
+        self.phase = super::Phase::Open;
         Ok(())
     }
 }

@@ -6,6 +6,7 @@
 //! accumulated in the connection's output buffer in one `write` per wakeup.
 mod auth;
 mod channel;
+mod closing;
 mod handle;
 mod handshake;
 mod output;
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant};
 
 pub use handle::ConnHandle;
 
-use crate::codec::{self, reply_code, ConnectionClose, ConnectionCloseOk, Frame, Method};
+use crate::codec::{self, reply_code, ConnectionCloseOk, Frame, Method};
 use crate::error::AmqpError;
 use crate::ids::ConnId;
 use crate::runtime::net::ConnSocket;
@@ -79,12 +80,14 @@ async fn run(shard: Rc<Shard>, socket: ConnSocket) {
         declared_exclusive: false,
         blocked_notify: false,
         published: false,
+        phase: Phase::Handshake,
     };
     let outcome = conn.session().await;
     match &outcome {
         Ok(()) | Err(Close::Done) | Err(Close::Gone) => {}
         Err(Close::Error(e, ..)) => tracing::info!(conn = %id, "closed connection: {}", e.text),
     }
+    let linger = matches!(outcome, Ok(()) | Err(Close::Done));
     conn.release_all();
     if conn.declared_exclusive {
         let op = ConnectionClosed {
@@ -97,6 +100,13 @@ async fn run(shard: Rc<Shard>, socket: ConnSocket) {
     handle.write_ready.notify();
     writer_task.await;
     shard.schedule_pump();
+    if linger {
+        // The writer sent close-ok; as RabbitMQ, leave closing to the
+        // client and read on meanwhile, so its queued writes never meet a
+        // reset.
+        conn.linger_after_close_ok().await;
+    }
+    conn.socket.shutdown_write();
 }
 
 /// Writes the output buffer whenever something is in it: all frames that
@@ -137,7 +147,6 @@ async fn write_loop(handle: Rc<ConnHandle>, socket: ConnSocket) {
             output::Output::default()
         };
     }
-    socket.shutdown_write();
 }
 
 pub(crate) struct Conn {
@@ -163,6 +172,19 @@ pub(crate) struct Conn {
     blocked_notify: bool,
     /// A publish completed since the frame loop last looked.
     published: bool,
+    /// What a read timeout means now (for its log line).
+    phase: Phase,
+}
+
+/// Where a connection is in its life, as far as a read timeout goes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Phase {
+    /// Before connection.open-ok: the handshake's time limit.
+    Handshake,
+    /// Open: a read timeout is two missed heartbeat intervals.
+    Open,
+    /// We sent connection.close and wait for close-ok.
+    Closing,
 }
 
 const READ_CHUNK: usize = 64 * 1024;
@@ -204,7 +226,13 @@ impl Conn {
         }
         // Read into a reused scratch buffer and append what arrived: cheaper
         // than zeroing the BytesMut's spare capacity before every read.
-        let n = recv(&self.socket, self.handle.id, &mut self.scratch[..]).await?;
+        let n = recv(
+            &self.socket,
+            self.handle.id,
+            self.phase,
+            &mut self.scratch[..],
+        )
+        .await?;
         if self.buf.is_empty() && n < FIRST_READ_CHUNK {
             // A quiet connection: a fresh, right-sized buffer rather than
             // keeping a big one around between rare reads.
@@ -230,7 +258,13 @@ impl Conn {
         let have = self.buf.len();
         // Zeroing only the missing part costs less than the copy it saves.
         self.buf.resize(total, 0);
-        let got = recv(&self.socket, self.handle.id, &mut self.buf[have..]).await;
+        let got = recv(
+            &self.socket,
+            self.handle.id,
+            self.phase,
+            &mut self.buf[have..],
+        )
+        .await;
         self.buf.truncate(have + *got.as_ref().unwrap_or(&0));
         got.map(|_| ())
     }
@@ -384,11 +418,21 @@ impl Conn {
                 Err(Close::Done)
             }
             Method::ConnectionCloseOk(_) => Err(Close::Gone),
-            Method::ConnectionUpdateSecret(_) => Err(Close::Error(
-                AmqpError::not_implemented("connection.update-secret: no token-based auth"),
-                codec::ConnectionUpdateSecret::CLASS_ID,
-                codec::ConnectionUpdateSecret::METHOD_ID,
-            )),
+            Method::ConnectionUpdateSecret(m) => {
+                // As RabbitMQ's internal user database: the user and its
+                // rights stay those of the login; the new secret is taken.
+                tracing::info!(
+                    conn = %self.handle.id,
+                    user = %self.user,
+                    reason = %m.reason,
+                    "connection.update-secret: secret updated"
+                );
+                self.handle.send_method(
+                    0,
+                    &Method::ConnectionUpdateSecretOk(codec::ConnectionUpdateSecretOk {}),
+                );
+                Ok(())
+            }
             other => Err(Close::Error(
                 AmqpError::command_invalid(format!(
                     "unexpected method {} on channel 0",
@@ -398,46 +442,6 @@ impl Conn {
                 other.method_id(),
             )),
         }
-    }
-
-    /// Sends connection.close and waits (briefly) for close-ok.
-    async fn close_with(
-        &mut self,
-        e: AmqpError,
-        class_id: u16,
-        method_id: u16,
-    ) -> Result<(), Close> {
-        self.release_all();
-        self.handle.send_method(
-            0,
-            &Method::ConnectionClose(ConnectionClose {
-                reply_code: e.code,
-                reply_text: codec::ShortStr::from(truncate_text(&e.text)),
-                class_id,
-                method_id,
-            }),
-        );
-        let _ = self.socket.set_read_timeout(Some(Duration::from_secs(3)));
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline {
-            match self.next_frame().await {
-                Ok(Frame::Method {
-                    channel: 0,
-                    method: Method::ConnectionCloseOk(_),
-                }) => break,
-                Ok(Frame::Method {
-                    channel: 0,
-                    method: Method::ConnectionClose(_),
-                }) => {
-                    self.handle
-                        .send_method(0, &Method::ConnectionCloseOk(ConnectionCloseOk {}));
-                    break;
-                }
-                Ok(_) => continue,
-                Err(_) => break,
-            }
-        }
-        Err(Close::Error(e, class_id, method_id))
     }
 
     fn spawn_heartbeat(&self) {
@@ -471,32 +475,61 @@ impl Conn {
     }
 }
 
-/// One read from the socket; `Close::Gone` on EOF, errors and read timeouts.
-async fn recv(socket: &ConnSocket, conn: ConnId, dst: &mut [u8]) -> Result<usize, Close> {
+/// One read from the socket; `Close::Gone` on EOF, errors and read timeouts
+/// (logged as what they mean in `phase`).
+async fn recv(
+    socket: &ConnSocket,
+    conn: ConnId,
+    phase: Phase,
+    dst: &mut [u8],
+) -> Result<usize, Close> {
     match socket.read(dst).await {
         Ok(0) => Err(Close::Gone),
         Ok(n) => Ok(n),
         Err(e) => {
             if e.kind() == std::io::ErrorKind::TimedOut {
-                tracing::info!(%conn, "missed heartbeats from client, closing");
+                match phase {
+                    Phase::Handshake => tracing::info!(%conn, "handshake timed out, closing"),
+                    Phase::Open => tracing::info!(%conn, "missed heartbeats from client, closing"),
+                    Phase::Closing => {
+                        tracing::info!(%conn, "connection.close-ok did not come in time, closing")
+                    }
+                }
             }
             Err(Close::Gone)
         }
     }
 }
 
-/// AMQP reply texts are short strings.
+/// AMQP reply texts are short strings: a longer one is cut to 252 bytes
+/// and marked with "...", as RabbitMQ does.
 fn truncate_text(s: &str) -> String {
     if s.len() <= 255 {
         return s.to_string();
     }
-    let mut end = 255;
+    let mut end = 252;
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    s[..end].to_string()
+    format!("{}...", &s[..end])
 }
 
 pub(crate) fn conn_error(code: u16, text: impl Into<String>) -> Close {
     Close::Error(AmqpError::new(code, text), 0, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::truncate_text;
+
+    #[test]
+    fn long_reply_texts_are_cut_with_an_ellipsis() {
+        assert_eq!(truncate_text("short"), "short");
+        let exact = "x".repeat(255);
+        assert_eq!(truncate_text(&exact), exact);
+        let long = "é".repeat(200); // 400 bytes, 2 per char
+        let cut = truncate_text(&long);
+        assert!(cut.len() <= 255 && cut.ends_with("..."), "{}", cut.len());
+        assert_eq!(cut, format!("{}...", "é".repeat(126)));
+    }
 }

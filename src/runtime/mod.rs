@@ -95,6 +95,17 @@ pub async fn sleep(d: Duration) {
     glommio::timer::sleep(d).await;
 }
 
+/// `fut`'s output, or `None` when `d` passes first (`fut` is dropped).
+pub async fn timeout<T>(d: Duration, fut: impl Future<Output = T>) -> Option<T> {
+    use futures_lite::FutureExt;
+    async { Some(fut.await) }
+        .or(async {
+            sleep(d).await;
+            None
+        })
+        .await
+}
+
 /// Why the runtime could not start.
 #[derive(Debug)]
 pub struct RuntimeError(pub String);

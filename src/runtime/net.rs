@@ -11,14 +11,70 @@ use std::os::fd::{FromRawFd, IntoRawFd};
 use std::pin::Pin;
 use std::rc::Rc;
 
-/// Fails if anything already listens on `addr`, including another Warren:
-/// a plain bind (no SO_REUSEPORT) cannot share the port with anyone, so we
-/// do not silently split connections with a second broker.
-pub fn check_port_free(addr: SocketAddr) -> std::io::Result<()> {
+/// The wildcard address for "all interfaces": IPv6's `::` with IPv4 mapped
+/// onto it (one dual-stack socket, as RabbitMQ listens by default), or
+/// IPv4's `0.0.0.0` on a kernel without IPv6.
+pub fn all_interfaces(port: u16) -> SocketAddr {
+    let v6 = SocketAddr::new(std::net::Ipv6Addr::UNSPECIFIED.into(), port);
+    if socket_for(v6).is_ok() {
+        v6
+    } else {
+        SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), port)
+    }
+}
+
+/// A TCP socket for `addr`; an IPv6 wildcard takes IPv4 too, whatever
+/// the system's `bindv6only` default.
+fn socket_for(addr: SocketAddr) -> io::Result<Socket> {
     let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() && addr.ip().is_unspecified() {
+        s.set_only_v6(false)?;
+    }
     s.set_reuse_address(true)?;
-    s.bind(&addr.into())?;
-    Ok(())
+    Ok(s)
+}
+
+/// Waits up to `limit` for `addr` to be free, then fails if anything still
+/// listens on it, including another Warren: a plain bind (no SO_REUSEPORT)
+/// cannot share the port with anyone, so we never silently split
+/// connections with a second broker. The wait covers a predecessor's
+/// listening sockets, which outlive its exit for a moment (io_uring tears
+/// its rings down asynchronously) and, after a SIGKILL, still accept.
+pub fn wait_port_free(addr: SocketAddr, limit: std::time::Duration) -> io::Result<()> {
+    let deadline = std::time::Instant::now() + limit;
+    let mut told = false;
+    loop {
+        match socket_for(addr).and_then(|s| s.bind(&addr.into())) {
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(e);
+                }
+                if !told {
+                    tracing::info!("{addr} is in use; waiting up to {limit:?} for it to be freed");
+                    told = true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The process's listening sockets, so that a shutdown can close them
+/// before it exits (see [`stop_listening`]).
+static LISTENING: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
+
+/// Stops every listener accepting, at once: `shutdown` unhashes a
+/// listening socket from its port, where closing it at exit would leave it
+/// accepting (and resetting) connections until io_uring lets it go. Called
+/// only on the way out.
+pub fn stop_listening() {
+    let fds = LISTENING.lock().unwrap_or_else(|p| p.into_inner());
+    for &fd in fds.iter() {
+        // SAFETY: shutdown on a listening socket this process opened and
+        // never closes before exit.
+        unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+    }
 }
 
 /// One shard's listening socket.
@@ -35,12 +91,18 @@ impl Listener {
 /// One shard's listener: SO_REUSEPORT so every shard binds the same port
 /// and the kernel spreads connections across them.
 pub fn listen(addr: SocketAddr) -> std::io::Result<Listener> {
-    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    s.set_reuse_address(true)?;
+    let s = socket_for(addr)?;
     s.set_reuse_port(true)?;
     s.set_nonblocking(true)?;
     s.bind(&addr.into())?;
     s.listen(4096)?;
+    {
+        use std::os::fd::AsRawFd;
+        LISTENING
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(s.as_raw_fd());
+    }
     // SAFETY: the fd is a bound, listening TCP socket whose ownership moves
     // into the TcpListener.
     Ok(Listener(unsafe {

@@ -41,7 +41,9 @@ impl<C: Call> AnyCall for C {
 
 impl Shard {
     /// Runs `op` on shard `to` and waits for its result. A shard that goes
-    /// away without answering gives 541.
+    /// away without answering, or does not answer within the call timeout
+    /// (RabbitMQ's `channel_operation_timeout`), gives 541: a stuck shard
+    /// never hangs its callers. A late answer is dropped.
     pub async fn call<C: Call>(self: &Rc<Self>, to: ShardId, op: C) -> AmqpResult<C::Output> {
         let call = self.next_call.get();
         self.next_call.set(call + 1);
@@ -56,9 +58,18 @@ impl Shard {
             },
         );
         self.schedule_pump();
-        let reply = rx
-            .await
-            .ok_or_else(|| AmqpError::internal(format!("shard {to} did not answer")))?;
+        let limit = self.options.call_timeout;
+        let reply = match crate::runtime::timeout(limit, rx).await {
+            Some(Some(reply)) => reply,
+            Some(None) => return Err(AmqpError::internal(format!("shard {to} did not answer"))),
+            None => {
+                self.pending_calls.borrow_mut().remove(&call);
+                tracing::error!("shard {to} did not answer a call within {limit:?}");
+                return Err(AmqpError::internal(format!(
+                    "shard {to} did not answer within {limit:?}"
+                )));
+            }
+        };
         match reply.downcast::<AmqpResult<C::Output>>() {
             Ok(result) => *result,
             // Unreachable: the reply was made by this call's own type.
@@ -73,6 +84,10 @@ impl Shard {
 
     /// Runs a call that arrived, as its own task, and answers `from`.
     pub(super) fn serve_call(self: &Rc<Self>, from: ShardId, call: u64, op: Box<dyn AnyCall>) {
+        if self.options.stall_calls {
+            // Failpoint: a shard that cannot answer (tests only).
+            return;
+        }
         let this = self.clone();
         crate::runtime::spawn(async move {
             let reply = op.run_any(this.clone()).await;

@@ -49,14 +49,28 @@ use crate::runtime::sync::{Event, OneshotSender};
 use crate::storage::definitions::Definitions;
 use crate::topology::{QueueMeta, Topology};
 
+/// How a shard behaves, from the configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct ShardOptions {
+    /// How long a call to another shard may take before it fails (541).
+    pub call_timeout: std::time::Duration,
+    /// Failpoint for tests: this shard never answers calls.
+    pub stall_calls: bool,
+}
+
 /// What the shard needs from a connection that lives on it: the three
-/// things queues and other shards tell a connection. The connection module
+/// things queues and other shards tell a connection, and when to confirm. The connection module
 /// implements it, so the shard does not depend on the connection.
 pub trait LocalConn {
     /// A queue delivers a message to one of this connection's consumers.
     fn deliver(&self, d: RoutedDelivery);
-    /// A queue took publish `seq` of channel `ch` (confirms and tx).
+    /// A queue took publish `seq` of channel `ch` (confirms and tx). The
+    /// connection sends no confirm yet: it asks for [`Shard::confirms_due`]
+    /// and sends them all in [`LocalConn::send_confirms`].
     fn accepted(&self, ch: ChannelRef, seq: u64);
+    /// Sends the confirms that became due since the last call: one
+    /// `basic.ack` (with `multiple` when it covers more) per channel.
+    fn send_confirms(&self);
     /// The queue behind consumer `tag` went away: basic.cancel from the
     /// server.
     fn server_cancel(&self, ch: ChannelRef, tag: &ShortStr);
@@ -114,12 +128,16 @@ impl OwnedQueue {
 pub struct Shard {
     id: ShardId,
     shards: usize,
+    options: ShardOptions,
     mailbox: Rc<Mailbox<ShardMsg>>,
     topology: RefCell<Topology>,
     queues: RefCell<AHashMap<QueueId, OwnedQueue>>,
     conns: RefCell<AHashMap<ConnId, Rc<dyn LocalConn>>>,
     /// Owned queues changed since the last pump.
     dirty: RefCell<Vec<QueueId>>,
+    /// Connections with confirms to send at the end of the pump: one
+    /// `basic.ack multiple` for a whole batch of acceptances.
+    confirms_due: RefCell<Vec<ConnId>>,
     /// Reused by `publish` so routing allocates nothing per message.
     route_scratch: RefCell<Vec<ShortStr>>,
     deliveries: RefCell<Vec<RoutedDelivery>>,
@@ -143,15 +161,18 @@ impl Shard {
         mailbox: Rc<Mailbox<ShardMsg>>,
         store: ShardStore,
         next_queue_id: QueueId,
+        options: ShardOptions,
     ) -> Rc<Self> {
         Rc::new(Shard {
             id,
             shards,
+            options,
             mailbox,
             topology: RefCell::new(Topology::new()),
             queues: RefCell::new(AHashMap::new()),
             conns: RefCell::new(AHashMap::new()),
             dirty: RefCell::new(Vec::new()),
+            confirms_due: RefCell::new(Vec::new()),
             route_scratch: RefCell::new(Vec::new()),
             deliveries: RefCell::new(Vec::new()),
             pump_scheduled: Cell::new(false),
@@ -208,6 +229,12 @@ impl Shard {
     /// (its channels' release requeues anything unacked).
     pub fn unregister_conn(&self, id: ConnId) {
         self.conns.borrow_mut().remove(&id);
+    }
+
+    /// Connection `id` has confirms to send: the pump sends them after
+    /// the batch in hand (see [`LocalConn::send_confirms`]).
+    pub fn confirms_due(&self, id: ConnId) {
+        self.confirms_due.borrow_mut().push(id);
     }
 
     fn conn(&self, id: ConnId) -> Option<Rc<dyn LocalConn>> {

@@ -237,6 +237,12 @@ impl Shard {
                 self.send(d.delivery.channel.shard, ShardMsg::Deliver(d));
             }
         }
+        let due = std::mem::take(&mut *self.confirms_due.borrow_mut());
+        for id in due {
+            if let Some(conn) = self.conn(id) {
+                conn.send_confirms();
+            }
+        }
         self.store.borrow_mut().flush_events();
         self.mailbox.flush();
     }

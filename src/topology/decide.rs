@@ -6,7 +6,7 @@
 //! persisting, broadcasting, asking queue owners.
 
 use super::{owner_shard, random_name, ExchangeMeta, QueueMeta, Topology, TopologyChange};
-use crate::codec::{FieldTable, ShortStr};
+use crate::codec::{reply_code, FieldTable, ShortStr};
 use crate::error::{describe, exclusive_locked, AmqpError, AmqpResult};
 use crate::ids::{ConnRef, QueueId, ShardId};
 use crate::routing::{headers, Binding, Destination, ExchangeKind};
@@ -182,9 +182,14 @@ pub fn declare_queue(
             return Err(exclusive_locked(&name, vhost));
         }
         if !decl.passive {
+            // RabbitMQ checks exclusivity strictly on a redeclare, before
+            // the other flags: the owner asking for a shared queue (or
+            // anyone asking for an exclusive one that is shared) is 405.
+            if cur.exclusive != decl.exclusive.then_some(decl.conn) {
+                return Err(exclusive_locked(&name, vhost));
+            }
             let flags = [
                 ("durable", decl.durable, cur.durable),
-                ("exclusive", decl.exclusive, cur.exclusive.is_some()),
                 ("auto_delete", decl.auto_delete, cur.auto_delete),
             ];
             for (arg, got, current) in flags {
@@ -265,8 +270,14 @@ pub fn auto_delete_exchange(
         .then(|| TopologyChange::ExchangeRemoved(vhost.clone(), name.clone()))
 }
 
-/// Checks both ends of a binding.
-fn check_binding(topo: &Topology, vhost: &str, b: &Binding, conn: ConnRef) -> AmqpResult<()> {
+/// Checks both ends of a binding, and a new one's arguments.
+fn check_binding(
+    topo: &Topology,
+    vhost: &str,
+    b: &Binding,
+    conn: ConnRef,
+    add: bool,
+) -> AmqpResult<()> {
     if b.source.is_empty() {
         return Err(default_exchange_refused());
     }
@@ -286,14 +297,15 @@ fn check_binding(topo: &Topology, vhost: &str, b: &Binding, conn: ConnRef) -> Am
             }
         }
     }
-    if source.kind == ExchangeKind::Headers {
+    if add && source.kind == ExchangeKind::Headers {
         headers::validate_x_match(&b.arguments).map_err(AmqpError::precondition)?;
     }
     Ok(())
 }
 
 /// queue.bind/exchange.bind (`add`) or their unbinds: both idempotent, as
-/// in RabbitMQ, so `None` when the binding already is (or is not) there.
+/// in RabbitMQ, so `None` when the binding already is (or is not) there,
+/// or, for an unbind, when either end is missing.
 pub fn set_binding(
     topo: &Topology,
     vhost: &ShortStr,
@@ -301,7 +313,12 @@ pub fn set_binding(
     conn: ConnRef,
     add: bool,
 ) -> AmqpResult<Option<TopologyChange>> {
-    check_binding(topo, vhost, &b, conn)?;
+    match check_binding(topo, vhost, &b, conn, add) {
+        // RabbitMQ 3.10 answers unbind-ok when an end is missing: clean-up
+        // after an auto-delete must not fail.
+        Err(e) if !add && e.code == reply_code::NOT_FOUND => return Ok(None),
+        res => res?,
+    }
     let exists = topo.vhost(vhost).is_some_and(|v| v.routing.has_binding(&b));
     Ok(match (add, exists) {
         (true, false) => Some(TopologyChange::BindingAdded(vhost.clone(), b)),
@@ -446,6 +463,12 @@ mod tests {
             405
         );
         assert!(delete_queue(&topo, "/", "x", conn(1)).unwrap().is_some());
+        // The owner redeclaring it as shared is 405 too, as in RabbitMQ.
+        let err = declare_queue(&topo, &v, decl("x", false, conn(1)), QueueId(2), 1).unwrap_err();
+        assert_eq!(err.code, 405);
+        let shared = with_queue(decl("s", false, conn(1)));
+        let err = declare_queue(&shared, &v, decl("s", true, conn(1)), QueueId(2), 1).unwrap_err();
+        assert_eq!(err.code, 405);
         assert_eq!(exclusive_queues(&topo, conn(1)).len(), 1);
         assert!(exclusive_queues(&topo, conn(2)).is_empty());
     }
@@ -510,6 +533,20 @@ mod tests {
             set_binding(&topo, &v, b.clone(), conn(1), false),
             Ok(Some(TopologyChange::BindingRemoved(..)))
         ));
+        // Unbinding from a missing exchange or queue is unbind-ok.
+        for (source, queue) in [("nope", "q"), ("amq.direct", "nope")] {
+            let missing = Binding {
+                source: ShortStr::from(source),
+                destination: Destination::Queue(ShortStr::from(queue)),
+                ..b.clone()
+            };
+            assert!(matches!(
+                set_binding(&topo, &v, missing.clone(), conn(1), false),
+                Ok(None)
+            ));
+            let err = set_binding(&topo, &v, missing, conn(1), true).unwrap_err();
+            assert_eq!(err.code, 404);
+        }
         assert_eq!(
             sources_of_queue(&topo, "/", &ShortStr::from_static("q")),
             vec![ShortStr::from_static("amq.direct")]

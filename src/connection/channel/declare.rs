@@ -152,13 +152,7 @@ impl Conn {
     }
 
     pub(super) async fn queue_bind(&mut self, number: u16, m: QueueBind) -> MethodResult {
-        let queue = self.queue_name(number, m.queue)?;
-        let routing_key = if m.routing_key.is_empty() && self.channels[&number].last_queue == queue
-        {
-            queue.clone()
-        } else {
-            m.routing_key
-        };
+        let (queue, routing_key) = self.binding_names(number, m.queue, m.routing_key)?;
         let b = Binding {
             source: m.exchange,
             destination: Destination::Queue(queue),
@@ -171,11 +165,11 @@ impl Conn {
     }
 
     pub(super) async fn queue_unbind(&mut self, number: u16, m: QueueUnbind) -> MethodResult {
-        let queue = self.queue_name(number, m.queue)?;
+        let (queue, routing_key) = self.binding_names(number, m.queue, m.routing_key)?;
         let b = Binding {
             source: m.exchange,
             destination: Destination::Queue(queue),
-            routing_key: m.routing_key,
+            routing_key,
             arguments: m.arguments,
         };
         self.bind(b, false).await?;
@@ -252,7 +246,7 @@ impl Conn {
     }
 
     /// The spec's rule: an empty queue name means the channel's last
-    /// declared queue; with none, 530 NOT_ALLOWED (RabbitMQ's answer).
+    /// declared queue; with none, RabbitMQ closes the channel with 404.
     pub(super) fn queue_name(&self, number: u16, name: ShortStr) -> Result<ShortStr, AmqpError> {
         if !name.is_empty() {
             return Ok(name);
@@ -260,11 +254,27 @@ impl Conn {
         let last = &self.channels[&number].last_queue;
         if last.is_empty() {
             return Err(AmqpError::new(
-                reply_code::NOT_ALLOWED,
+                reply_code::NOT_FOUND,
                 "no previously declared queue",
             ));
         }
         Ok(last.clone())
+    }
+
+    /// The queue and routing key a queue.bind or queue.unbind means. The
+    /// spec's shortcut (and RabbitMQ's): an empty routing key stands for
+    /// the queue's name only when the queue name was empty too; an explicit
+    /// queue with key "" binds "" (kombu's default binding).
+    fn binding_names(
+        &self,
+        number: u16,
+        queue: ShortStr,
+        routing_key: ShortStr,
+    ) -> Result<(ShortStr, ShortStr), AmqpError> {
+        let shortcut = queue.is_empty() && routing_key.is_empty();
+        let queue = self.queue_name(number, queue)?;
+        let key = if shortcut { queue.clone() } else { routing_key };
+        Ok((queue, key))
     }
 
     /// A queue this connection may use: exists, and not another
