@@ -15,8 +15,28 @@ pub struct Config {
     pub spin_before_park: std::time::Duration,
     /// How long a call between shards may take before it fails (541).
     pub call_timeout: std::time::Duration,
-    /// Failpoint for tests: this shard never answers calls.
-    pub failpoint_stall_shard: Option<u16>,
+}
+
+/// Test hooks, off unless hidden `warren serve` flags set them: the ways
+/// a test makes the broker fail on purpose.
+#[derive(Debug, Default, Clone)]
+pub struct Failpoints {
+    /// This shard never answers calls.
+    pub stall_shard: Option<u16>,
+    /// Declaring a queue of this name panics (the panic policy's test).
+    pub panic_on_queue: Option<String>,
+}
+
+static FAILPOINTS: std::sync::OnceLock<Failpoints> = std::sync::OnceLock::new();
+
+/// Sets the process's failpoints (once, at start-up).
+pub fn set_failpoints(f: Failpoints) {
+    let _ = FAILPOINTS.set(f);
+}
+
+/// The process's failpoints: none unless [`set_failpoints`] said so.
+pub fn failpoints() -> &'static Failpoints {
+    FAILPOINTS.get_or_init(Failpoints::default)
 }
 
 #[derive(Debug, Clone)]

@@ -65,6 +65,9 @@ enum Command {
         /// Failpoint for tests: this shard never answers calls.
         #[arg(long, hide = true)]
         failpoint_stall_shard: Option<u16>,
+        /// Failpoint for tests: declaring a queue of this name panics.
+        #[arg(long, hide = true)]
+        failpoint_panic_on_queue: Option<String>,
         /// Log level or tracing filter (e.g. info, debug, warren=trace).
         #[arg(long, default_value = "info")]
         log: String,
@@ -85,6 +88,7 @@ fn main() {
             spin_before_park_us,
             call_timeout,
             failpoint_stall_shard,
+            failpoint_panic_on_queue,
             log,
         } => {
             let filter = tracing_subscriber::EnvFilter::try_new(&log).unwrap_or_else(|_| {
@@ -121,8 +125,11 @@ fn main() {
                 },
                 spin_before_park: std::time::Duration::from_micros(spin_before_park_us),
                 call_timeout: std::time::Duration::from_secs(call_timeout.max(1)),
-                failpoint_stall_shard,
             };
+            warren::config::set_failpoints(warren::config::Failpoints {
+                stall_shard: failpoint_stall_shard,
+                panic_on_queue: failpoint_panic_on_queue,
+            });
             if let Err(e) = warren::server::run(config) {
                 eprintln!("warren: {e}");
                 std::process::exit(1);

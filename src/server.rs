@@ -34,6 +34,7 @@ const PORT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Runs the broker until the process is killed.
 pub fn run(mut config: Config) -> Result<(), StartError> {
+    exit_on_panic();
     let memlock = runtime::preflight().map_err(|e| StartError(e.0))?;
     let addr = match config.bind {
         Some(ip) => SocketAddr::new(ip, config.port),
@@ -99,6 +100,41 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
 /// in the page cache, which outlives the process), and anything not yet
 /// confirmed may be lost as in a crash. The signals are blocked here,
 /// before any shard thread exists, so only the waiting thread sees them.
+/// Exit status of a broker that stopped on an internal error (a panic):
+/// EX_SOFTWARE, so a supervisor (systemd's `Restart=on-failure`) restarts
+/// it.
+pub const PANIC_EXIT_STATUS: i32 = 70;
+
+/// The panic policy: a panic anywhere ends the process, at once, with one
+/// clear log line. Shards share state between connections (queues,
+/// consumers, the topology replica) and a panic can stop a change half
+/// way; serving on from there could lose or duplicate messages. Nothing
+/// unwinds: recovery at the next start rebuilds everything from the logs,
+/// which only ever hold whole, checksummed records.
+fn exit_on_panic() {
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        let at = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let what = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        tracing::error!(
+            "internal error: thread '{}' panicked at {at}: {what}; stopping (exit status              {PANIC_EXIT_STATUS}) so that a restart recovers from disk",
+            thread.name().unwrap_or("?")
+        );
+        eprintln!(
+            "warren: internal error: panicked at {at}: {what}; exiting with status {PANIC_EXIT_STATUS}"
+        );
+        std::process::exit(PANIC_EXIT_STATUS);
+    }));
+}
+
 fn handle_shutdown_signals() {
     // SAFETY: plain signal-mask calls on a zeroed, then filled, sigset.
     let set = unsafe {
@@ -289,7 +325,7 @@ fn open_shard(
         durable.next_queue_id,
         ShardOptions {
             call_timeout: config.call_timeout,
-            stall_calls: config.failpoint_stall_shard == Some(id as u16),
+            stall_calls: crate::config::failpoints().stall_shard == Some(id as u16),
         },
     );
     for c in &changes {

@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 use std::time::Instant;
 
-use super::channel::PublishTracker;
+use super::channel::{Confirm, PublishTracker};
 use super::output::Output;
 use crate::codec::{self, BasicCancel, BasicDeliver, Method, ShortStr};
 use crate::ids::{ChannelRef, ConnId, ConsumerId, MsgId, QueueRef};
@@ -75,6 +75,9 @@ pub struct ConnHandle {
     pub credits: RefCell<AHashMap<(QueueRef, ConsumerId), u32>>,
     /// Channels whose confirms the shard's pump will have us send.
     confirms_due: RefCell<Vec<u16>>,
+    /// A queue could not store one of our plain publishes: the reader
+    /// closes the connection with 541.
+    pub store_failed: Cell<bool>,
 }
 
 impl ConnHandle {
@@ -93,6 +96,7 @@ impl ConnHandle {
             accepted: Event::default(),
             credits: RefCell::new(AHashMap::new()),
             confirms_due: RefCell::new(Vec::new()),
+            store_failed: Cell::new(false),
         })
     }
 
@@ -175,22 +179,56 @@ impl ConnHandle {
 
     /// Sends the publisher confirm that became due, if any.
     pub fn flush_confirms(&self, channel: u16) {
-        let ack = self
-            .channels
+        let mut confirms: smallvec::SmallVec<[Confirm; 2]> = smallvec::SmallVec::new();
+        {
+            let mut channels = self.channels.borrow_mut();
+            let Some(t) = channels
+                .get_mut(&channel)
+                .filter(|c| c.open && c.send_confirms)
+                .and_then(|c| c.publishes.as_mut())
+            else {
+                return;
+            };
+            t.take_confirms(&mut confirms);
+        }
+        for c in confirms {
+            let method = if c.ack {
+                Method::BasicAck(codec::BasicAck {
+                    delivery_tag: c.tag,
+                    multiple: c.multiple,
+                })
+            } else {
+                Method::BasicNack(codec::BasicNack {
+                    delivery_tag: c.tag,
+                    multiple: c.multiple,
+                    requeue: false,
+                })
+            };
+            self.send_method(channel, &method);
+        }
+    }
+
+    /// Channel `channel` has confirms (or a commit) to release: asks the
+    /// shard's pump to have them sent after the batch in hand.
+    fn confirm_due(&self, channel: u16) {
+        let mut due = self.confirms_due.borrow_mut();
+        if due.is_empty() {
+            self.shard.confirms_due(self.id);
+        }
+        if !due.contains(&channel) {
+            due.push(channel);
+        }
+        drop(due);
+        self.accepted.notify();
+    }
+
+    /// Whether a publish of this channel was refused since the last ask.
+    pub fn take_refusals(&self, channel: u16) -> bool {
+        self.channels
             .borrow_mut()
             .get_mut(&channel)
-            .filter(|c| c.open && c.send_confirms)
             .and_then(|c| c.publishes.as_mut())
-            .and_then(PublishTracker::take_ack);
-        if let Some((delivery_tag, multiple)) = ack {
-            self.send_method(
-                channel,
-                &Method::BasicAck(codec::BasicAck {
-                    delivery_tag,
-                    multiple,
-                }),
-            );
-        }
+            .is_some_and(PublishTracker::take_refusals)
     }
 
     /// Whether every publish of this channel has been accepted.
@@ -270,18 +308,32 @@ impl LocalConn for ConnHandle {
                 return;
             };
             if let Some(t) = ch.publishes.as_mut() {
-                t.accepted(seq);
+                t.answered(seq, true);
             }
         }
-        let mut due = self.confirms_due.borrow_mut();
-        if due.is_empty() {
-            self.shard.confirms_due(self.id);
+        self.confirm_due(ch_ref.channel);
+    }
+
+    fn refused(&self, ch_ref: ChannelRef, seq: Option<u64>) {
+        let Some(seq) = seq else {
+            // A plain publish lost: the reader closes the connection (541)
+            // when it next looks.
+            self.store_failed.set(true);
+            return;
+        };
+        {
+            let mut channels = self.channels.borrow_mut();
+            let Some(ch) = channels
+                .get_mut(&ch_ref.channel)
+                .filter(|c| c.open && c.epoch == ch_ref.epoch)
+            else {
+                return;
+            };
+            if let Some(t) = ch.publishes.as_mut() {
+                t.answered(seq, false);
+            }
         }
-        if !due.contains(&ch_ref.channel) {
-            due.push(ch_ref.channel);
-        }
-        drop(due);
-        self.accepted.notify();
+        self.confirm_due(ch_ref.channel);
     }
 
     fn send_confirms(&self) {

@@ -13,7 +13,6 @@ mod output;
 
 use bytes::BytesMut;
 use futures_lite::FutureExt;
-use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -49,17 +48,11 @@ impl From<std::io::Error> for Close {
     }
 }
 
-/// Serves one accepted socket until it closes. Never panics outward: a bug
-/// triggered by one client ends that connection, not the shard.
+/// Serves one accepted socket until it closes. A panic here is not caught:
+/// connection code changes state the whole shard shares (queues, consumers,
+/// the topology replica), so the process ends instead (see
+/// `server::exit_on_panic`) and recovery starts it from the disk.
 pub async fn serve(shard: Rc<Shard>, socket: ConnSocket) {
-    let peer = socket.peer_addr().ok();
-    let fut = AssertUnwindSafe(run(shard, socket)).catch_unwind();
-    if fut.await.is_err() {
-        tracing::error!(?peer, "connection task panicked; connection dropped");
-    }
-}
-
-async fn run(shard: Rc<Shard>, socket: ConnSocket) {
     socket.set_nodelay();
     let id = ConnId(shard.unique_id());
     let handle = ConnHandle::new(id, shard.clone());
@@ -329,6 +322,12 @@ impl Conn {
                 }
             }
             self.flush_confirms();
+            if self.handle.store_failed.get() {
+                return Err(conn_error(
+                    reply_code::INTERNAL_ERROR,
+                    "a queue could not store a message published here (see the broker's log)",
+                ));
+            }
             // A resource alarm blocks connections that publish while it is
             // set (RabbitMQ's rule: consumers keep going).
             if std::mem::take(&mut self.published) && alarms.any() {

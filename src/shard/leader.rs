@@ -12,7 +12,7 @@ use std::rc::Rc;
 use super::queues::{Apply, DeleteOwned};
 use super::{Call, Shard};
 use crate::codec::ShortStr;
-use crate::error::AmqpResult;
+use crate::error::{AmqpError, AmqpResult};
 use crate::ids::{ConnRef, QueueId, ShardId};
 use crate::routing::Binding;
 use crate::runtime::sync::Serial;
@@ -151,7 +151,7 @@ macro_rules! leader_call {
 leader_call!(DeclareExchange => (), |op, shard| {
     let change = decide::declare_exchange(&shard.topology.borrow(), &op.vhost, op.meta, op.passive)?;
     if let Some(change) = change {
-        shard.broadcast(change).await;
+        shard.broadcast(change).await?;
     }
     Ok(())
 });
@@ -159,7 +159,7 @@ leader_call!(DeclareExchange => (), |op, shard| {
 leader_call!(DeleteExchange => (), |op, shard| {
     let change = decide::delete_exchange(&shard.topology.borrow(), &op.vhost, &op.name, op.if_unused)?;
     if let Some(change) = change {
-        shard.broadcast(change).await;
+        shard.broadcast(change).await?;
     }
     Ok(())
 });
@@ -174,7 +174,7 @@ leader_call!(DeclareQueue => Declared, |op, shard| {
             shard.leader.next_queue_id.set(QueueId(next_id.0 + 1));
             shard
                 .broadcast(TopologyChange::QueueAdded(op.vhost, meta.clone()))
-                .await;
+                .await?;
             Ok(Declared { meta, created: true })
         }
     }
@@ -192,14 +192,14 @@ leader_call!(DeleteQueue => u32, |op, shard| {
         only_if_idle: false,
     };
     let count = shard.call(meta.owner_shard, delete).await?;
-    shard.remove_queue_everywhere(op.vhost, meta).await;
+    shard.remove_queue_everywhere(op.vhost, meta).await?;
     Ok(count)
 });
 
 leader_call!(Bind => (), |op, shard| {
     let change = decide::set_binding(&shard.topology.borrow(), &op.vhost, op.binding, op.conn, true)?;
     if let Some(change) = change {
-        shard.broadcast(change).await;
+        shard.broadcast(change).await?;
     }
     Ok(())
 });
@@ -209,8 +209,8 @@ leader_call!(Unbind => (), |op, shard| {
     let change =
         decide::set_binding(&shard.topology.borrow(), &op.vhost, op.binding, op.conn, false)?;
     if let Some(change) = change {
-        shard.broadcast(change).await;
-        shard.auto_delete_exchange(&op.vhost, &source).await;
+        shard.broadcast(change).await?;
+        shard.auto_delete_exchange(&op.vhost, &source).await?;
     }
     Ok(())
 });
@@ -228,7 +228,7 @@ leader_call!(AutoDeleteQueue => (), |op, shard| {
     };
     // Refused when a consumer came back meanwhile: then the queue stays.
     if shard.call(meta.owner_shard, delete).await.is_ok() {
-        shard.remove_queue_everywhere(op.vhost, meta).await;
+        shard.remove_queue_everywhere(op.vhost, meta).await?;
     }
     Ok(())
 });
@@ -244,55 +244,85 @@ leader_call!(ConnectionClosed => (), |op, shard| {
         };
         // Gone from its owner either way; the directory follows.
         let _ = shard.call(meta.owner_shard, delete).await;
-        shard.remove_queue_everywhere(vhost, meta).await;
+        // Exclusive queues are never durable: nothing to store that fails.
+        let _ = shard.remove_queue_everywhere(vhost, meta).await;
     }
     Ok(())
 });
 
 impl Shard {
     /// Makes `change` durable when it concerns durable things, then applies
-    /// it on every shard. Either way the caller's `-ok` follows.
-    async fn broadcast(self: &Rc<Self>, change: TopologyChange) {
+    /// it on every shard. A change that cannot be stored is not applied and
+    /// fails the caller (541): nothing is reported stored that is not. The
+    /// one exception is a queue's removal: its owner has already dropped
+    /// it, so the replicas follow, and the caller still hears that the
+    /// removal is not on disk (the queue may come back at a restart).
+    async fn broadcast(self: &Rc<Self>, change: TopologyChange) -> AmqpResult<()> {
         let durable = decide::is_durable_change(&self.topology.borrow(), &change);
-        if durable {
-            if let Err(e) = self.persist_definition(&change).await {
-                tracing::error!("definitions log: cannot record a change: {e}");
-            }
+        let stored = if durable {
+            self.persist_definition(&change).await.map_err(|e| {
+                tracing::error!("definitions log: cannot record a change, refused: {e}");
+                AmqpError::internal(format!("cannot store the change on disk: {e}"))
+            })
+        } else {
+            Ok(())
+        };
+        if stored.is_err() && !matches!(change, TopologyChange::QueueRemoved(..)) {
+            return stored;
         }
         for s in 0..self.shards {
             let _ = self
                 .call(ShardId::from_index(s), Apply(change.clone()))
                 .await;
         }
+        stored
     }
 
+    /// Appends `change` to the definitions log and syncs it; a change whose
+    /// sync fails is taken back out of the file.
     async fn persist_definition(&self, change: &TopologyChange) -> std::io::Result<()> {
-        let file = {
+        let (file, before) = {
             let mut defs = self.leader.definitions.borrow_mut();
             let Some(d) = defs.as_mut() else {
                 return Ok(());
             };
-            d.append(change)?;
-            d.file().try_clone()?
+            let before = d.append(change)?;
+            (d.file().try_clone()?, before)
         };
-        crate::runtime::io::fdatasync(&file).await
+        let synced = crate::runtime::io::fdatasync(&file).await;
+        if synced.is_err() {
+            if let Some(d) = self.leader.definitions.borrow_mut().as_mut() {
+                let _ = d.undo(before);
+            }
+        }
+        synced
     }
 
     /// Broadcasts a queue's removal, then deletes auto-delete exchanges that
     /// lost their last binding with it.
-    async fn remove_queue_everywhere(self: &Rc<Self>, vhost: ShortStr, meta: QueueMeta) {
+    async fn remove_queue_everywhere(
+        self: &Rc<Self>,
+        vhost: ShortStr,
+        meta: QueueMeta,
+    ) -> AmqpResult<()> {
         let sources = decide::sources_of_queue(&self.topology.borrow(), &vhost, &meta.name);
         self.broadcast(TopologyChange::QueueRemoved(vhost.clone(), meta.name))
-            .await;
+            .await?;
         for source in sources {
-            self.auto_delete_exchange(&vhost, &source).await;
+            self.auto_delete_exchange(&vhost, &source).await?;
         }
+        Ok(())
     }
 
-    async fn auto_delete_exchange(self: &Rc<Self>, vhost: &ShortStr, name: &ShortStr) {
+    async fn auto_delete_exchange(
+        self: &Rc<Self>,
+        vhost: &ShortStr,
+        name: &ShortStr,
+    ) -> AmqpResult<()> {
         let change = decide::auto_delete_exchange(&self.topology.borrow(), vhost, name);
-        if let Some(change) = change {
-            self.broadcast(change).await;
+        match change {
+            Some(change) => self.broadcast(change).await,
+            None => Ok(()),
         }
     }
 }

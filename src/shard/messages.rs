@@ -1,7 +1,7 @@
 //! What shards say to each other. Everything here is `Send`: messages share
 //! bodies through `Arc`/`Bytes`, never copies.
 use super::call::{AnyCall, AnyReply};
-use super::{ConfirmRef, RoutedDelivery};
+use super::{PublishRef, RoutedDelivery};
 use crate::codec::ShortStr;
 use crate::ids::{ChannelRef, ConsumerId, MsgId, QueueId, ShardId};
 use crate::queue::{Message, Settle};
@@ -15,15 +15,23 @@ pub enum ShardMsg {
         queue: QueueId,
         /// The message.
         msg: Message,
-        /// Answer `Accepted` to this channel once the queue has it.
-        confirm: Option<ConfirmRef>,
+        /// Its publisher: a numbered publish gets `Accepted` once the
+        /// queue has it; any gets `Refused` when the queue cannot store it.
+        from: PublishRef,
     },
-    /// A queue took a publish that carried a `ConfirmRef`.
+    /// A queue took a numbered publish.
     Accepted {
         /// The publishing channel.
         ch: ChannelRef,
         /// The publish's number.
         seq: u64,
+    },
+    /// A queue could not store a publish (numbered or not).
+    Refused {
+        /// The publishing channel.
+        ch: ChannelRef,
+        /// The publish's number, if it has one.
+        seq: Option<u64>,
     },
     /// A delivery for a connection on this shard.
     Deliver(RoutedDelivery),

@@ -68,6 +68,10 @@ pub trait LocalConn {
     /// connection sends no confirm yet: it asks for [`Shard::confirms_due`]
     /// and sends them all in [`LocalConn::send_confirms`].
     fn accepted(&self, ch: ChannelRef, seq: u64);
+    /// A queue could not store a publish of channel `ch` (the message log
+    /// failed): numbered publishes (`seq`) get basic.nack or fail their
+    /// commit, a plain one closes the connection with 541.
+    fn refused(&self, ch: ChannelRef, seq: Option<u64>);
     /// Sends the confirms that became due since the last call: one
     /// `basic.ack` (with `multiple` when it covers more) per channel.
     fn send_confirms(&self);
@@ -93,6 +97,24 @@ pub struct ConfirmRef {
     pub ch: ChannelRef,
     /// The publish's number on that channel.
     pub seq: u64,
+}
+
+/// Who published a message, so that a queue that cannot store it can say
+/// so: a numbered (confirm or tx) publish is refused by number, a plain
+/// one costs its connection a 541.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublishRef {
+    /// The publishing channel.
+    pub ch: ChannelRef,
+    /// The publish's number when the channel tracks its publishes.
+    pub seq: Option<u64>,
+}
+
+impl PublishRef {
+    /// The confirm this publish asks for, if any.
+    pub fn confirm(self) -> Option<ConfirmRef> {
+        self.seq.map(|seq| ConfirmRef { ch: self.ch, seq })
+    }
 }
 
 /// A queue owned by this shard.

@@ -3,7 +3,8 @@
 //! that dispatches changed queues and flushes the mailboxes.
 use std::rc::Rc;
 
-use super::{ConfirmRef, RoutedDelivery, Shard, ShardMsg};
+use super::store::Enqueued;
+use super::{ConfirmRef, PublishRef, RoutedDelivery, Shard, ShardMsg};
 use crate::codec::FieldTable;
 use crate::ids::{ChannelRef, ConsumerId, MsgId, QueueRef, ShardId};
 use crate::queue::{Message, Settle};
@@ -13,10 +14,12 @@ use crate::queue::{Message, Settle};
 pub struct Routed {
     /// Queues that got the message.
     pub queues: usize,
-    /// Queues that will answer `Accepted` later when the publish carried a
-    /// [`ConfirmRef`]: those on other shards, and those here that log the
-    /// message and answer after the group commit.
+    /// Queues that will answer later when the publish is numbered: those
+    /// on other shards, and those here that log the message and answer
+    /// after the group commit.
     pub pending: u32,
+    /// Queues here that could not store the message (it is not in them).
+    pub refused: u32,
 }
 
 impl Shard {
@@ -34,22 +37,27 @@ impl Shard {
     /// What a message asks of this shard, wherever it came from.
     fn handle(self: &Rc<Self>, msg: ShardMsg) {
         match msg {
-            ShardMsg::Publish {
-                queue,
-                msg,
-                confirm,
-            } => {
+            ShardMsg::Publish { queue, msg, from } => {
                 // A queue deleted meanwhile still answers: the publish is
                 // settled either way, as RabbitMQ confirms it.
-                if !self.enqueue(queue, msg, confirm) {
-                    if let Some(c) = confirm {
-                        self.accept(c);
+                match self.enqueue(queue, msg, from.confirm()) {
+                    Enqueued::Now => {
+                        if let Some(c) = from.confirm() {
+                            self.accept(c);
+                        }
                     }
+                    Enqueued::AfterSync => {}
+                    Enqueued::Refused => self.refuse(from),
                 }
             }
             ShardMsg::Accepted { ch, seq } => {
                 if let Some(conn) = self.conn(ch.conn) {
                     conn.accepted(ch, seq);
+                }
+            }
+            ShardMsg::Refused { ch, seq } => {
+                if let Some(conn) = self.conn(ch.conn) {
+                    conn.refused(ch, seq);
                 }
             }
             ShardMsg::Deliver(d) => {
@@ -96,7 +104,7 @@ impl Shard {
         routing_key: &str,
         headers: Option<&FieldTable>,
         msg: &Message,
-        confirm: Option<ConfirmRef>,
+        from: PublishRef,
     ) -> Routed {
         let mut targets: smallvec::SmallVec<[QueueRef; 4]> = smallvec::SmallVec::new();
         {
@@ -119,18 +127,20 @@ impl Shard {
                 }
             }
         }
-        let mut pending = 0;
+        let (mut pending, mut refused) = (0, 0);
         for t in &targets {
             if t.owner == self.id {
-                if self.enqueue(t.id, msg.clone(), confirm) {
-                    pending += 1;
+                match self.enqueue(t.id, msg.clone(), from.confirm()) {
+                    Enqueued::Now => {}
+                    Enqueued::AfterSync => pending += 1,
+                    Enqueued::Refused => refused += 1,
                 }
             } else {
                 pending += 1;
                 let publish = ShardMsg::Publish {
                     queue: t.id,
                     msg: msg.clone(),
-                    confirm,
+                    from,
                 };
                 self.mailbox.push(t.owner.index(), publish);
             }
@@ -141,6 +151,7 @@ impl Shard {
         Routed {
             queues: targets.len(),
             pending,
+            refused,
         }
     }
 
@@ -184,6 +195,17 @@ impl Shard {
             ShardMsg::Accepted {
                 ch: c.ch,
                 seq: c.seq,
+            },
+        );
+    }
+
+    /// Tells the publisher that a queue could not store its message.
+    pub(super) fn refuse(self: &Rc<Self>, from: PublishRef) {
+        self.send(
+            from.ch.shard,
+            ShardMsg::Refused {
+                ch: from.ch,
+                seq: from.seq,
             },
         );
     }

@@ -20,6 +20,7 @@ use crate::config::{StorageConfig, SyncMode};
 use crate::ids::{Loc, QueueId};
 use crate::queue::{LogEvent, Message, PagedEntry};
 use crate::runtime::{io, sleep};
+use crate::storage::trouble::Trouble;
 use crate::storage::MessageLog;
 
 /// A shard's message log and what waits on it.
@@ -30,7 +31,12 @@ pub struct ShardStore {
     waiters: VecDeque<(u64, ConfirmRef)>,
     settles: Vec<(QueueId, u64, Loc)>,
     delivered: Vec<(QueueId, u64, Loc)>,
+    /// Failed appends (a full disk), logged once per run of them.
+    trouble: Trouble,
 }
+
+/// What [`Trouble`] calls a message-log append.
+const APPEND: &str = "message log: appending";
 
 /// Messages read back per refill round.
 const REFILL_BATCH: usize = 4096;
@@ -44,6 +50,7 @@ impl ShardStore {
             waiters: VecDeque::new(),
             settles: Vec::new(),
             delivered: Vec::new(),
+            trouble: Trouble::default(),
         }
     }
 
@@ -54,9 +61,8 @@ impl ShardStore {
                 LogEvent::Delivered(id, loc) => self.delivered.push((uid, id, loc)),
                 LogEvent::Settled(id, loc) => self.settles.push((uid, id, loc)),
                 LogEvent::Purged { up_to, kept, locs } => {
-                    if let Err(e) = self.log.append_purge(uid, up_to, &kept, &locs) {
-                        tracing::error!("message log: cannot record a purge: {e}");
-                    }
+                    let res = self.log.append_purge(uid, up_to, &kept, &locs);
+                    self.record(res, "a purge");
                 }
             }
         }
@@ -68,14 +74,26 @@ impl ShardStore {
     pub(super) fn flush_events(&mut self) {
         if !self.settles.is_empty() {
             let settles = std::mem::take(&mut self.settles);
-            if let Err(e) = self.log.append_settles(&settles) {
-                tracing::error!("message log: cannot record acks: {e}");
-            }
+            let res = self.log.append_settles(&settles);
+            self.record(res, "acks (they may be redelivered after a restart)");
         }
         if !self.delivered.is_empty() {
             let delivered = std::mem::take(&mut self.delivered);
-            if let Err(e) = self.log.append_delivered(&delivered) {
-                tracing::error!("message log: cannot record deliveries: {e}");
+            let res = self.log.append_delivered(&delivered);
+            self.record(res, "deliveries");
+        }
+    }
+
+    /// Notes how an append of `what` went.
+    fn record<T>(&mut self, res: std::io::Result<T>, what: &str) -> Option<T> {
+        match res {
+            Ok(v) => {
+                self.trouble.worked(APPEND);
+                Some(v)
+            }
+            Err(e) => {
+                self.trouble.failed(APPEND, &format!("{e}; lost: {what}"));
+                None
             }
         }
     }
@@ -91,6 +109,17 @@ impl ShardStore {
 
     fn synced(&mut self, upto: u64) -> Vec<ConfirmRef> {
         self.log.mark_synced(upto);
+        self.waiters_upto(upto)
+    }
+
+    /// A sync job failed: its files are to be synced again, and the
+    /// confirms it covered are refused.
+    fn sync_failed(&mut self, job: crate::storage::SyncJob) -> Vec<ConfirmRef> {
+        self.log.redirty(&job);
+        self.waiters_upto(job.upto)
+    }
+
+    fn waiters_upto(&mut self, upto: u64) -> Vec<ConfirmRef> {
         let mut done = Vec::new();
         while let Some((pos, _)) = self.waiters.front() {
             if *pos > upto {
@@ -102,41 +131,53 @@ impl ShardStore {
     }
 }
 
+/// What became of a message handed to an owned queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Enqueued {
+    /// In the queue (or the queue is gone): confirm it now.
+    Now,
+    /// In the queue and the log: the committer confirms it after the sync.
+    AfterSync,
+    /// Not stored: the log could not take it, so the queue did not either
+    /// (a publisher told "no" may publish it again).
+    Refused,
+}
+
 impl Shard {
     /// Enqueues `msg` on owned queue `id`, logging it first when it is
-    /// persistent and the queue durable. Returns true when the confirm
-    /// (if any) will come from the committer instead of right away.
-    pub(super) fn enqueue(&self, id: QueueId, msg: Message, confirm: Option<ConfirmRef>) -> bool {
+    /// persistent and the queue durable.
+    pub(super) fn enqueue(
+        &self,
+        id: QueueId,
+        msg: Message,
+        confirm: Option<ConfirmRef>,
+    ) -> Enqueued {
         let mut queues = self.queues.borrow_mut();
         let Some(oq) = queues.get_mut(&id) else {
-            return false;
+            return Enqueued::Now;
         };
-        let mut waits = false;
+        let mut outcome = Enqueued::Now;
         let loc = if oq.logged && msg.persistent {
             let mut store = self.store.borrow_mut();
-            match store
+            let res = store
                 .log
-                .append_publish(id, oq.queue.next_id(), false, &msg)
-            {
-                Ok(loc) => {
-                    if let Some(c) = confirm.filter(|_| store.confirm_waits()) {
-                        store.wait_for_sync(c);
-                        waits = true;
-                    }
-                    self.sync_wake.notify();
-                    Some(loc)
-                }
-                Err(e) => {
-                    tracing::error!(queue = %oq.meta.name, "message log: cannot append: {e}");
-                    None
-                }
+                .append_publish(id, oq.queue.next_id(), false, &msg);
+            let Some(loc) = store.record(res, "persistent messages (refused to their publishers)")
+            else {
+                return Enqueued::Refused;
+            };
+            if let Some(c) = confirm.filter(|_| store.confirm_waits()) {
+                store.wait_for_sync(c);
+                outcome = Enqueued::AfterSync;
             }
+            self.sync_wake.notify();
+            Some(loc)
         } else {
             None
         };
         oq.queue.publish(msg, loc);
         oq.touch(&self.dirty);
-        waits
+        outcome
     }
 
     /// Reads back the next part of a queue's paged backlog, if it runs low.
@@ -195,15 +236,30 @@ impl Shard {
                 wake.await;
                 continue;
             };
-            let mut ok = true;
+            let mut failed = None;
             for f in &job.files {
                 if let Err(e) = io::fdatasync(f).await {
-                    tracing::error!("message log: fdatasync failed: {e}");
-                    ok = false;
+                    failed = Some(e);
                 }
             }
-            if !ok {
-                // Confirms stay pending; try again shortly.
+            if let Some(e) = failed {
+                // What waited on this sync is not known to be on disk, and
+                // after a failed fdatasync a retry may report success for
+                // pages the kernel dropped: refuse those publishes (nack).
+                // The files are synced again later, for what compaction and
+                // reclamation wait on.
+                let refused = self.store.borrow_mut().sync_failed(job);
+                tracing::error!(
+                    "message log: fdatasync failed, {} confirm(s) refused: {e}",
+                    refused.len()
+                );
+                for c in refused {
+                    self.refuse(super::PublishRef {
+                        ch: c.ch,
+                        seq: Some(c.seq),
+                    });
+                }
+                self.schedule_pump();
                 sleep(Duration::from_millis(100)).await;
                 continue;
             }

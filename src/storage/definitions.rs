@@ -95,32 +95,69 @@ impl Definitions {
             tracing::warn!("truncated torn tail of {} at offset {end}", path.display());
         }
         loaded.changes = snapshot(&topo);
-        // Rewrite compacted: the replayed state, nothing else.
-        let tmp = dir.join(format!("{FILE_NAME}.tmp"));
-        {
-            let mut f = File::create(&tmp)?;
-            f.write_all(&encode(kind::NEXT_QUEUE_ID, |b| {
-                b.put_u64(loaded.next_queue_id)
-            }))?;
-            for c in &loaded.changes {
-                f.write_all(&encode_change(c))?;
+        let valid_end = scan.valid_end() as u64;
+        if let Err(e) = rewrite(dir, &path, &loaded) {
+            // A full disk must not keep the broker down (consumers are what
+            // frees space): keep the file as it is, cut after its last
+            // whole record so that appends follow it. Truncating frees
+            // space, so it works when writing does not.
+            tracing::error!(
+                "cannot compact {}: {e}; going on with it as it is",
+                path.display()
+            );
+            let _ = std::fs::remove_file(dir.join(format!("{FILE_NAME}.tmp")));
+            let f = OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(false)
+                .open(&path)?;
+            if f.metadata()?.len() > valid_end {
+                f.set_len(valid_end)?;
             }
-            f.sync_all()?;
         }
-        std::fs::rename(&tmp, &path)?;
-        File::open(dir)?.sync_all()?;
         let file = OpenOptions::new().append(true).open(&path)?;
         Ok((Definitions { file }, loaded))
     }
 
-    /// Appends one change (the caller then syncs [`file`](Self::file)).
-    pub fn append(&mut self, change: &TopologyChange) -> io::Result<()> {
-        self.file.write_all(&encode_change(change))
+    /// Appends one change (the caller then syncs [`file`](Self::file));
+    /// returns the file's length before it, for [`undo`](Self::undo). A
+    /// failed write is undone here: no torn record is left for later
+    /// appends to follow (recovery would stop there).
+    pub fn append(&mut self, change: &TopologyChange) -> io::Result<u64> {
+        let before = self.file.metadata()?.len();
+        if let Err(e) = self.file.write_all(&encode_change(change)) {
+            let _ = self.file.set_len(before);
+            return Err(e);
+        }
+        Ok(before)
+    }
+
+    /// Takes back what was appended after `len` (a change whose sync
+    /// failed is not to reappear at the next start).
+    pub fn undo(&mut self, len: u64) -> io::Result<()> {
+        self.file.set_len(len)
     }
 
     pub fn file(&self) -> &File {
         &self.file
     }
+}
+
+/// Replaces the file at `path` with the compacted state in `loaded`.
+fn rewrite(dir: &Path, path: &Path, loaded: &Loaded) -> io::Result<()> {
+    let tmp = dir.join(format!("{FILE_NAME}.tmp"));
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(&encode(kind::NEXT_QUEUE_ID, |b| {
+            b.put_u64(loaded.next_queue_id)
+        }))?;
+        for c in &loaded.changes {
+            f.write_all(&encode_change(c))?;
+        }
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    File::open(dir)?.sync_all()
 }
 
 /// The durable state of `topo` as changes that rebuild it.

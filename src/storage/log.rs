@@ -63,6 +63,8 @@ pub struct MessageLog {
     pub(super) active: Option<Active>,
     pub(super) spare: Option<Prepared>,
     pub(super) spare_requested: bool,
+    /// Failures to prepare a spare (a full disk), logged once per run.
+    pub(super) spare_trouble: super::trouble::Trouble,
     pub(super) next_seq: u32,
     /// Bytes appended since start (a logical clock for group commit).
     pub(super) appended: u64,
@@ -77,6 +79,8 @@ pub struct MessageLog {
 pub struct SyncJob {
     pub upto: u64,
     pub files: Vec<Arc<File>>,
+    /// The segments behind `files`.
+    segs: SmallVec<[u32; 2]>,
 }
 
 impl MessageLog {
@@ -299,8 +303,13 @@ impl MessageLog {
     pub fn install_spare(&mut self, p: io::Result<Prepared>) {
         self.spare_requested = false;
         match p {
-            Ok(p) => self.spare = Some(p),
-            Err(e) => tracing::warn!("cannot prepare a log segment: {e}"),
+            Ok(p) => {
+                self.spare = Some(p);
+                self.spare_trouble.worked("preparing a message-log segment");
+            }
+            Err(e) => self
+                .spare_trouble
+                .failed("preparing a message-log segment", &e),
         }
     }
 
@@ -314,15 +323,25 @@ impl MessageLog {
         if self.appended == self.synced {
             return None;
         }
-        let files = self
-            .dirty
-            .drain(..)
-            .filter_map(|s| self.segs.get(&s).map(|i| i.file.clone()))
+        let segs = std::mem::take(&mut self.dirty);
+        let files = segs
+            .iter()
+            .filter_map(|s| self.segs.get(s).map(|i| i.file.clone()))
             .collect();
         Some(SyncJob {
             upto: self.appended,
             files,
+            segs,
         })
+    }
+
+    /// A sync job failed: its segments are synced again by a later one.
+    pub fn redirty(&mut self, job: &SyncJob) {
+        for &s in &job.segs {
+            if !self.dirty.contains(&s) {
+                self.dirty.push(s);
+            }
+        }
     }
 
     pub fn mark_synced(&mut self, upto: u64) {

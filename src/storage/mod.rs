@@ -7,11 +7,13 @@
 //! - [`log`]: a shard's message log: appends, liveness, compaction, sync jobs.
 //! - [`recovery`]: the startup scan that rebuilds queues from a log.
 //! - [`definitions`]: the definitions log, replayed into the topology.
+//! - [`trouble`]: logging a failure that repeats once, not once a call.
 pub mod definitions;
 pub mod log;
 pub mod record;
 pub mod recovery;
 pub mod segment;
+pub mod trouble;
 
 pub use log::{MessageLog, Stored, SyncJob};
 pub use recovery::{RecoveredMsg, RecoveredQueue, RecoveryReport};

@@ -149,6 +149,7 @@ impl MessageLog {
             active: None,
             spare: None,
             spare_requested: false,
+            spare_trouble: Default::default(),
             next_seq,
             appended: 0,
             synced: 0,

@@ -63,7 +63,11 @@ pub fn prepare(dir: &Path, seq: u32, size: u64) -> io::Result<Prepared> {
         .write(true)
         .create_new(true)
         .open(&path)?;
-    preallocate(&file, size)?;
+    if let Err(e) = preallocate(&file, size) {
+        // No half-made segment left behind for recovery to puzzle over.
+        let _ = std::fs::remove_file(&path);
+        return Err(e);
+    }
     // SAFETY: the file is ours alone (created just now, never truncated
     // while mapped); the mapping is only written through this process.
     let map = unsafe { MmapMut::map_mut(&file)? };
@@ -78,14 +82,35 @@ pub fn prepare(dir: &Path, seq: u32, size: u64) -> io::Result<Prepared> {
     })
 }
 
+/// Gives the file `size` bytes of real blocks. A mapping over a hole is a
+/// trap: when the file system is full, the first write into it kills the
+/// process with SIGBUS. So ENOSPC (or any other failure) is an error, and
+/// a file system without `fallocate` gets its blocks written out instead.
 fn preallocate(file: &File, size: u64) -> io::Result<()> {
     // SAFETY: plain syscall on an owned fd.
     let r = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, size as libc::off_t) };
     if r == 0 {
         return Ok(());
     }
-    // File systems without fallocate (tmpfs before 3.5, some FUSE): sparse.
-    file.set_len(size)
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() != Some(libc::EOPNOTSUPP) {
+        return Err(e);
+    }
+    write_zeros(file, size)
+}
+
+/// Allocates by writing: for file systems without `fallocate` (old tmpfs,
+/// some FUSE). Slower, but every page of the mapping is backed.
+fn write_zeros(file: &File, size: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let chunk = vec![0u8; 1 << 20];
+    let mut at = 0;
+    while at < size {
+        let n = chunk.len().min((size - at) as usize);
+        file.write_all_at(&chunk[..n], at)?;
+        at += n as u64;
+    }
+    Ok(())
 }
 
 fn populate(map: &MmapMut) {

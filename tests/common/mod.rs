@@ -293,6 +293,23 @@ impl TestBroker {
         }
     }
 
+    /// Waits (bounded by `limit`) for the broker to exit by itself; its
+    /// exit status, or `None` if it is still running.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let child = self.child_mut("wait_exit");
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// SIGKILL: the crash. Returns once the process is gone.
     pub fn kill(&mut self) -> std::process::ExitStatus {
         let child = self.child_mut("kill");

@@ -106,6 +106,9 @@ impl Conn {
     }
 
     pub(super) async fn queue_declare(&mut self, number: u16, m: QueueDeclare) -> MethodResult {
+        if crate::config::failpoints().panic_on_queue.as_deref() == Some(&*m.queue) {
+            panic!("failpoint: declare of queue '{}'", m.queue);
+        }
         let conn = self.shard.conn_ref(self.handle.id);
         let op = DeclareQueue {
             vhost: self.vhost.clone(),

@@ -14,7 +14,7 @@ mod declare;
 mod publish;
 mod tx;
 
-pub(super) use confirm::PublishTracker;
+pub(super) use confirm::{Confirm, PublishTracker};
 pub(super) use publish::Pending;
 
 use super::handle::ChannelDeliveries;

@@ -14,7 +14,7 @@ use crate::codec::*;
 use crate::connection::Close;
 use crate::error::AmqpError;
 use crate::queue::{Message, MessageData};
-use crate::shard::ConfirmRef;
+use crate::shard::PublishRef;
 
 /// RabbitMQ's default max_message_size (128 MiB).
 pub const MAX_MESSAGE_SIZE: u64 = 128 << 20;
@@ -214,18 +214,25 @@ impl Conn {
             .and_then(|d| d.publishes.as_mut())
             .map(|t| t.next());
         let epoch = self.channels.get(&number).map_or(0, |c| c.epoch);
-        let confirm = seq.map(|seq| ConfirmRef {
+        let from = PublishRef {
             ch: self.shard.channel_ref(self.handle.id, number, epoch),
             seq,
-        });
+        };
         let routed = self.shard.publish(
             &self.vhost,
             exchange,
             &p.msg.routing_key,
             p.headers.as_ref(),
             &p.msg,
-            confirm,
+            from,
         );
+        if routed.refused > 0 && seq.is_none() {
+            // Not stored, and no confirm to say so: as a failed write in
+            // RabbitMQ, the connection goes.
+            return Err(AmqpError::internal(
+                "a queue could not store the message (see the broker's log)",
+            ));
+        }
         if routed.queues == 0 && p.mandatory {
             let mut out = self.handle.out.borrow_mut();
             encode_method(
@@ -257,7 +264,7 @@ impl Conn {
                 .get_mut(&number)
                 .and_then(|d| d.publishes.as_mut())
             {
-                t.wait_for(seq, routed.pending);
+                t.wait_for(seq, routed.pending, routed.refused > 0);
             }
             self.confirm_dirty.push(number);
         }

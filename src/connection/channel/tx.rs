@@ -71,6 +71,12 @@ impl Conn {
             }
             accepted.await;
         }
+        if self.handle.take_refusals(number) {
+            // Not every message is stored: the commit must not say so.
+            return Err(AmqpError::internal(
+                "tx.commit failed: a queue could not store a message (see the broker's log)",
+            ));
+        }
         self.handle
             .send_method(number, &Method::TxCommitOk(TxCommitOk {}));
         Ok(())
