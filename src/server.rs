@@ -256,6 +256,10 @@ async fn shard_main(
         match listener.accept().await {
             Ok(socket) => runtime::spawn(crate::connection::serve(shard.clone(), socket)),
             Err(e) => {
+                if runtime::net::stopped_listening() {
+                    // Shutting down: the process exits in a moment.
+                    return;
+                }
                 // Out of file descriptors, typically: say so once a second,
                 // not once per retry.
                 if last_accept_warning.elapsed() >= std::time::Duration::from_secs(1) {

@@ -222,6 +222,23 @@ impl ConnHandle {
         self.accepted.notify();
     }
 
+    /// A queue's answer for numbered publish `seq` of `ch_ref`.
+    fn answered(&self, ch_ref: ChannelRef, seq: u64, stored: bool) {
+        {
+            let mut channels = self.channels.borrow_mut();
+            let Some(ch) = channels
+                .get_mut(&ch_ref.channel)
+                .filter(|c| c.open && c.epoch == ch_ref.epoch)
+            else {
+                return;
+            };
+            if let Some(t) = ch.publishes.as_mut() {
+                t.answered(seq, stored);
+            }
+        }
+        self.confirm_due(ch_ref.channel);
+    }
+
     /// Whether a publish of this channel was refused since the last ask.
     pub fn take_refusals(&self, channel: u16) -> bool {
         self.channels
@@ -299,41 +316,16 @@ impl LocalConn for ConnHandle {
 
     /// A queue took publish `seq` of this channel.
     fn accepted(&self, ch_ref: ChannelRef, seq: u64) {
-        {
-            let mut channels = self.channels.borrow_mut();
-            let Some(ch) = channels
-                .get_mut(&ch_ref.channel)
-                .filter(|c| c.open && c.epoch == ch_ref.epoch)
-            else {
-                return;
-            };
-            if let Some(t) = ch.publishes.as_mut() {
-                t.answered(seq, true);
-            }
-        }
-        self.confirm_due(ch_ref.channel);
+        self.answered(ch_ref, seq, true);
     }
 
     fn refused(&self, ch_ref: ChannelRef, seq: Option<u64>) {
-        let Some(seq) = seq else {
+        match seq {
+            Some(seq) => self.answered(ch_ref, seq, false),
             // A plain publish lost: the reader closes the connection (541)
             // when it next looks.
-            self.store_failed.set(true);
-            return;
-        };
-        {
-            let mut channels = self.channels.borrow_mut();
-            let Some(ch) = channels
-                .get_mut(&ch_ref.channel)
-                .filter(|c| c.open && c.epoch == ch_ref.epoch)
-            else {
-                return;
-            };
-            if let Some(t) = ch.publishes.as_mut() {
-                t.answered(seq, false);
-            }
+            None => self.store_failed.set(true),
         }
-        self.confirm_due(ch_ref.channel);
     }
 
     fn send_confirms(&self) {

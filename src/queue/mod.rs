@@ -246,8 +246,11 @@ impl Queue {
         r
     }
 
-    /// Messages recovered from the log: they start on disk, in order.
-    pub fn restore(&mut self, messages: impl IntoIterator<Item = PagedEntry>) {
+    /// Messages recovered from the log: they start on disk, in order. New
+    /// messages get ids from `next_id` on (at least): ids the log still
+    /// names are never given out again.
+    pub fn restore(&mut self, messages: impl IntoIterator<Item = PagedEntry>, next_id: MsgId) {
+        self.next_id = self.next_id.max(next_id);
         for e in messages {
             self.next_id = self.next_id.max(e.id() + 1);
             self.paged.push_back(e);

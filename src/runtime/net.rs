@@ -60,6 +60,13 @@ pub fn wait_port_free(addr: SocketAddr, limit: std::time::Duration) -> io::Resul
     }
 }
 
+static STOPPED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether [`stop_listening`] ran: accept errors are then expected.
+pub fn stopped_listening() -> bool {
+    STOPPED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// The process's listening sockets, so that a shutdown can close them
 /// before it exits (see [`stop_listening`]).
 static LISTENING: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
@@ -69,6 +76,7 @@ static LISTENING: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new())
 /// accepting (and resetting) connections until io_uring lets it go. Called
 /// only on the way out.
 pub fn stop_listening() {
+    STOPPED.store(true, std::sync::atomic::Ordering::SeqCst);
     let fds = LISTENING.lock().unwrap_or_else(|p| p.into_inner());
     for &fd in fds.iter() {
         // SAFETY: shutdown on a listening socket this process opened and

@@ -222,6 +222,7 @@ impl Shard {
                     rq.messages
                         .iter()
                         .map(|m| PagedEntry::new(m.id, Some(m.loc), m.redelivered)),
+                    rq.next_id,
                 );
             }
         }

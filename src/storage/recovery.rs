@@ -38,6 +38,11 @@ pub struct RecoveredMsg {
 pub struct RecoveredQueue {
     /// Sorted by id.
     pub messages: Vec<RecoveredMsg>,
+    /// The first message id the queue may give out: above every id any
+    /// record in the log names, so that a new message never takes the id
+    /// of one whose settlement or purge is still on disk (recovery, which
+    /// ignores record order, would apply it to the newcomer).
+    pub next_id: u64,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -66,6 +71,14 @@ struct Gathered {
     delivered: AHashSet<u64>,
     /// (up to id, ids kept because they were unacked)
     purges: Vec<(u64, AHashSet<u64>)>,
+    /// The highest message id any record names.
+    max_id: Option<u64>,
+}
+
+impl Gathered {
+    fn saw(&mut self, id: u64) {
+        self.max_id = self.max_id.max(Some(id));
+    }
 }
 
 impl MessageLog {
@@ -129,6 +142,7 @@ impl MessageLog {
             if !known(uid) {
                 continue;
             }
+            let next_id = g.max_id.map_or(0, |m| m + 1);
             let messages = finish(g);
             for m in &messages {
                 if let Some(s) = segs.get_mut(&m.loc.seg) {
@@ -138,8 +152,8 @@ impl MessageLog {
             report.messages += messages.len() as u64;
             if !messages.is_empty() {
                 report.queues += 1;
-                queues.insert(uid, RecoveredQueue { messages });
             }
+            queues.insert(uid, RecoveredQueue { messages, next_id });
         }
         report.elapsed = started.elapsed();
         let log = MessageLog {
@@ -238,15 +252,13 @@ fn apply(
             };
             info.records += 1;
             if known(uid) {
-                gathered
-                    .entry(uid)
-                    .or_default()
-                    .published
-                    .push(RecoveredMsg {
-                        id,
-                        loc,
-                        redelivered: flags & record::FLAG_REDELIVERED != 0,
-                    });
+                let g = gathered.entry(uid).or_default();
+                g.saw(id);
+                g.published.push(RecoveredMsg {
+                    id,
+                    loc,
+                    redelivered: flags & record::FLAG_REDELIVERED != 0,
+                });
             }
             true
         }
@@ -262,6 +274,7 @@ fn apply(
                 target(info, seg);
                 if known(uid) {
                     let g = gathered.entry(uid).or_default();
+                    g.saw(id);
                     let set = if kind == kind::SETTLE {
                         &mut g.settled
                     } else {
@@ -288,7 +301,9 @@ fn apply(
                 target(info, seg);
             }
             if known(uid) {
-                gathered.entry(uid).or_default().purges.push((up_to, kept));
+                let g = gathered.entry(uid).or_default();
+                g.saw(up_to);
+                g.purges.push((up_to, kept));
             }
             true
         }

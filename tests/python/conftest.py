@@ -302,3 +302,43 @@ def unique():
     def make(prefix="x"):
         return "pytest.%s.%s" % (prefix, uuid.uuid4().hex)
     return make
+
+
+@pytest.fixture
+def cleanup(broker):
+    """cleanup.queue(n) / cleanup.exchange(n): delete after the test (best effort)."""
+    class C:
+        def __init__(self):
+            self.queues = []
+            self.exchanges = []
+
+        def queue(self, n):
+            self.queues.append(n)
+            return n
+
+        def exchange(self, n):
+            self.exchanges.append(n)
+            return n
+
+    c = C()
+    yield c
+    if not (c.queues or c.exchanges):
+        return
+    try:
+        conn = broker.connect()
+    except Exception:
+        return
+    try:
+        for delete, names in (("queue_delete", c.queues), ("exchange_delete", c.exchanges)):
+            for n in names:
+                try:
+                    ch = conn.channel()
+                    getattr(ch, delete)(n)
+                    ch.close()
+                except Exception:
+                    pass
+    finally:
+        try:
+            conn.close()
+        except Exception:
+            pass

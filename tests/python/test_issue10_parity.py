@@ -34,49 +34,6 @@ def assert_closed_exactly(excinfo, code, text):
     assert (exc.reply_code, exc.reply_text) == (code, text), exc
 
 
-@pytest.fixture
-def cleanup(broker):
-    """cleanup.queue(n) / cleanup.exchange(n): delete after the test (best effort)."""
-    class C:
-        def __init__(self):
-            self.queues = []
-            self.exchanges = []
-
-        def queue(self, n):
-            self.queues.append(n)
-            return n
-
-        def exchange(self, n):
-            self.exchanges.append(n)
-            return n
-
-    c = C()
-    yield c
-    if not (c.queues or c.exchanges):
-        return
-    try:
-        conn = broker.connect()
-    except Exception:
-        return
-    try:
-        for kind, names in (("queue", c.queues), ("exchange", c.exchanges)):
-            for n in names:
-                try:
-                    ch = conn.channel()
-                    if kind == "queue":
-                        ch.queue_delete(n)
-                    else:
-                        ch.exchange_delete(n)
-                    ch.close()
-                except Exception:
-                    pass
-    finally:
-        try:
-            conn.close()
-        except Exception:
-            pass
-
-
 def routed(ch, exchange, routing_key, body=b"x"):
     """Publish mandatory on a channel in confirm mode: True if routed, False
     if the broker returned it (basic.return 312 NO_ROUTE)."""

@@ -33,51 +33,6 @@ def assert_channel_closed(excinfo, code, text):
     assert exc.reply_text.startswith(text), exc
 
 
-@pytest.fixture
-def cleanup(broker):
-    """cleanup.queue(n) / cleanup.exchange(n): delete after the test (best effort)."""
-    class C:
-        queues = []
-        exchanges = []
-
-        def queue(self, n):
-            self.queues.append(n)
-            return n
-
-        def exchange(self, n):
-            self.exchanges.append(n)
-            return n
-
-    c = C()
-    yield c
-    if not (c.queues or c.exchanges):
-        return
-    try:
-        conn = broker.connect()
-    except Exception:
-        return
-    try:
-        for q in c.queues:
-            try:
-                ch = conn.channel()
-                ch.queue_delete(q)
-                ch.close()
-            except Exception:
-                pass
-        for x in c.exchanges:
-            try:
-                ch = conn.channel()
-                ch.exchange_delete(x)
-                ch.close()
-            except Exception:
-                pass
-    finally:
-        try:
-            conn.close()
-        except Exception:
-            pass
-
-
 def drain_until(conn, predicate, timeout=10.0):
     """Process I/O on a BlockingConnection until predicate() is true."""
     deadline = time.monotonic() + timeout
