@@ -177,6 +177,16 @@ pub fn declare_queue(
     } else {
         decl.name.clone()
     };
+    // RabbitMQ refuses every non-passive declare of a reserved name, even
+    // of a server-named queue that exists.
+    if !decl.passive && !decl.name.is_empty() && name.starts_with("amq.") {
+        return Err(AmqpError::access_refused(format!(
+            "queue name '{name}' contains reserved prefix 'amq.*'"
+        )));
+    }
+    // An exclusive queue is never durable, as in RabbitMQ (it goes with
+    // its connection): the flag is dropped, never compared.
+    let durable = decl.durable && !decl.exclusive;
     if let Some(cur) = topo.queue(vhost, &name) {
         if cur.exclusive.is_some_and(|owner| owner != decl.conn) {
             return Err(exclusive_locked(&name, vhost));
@@ -189,7 +199,7 @@ pub fn declare_queue(
                 return Err(exclusive_locked(&name, vhost));
             }
             let flags = [
-                ("durable", decl.durable, cur.durable),
+                ("durable", durable, cur.durable),
                 ("auto_delete", decl.auto_delete, cur.auto_delete),
             ];
             for (arg, got, current) in flags {
@@ -210,17 +220,12 @@ pub fn declare_queue(
     if decl.passive {
         return Err(AmqpError::not_found(describe("queue", &name, vhost)));
     }
-    if !decl.name.is_empty() && name.starts_with("amq.") {
-        return Err(AmqpError::access_refused(format!(
-            "queue name '{name}' contains reserved prefix 'amq.*'"
-        )));
-    }
     check_queue_arguments(&decl.arguments)?;
     Ok(QueueDeclared::Create(QueueMeta {
         id: next_id,
         owner_shard: owner_shard(vhost, &name, shards),
         name,
-        durable: decl.durable,
+        durable,
         exclusive: decl.exclusive.then_some(decl.conn),
         auto_delete: decl.auto_delete,
         arguments: decl.arguments,
@@ -463,6 +468,10 @@ mod tests {
             405
         );
         assert!(delete_queue(&topo, "/", "x", conn(1)).unwrap().is_some());
+        // An exclusive queue's durable flag is not compared (never durable).
+        let mut durable = decl("x", true, conn(1));
+        durable.durable = true;
+        assert!(declare_queue(&topo, &v, durable, QueueId(2), 1).is_ok());
         // The owner redeclaring it as shared is 405 too, as in RabbitMQ.
         let err = declare_queue(&topo, &v, decl("x", false, conn(1)), QueueId(2), 1).unwrap_err();
         assert_eq!(err.code, 405);
@@ -471,6 +480,27 @@ mod tests {
         assert_eq!(err.code, 405);
         assert_eq!(exclusive_queues(&topo, conn(1)).len(), 1);
         assert!(exclusive_queues(&topo, conn(2)).is_empty());
+    }
+
+    #[test]
+    fn a_server_named_queue_cannot_be_redeclared_by_name() {
+        let topo = Topology::new();
+        let v = ShortStr::from_static("/");
+        let meta = created(declare_queue(
+            &topo,
+            &v,
+            decl("", true, conn(1)),
+            QueueId(1),
+            1,
+        ));
+        let mut topo = topo;
+        topo.apply(&TopologyChange::QueueAdded(v.clone(), meta.clone()));
+        let again = decl(&meta.name, true, conn(1));
+        let err = declare_queue(&topo, &v, again, QueueId(2), 1).unwrap_err();
+        assert_eq!(err.code, 403);
+        let mut passive = decl(&meta.name, true, conn(1));
+        passive.passive = true;
+        assert!(declare_queue(&topo, &v, passive, QueueId(2), 1).is_ok());
     }
 
     #[test]
