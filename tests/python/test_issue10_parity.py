@@ -10,22 +10,15 @@ import select
 import socket
 import threading
 import time
-import uuid
 
 import pika
 import pika.exceptions as pex
 import pytest
 
 import amqp_raw as raw
+from test_semantics import ACCESS_REFUSED, NOT_FOUND, RESOURCE_LOCKED, name
 
-NOT_FOUND = 404
-ACCESS_REFUSED = 403
-RESOURCE_LOCKED = 405
 CHANNEL_ERROR = 504
-
-
-def name(kind="q"):
-    return "pytest.%s.%s" % (kind, uuid.uuid4().hex)
 
 
 def assert_closed_exactly(excinfo, code, text):
