@@ -829,9 +829,10 @@ def check_messages(ledger):
 # ---------------------------------------------------------------------------
 
 def default_bin():
+    """$WARREN_BIN (relative to the repository), else the newest build."""
     b = os.environ.get("WARREN_BIN")
     if b:
-        return b
+        return b if os.path.isabs(b) else os.path.join(REPO_ROOT, b)
     for profile in ("release", "debug"):
         p = os.path.join(REPO_ROOT, "target", profile, "warren")
         if os.path.exists(p):

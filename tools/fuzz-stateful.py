@@ -68,6 +68,8 @@ import pika.exceptions as pex
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+from chaos import default_bin, free_port  # noqa: E402  (one copy of each, beside us)
 
 NOT_FOUND, RESOURCE_LOCKED, PRECONDITION_FAILED, ACCESS_REFUSED = 404, 405, 406, 403
 PROBE = -1   # channel slot for the fuzzer's own checks
@@ -611,6 +613,15 @@ class Fuzzer:
     def locked(self, q, chan):
         return q is not None and q.owner is not None and q.owner != chan.conn.uid
 
+    def queue_errors(self, q, chan):
+        """What using queue `q` (None: missing) from `chan` must answer:
+        404 when it is missing, 405 when another connection owns it."""
+        if q is None:
+            return {NOT_FOUND}
+        if self.locked(q, chan):
+            return {RESOURCE_LOCKED}
+        return None
+
     def op_exchange_declare(self, chan):
         r = self.rng.random()
         if r < 0.04:
@@ -762,12 +773,7 @@ class Fuzzer:
         q = self.queues.get(name)
         if q is not None and q.consumers:
             return   # what is in flight to them cannot be purged: not exact
-        if q is None:
-            expect = {NOT_FOUND}
-        elif self.locked(q, chan):
-            expect = {RESOURCE_LOCKED}
-        else:
-            expect = None
+        expect = self.queue_errors(q, chan)
         if expect and not self.can_err(chan):
             return
         self.flush_others(chan)
@@ -868,12 +874,7 @@ class Fuzzer:
         name = self.pick_queue_name()
         q = self.queues.get(name)
         no_ack = self.rng.random() < 0.3
-        if q is None:
-            expect = {NOT_FOUND}
-        elif self.locked(q, chan):
-            expect = {RESOURCE_LOCKED}
-        else:
-            expect = None
+        expect = self.queue_errors(q, chan)
         if expect and not self.can_err(chan):
             return
         self.flush_others(chan)
@@ -903,14 +904,10 @@ class Fuzzer:
         q = self.queues.get(name)
         no_ack = self.rng.random() < 0.3
         exclusive = self.rng.random() < 0.1
-        if q is None:
-            expect = {NOT_FOUND}
-        elif self.locked(q, chan):
-            expect = {RESOURCE_LOCKED}
-        elif (exclusive and q.consumers) or any(c.exclusive for c in q.consumers.values()):
+        expect = self.queue_errors(q, chan)
+        if not expect and ((exclusive and q.consumers)
+                           or any(c.exclusive for c in q.consumers.values())):
             expect = {ACCESS_REFUSED}
-        else:
-            expect = None
         if expect and not self.can_err(chan):
             return
         self.flush_others(chan)
@@ -1229,26 +1226,6 @@ def start_broker(binary, shards, root):
             time.sleep(0.05)
     proc.kill()
     raise SystemExit("the broker did not listen within 15 s")
-
-
-def free_port():
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
-
-
-def default_bin():
-    b = os.environ.get("WARREN_BIN")
-    if b:
-        return b
-    for profile in ("release", "debug"):
-        p = os.path.join(REPO_ROOT, "target", profile, "warren")
-        if os.path.exists(p):
-            return p
-    return os.path.join(REPO_ROOT, "target", "release", "warren")
 
 
 def main(argv=None):

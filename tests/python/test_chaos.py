@@ -26,21 +26,10 @@ def load_chaos():
     return mod
 
 
-def binary():
-    b = os.environ.get("WARREN_BIN")
-    if not b:
-        for profile in ("release", "debug"):
-            p = os.path.join(REPO_ROOT, "target", profile, "warren")
-            if os.path.exists(p):
-                return p
-        b = os.path.join(REPO_ROOT, "target", "release", "warren")
-    return b if os.path.isabs(b) else os.path.join(REPO_ROOT, b)
-
-
 @pytest.mark.timeout(150)
 def test_chaos_short_run():
     chaos = load_chaos()
-    b = binary()
+    b = chaos.default_bin()
     if not os.path.exists(b):
         pytest.fail("broker binary not found: %s (set WARREN_BIN)" % b, pytrace=False)
     args = chaos.parser().parse_args([
