@@ -15,6 +15,7 @@
 //! - [`shard`]: the per-shard broker: owned queues, the message path, the
 //!   leader, the storage glue.
 //! - [`connection`]: one client connection and its channels.
+//! - [`mgmt`]: the management plane: the control socket `warren ctl` talks to.
 //! - [`server`]: start-up: one shard per executor.
 pub mod alarm;
 pub mod codec;
@@ -22,6 +23,7 @@ pub mod config;
 pub mod connection;
 pub mod error;
 pub mod ids;
+pub mod mgmt;
 pub mod queue;
 pub mod routing;
 pub mod runtime;
