@@ -49,6 +49,12 @@ impl fmt::Display for QueueId {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub u64);
 
+impl ConnId {
+    /// No connection: what the operator's declarations and deletions act
+    /// as (`warren ctl`, definitions import). [`UniqueIds`] never makes it.
+    pub const OPERATOR: ConnId = ConnId(0);
+}
+
 impl fmt::Display for ConnId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)

@@ -1,15 +1,24 @@
-//! The `warren` command.
+//! The `warren` command: `warren serve` runs the broker; `warren ctl` (or
+//! the binary invoked through a link named `rabbitmqctl`) manages a running
+//! one as rabbitmqctl does.
 use clap::{Parser, Subcommand};
+use std::ffi::OsString;
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use warren::config::{parse_size, Config, StorageConfig, SyncMode};
+use warren::config::file::FileConfig;
+use warren::config::resolve::{resolve, Flags, DEFAULT_CONFIG_FILE};
+use warren::config::{parse_size, SyncMode};
 
 /// Messages are allocated on the publisher's shard and freed on the
 /// consumer's: glibc malloc serialises those frees on the first arena's lock.
 /// mimalloc takes them through per-thread lock-free lists.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Exit status for a configuration that cannot be used (EX_USAGE would be
+/// 64; systemd's unit treats 2 as "do not restart").
+const CONFIG_ERROR: i32 = 2;
 
 #[derive(Parser)]
 #[command(
@@ -25,115 +34,154 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the broker.
-    Serve {
-        /// AMQP port.
-        #[arg(long, default_value_t = 5672)]
-        port: u16,
-        /// Address to listen on; default: every interface, IPv6 and IPv4
-        /// (dual stack, as RabbitMQ). `0.0.0.0` is IPv4 only.
-        #[arg(long)]
-        bind: Option<IpAddr>,
-        /// Number of shards (executors); default: the CPUs this process may
-        /// use. More shards than CPUs run unpinned.
-        #[arg(long)]
-        shards: Option<usize>,
-        /// Where durable state lives.
-        #[arg(long, default_value = "./warren-data")]
-        data_dir: PathBuf,
-        /// When a persistent message is confirmed: `fsync` after an fdatasync
-        /// covering it (group commit), `os` once it is written to the page
-        /// cache (RabbitMQ classic-queue behaviour).
-        #[arg(long, value_enum, default_value = "fsync")]
-        sync: SyncMode,
-        /// Size of each message-log segment file (e.g. 32MiB).
-        #[arg(long, default_value = "32MiB", value_parser = parse_size)]
-        segment_size: u64,
-        /// Block publishers while the data directory's file system has less
-        /// free space than this (e.g. 50MB, 1GB).
-        #[arg(long, default_value = "50MB", value_parser = parse_size)]
-        disk_free_limit: u64,
-        /// Microseconds an idle shard keeps polling before it sleeps: lower
-        /// latency for some CPU. 0 turns it off; ignored when there are
-        /// more shards than CPUs.
-        #[arg(long, default_value_t = 30)]
-        spin_before_park_us: u64,
-        /// Seconds a request between shards (declare, consume, get...) may
-        /// take before it fails with 541 INTERNAL_ERROR (RabbitMQ's
-        /// channel_operation_timeout, 15 s).
-        #[arg(long, default_value_t = 15)]
-        call_timeout: u64,
-        /// Failpoint for tests: this shard never answers calls.
-        #[arg(long, hide = true)]
-        failpoint_stall_shard: Option<u16>,
-        /// Failpoint for tests: declaring a queue of this name panics.
-        #[arg(long, hide = true)]
-        failpoint_panic_on_queue: Option<String>,
-        /// Log level or tracing filter (e.g. info, debug, warren=trace).
-        #[arg(long, default_value = "info")]
-        log: String,
+    Serve(ServeArgs),
+    /// Manage a running broker, as rabbitmqctl does (`warren ctl help`).
+    Ctl {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
     },
 }
 
+/// Flags override the configuration file, which overrides the defaults.
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Configuration file in RabbitMQ's rabbitmq.conf format (default:
+    /// $WARREN_CONFIG_FILE, else /etc/warren/warren.conf if it exists).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// AMQP port [default: 5672].
+    #[arg(long)]
+    port: Option<u16>,
+    /// Address to listen on; default: every interface, IPv6 and IPv4
+    /// (dual stack, as RabbitMQ). `0.0.0.0` is IPv4 only.
+    #[arg(long)]
+    bind: Option<IpAddr>,
+    /// Number of shards (executors); default: the CPUs this process may
+    /// use. More shards than CPUs run unpinned.
+    #[arg(long)]
+    shards: Option<usize>,
+    /// Where durable state lives [default: $WARREN_DATA_DIR, else
+    /// ./warren-data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// When a persistent message is confirmed: `fsync` after an fdatasync
+    /// covering it (group commit), `os` once it is written to the page
+    /// cache (RabbitMQ classic-queue behaviour) [default: fsync].
+    #[arg(long, value_enum)]
+    sync: Option<SyncMode>,
+    /// Size of each message-log segment file (e.g. 32MiB) [default: 32MiB].
+    #[arg(long, value_parser = parse_size)]
+    segment_size: Option<u64>,
+    /// Block publishers while the data directory's file system has less
+    /// free space than this (e.g. 50MB, 1GB) [default: 50MB].
+    #[arg(long, value_parser = parse_size)]
+    disk_free_limit: Option<u64>,
+    /// Microseconds an idle shard keeps polling before it sleeps: lower
+    /// latency for some CPU. 0 turns it off; ignored when there are
+    /// more shards than CPUs [default: 30].
+    #[arg(long)]
+    spin_before_park_us: Option<u64>,
+    /// Seconds a request between shards (declare, consume, get...) may
+    /// take before it fails with 541 INTERNAL_ERROR (RabbitMQ's
+    /// channel_operation_timeout) [default: 15].
+    #[arg(long)]
+    call_timeout: Option<u64>,
+    /// Failpoint for tests: this shard never answers calls.
+    #[arg(long, hide = true)]
+    failpoint_stall_shard: Option<u16>,
+    /// Failpoint for tests: declaring a queue of this name panics.
+    #[arg(long, hide = true)]
+    failpoint_panic_on_queue: Option<String>,
+    /// Log level or tracing filter (e.g. info, debug, warren=trace)
+    /// [default: info, or the file's log.console.level].
+    #[arg(long)]
+    log: Option<String>,
+}
+
 fn main() {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    // Invoked as `rabbitmqctl` (a link): the same as `warren ctl`, so
+    // scripts written for RabbitMQ run unchanged.
+    let invoked_as = args
+        .first()
+        .and_then(|a| Path::new(a).file_name())
+        .and_then(|n| n.to_str())
+        .unwrap_or("warren");
+    if invoked_as == "rabbitmqctl" {
+        std::process::exit(warren::ctl::main("rabbitmqctl", args[1..].to_vec()));
+    }
+    if args.get(1).and_then(|a| a.to_str()) == Some("ctl") {
+        std::process::exit(warren::ctl::main("warren ctl", args[2..].to_vec()));
+    }
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve {
-            port,
-            bind,
-            shards,
-            data_dir,
-            sync,
-            segment_size,
-            disk_free_limit,
-            spin_before_park_us,
-            call_timeout,
-            failpoint_stall_shard,
-            failpoint_panic_on_queue,
-            log,
-        } => {
-            let filter = tracing_subscriber::EnvFilter::try_new(&log).unwrap_or_else(|_| {
-                eprintln!("warren: invalid --log filter '{log}', using 'info'");
-                tracing_subscriber::EnvFilter::new("info")
-            });
-            // Colour only for a terminal: journald and log files get plain text.
-            use std::io::IsTerminal;
-            tracing_subscriber::fmt()
-                .with_env_filter(filter)
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::stderr().is_terminal())
-                .init();
-            let shards = shards
-                .unwrap_or_else(|| warren::runtime::allowed_cpus().len())
-                .max(1);
-            if shards > 1024 {
-                eprintln!("warren: --shards {shards} is more than 1024");
-                std::process::exit(2);
-            }
-            if !(1 << 20..1 << 32).contains(&segment_size) {
-                eprintln!("warren: --segment-size must be be at least 1MiB and under 4GiB");
-                std::process::exit(2);
-            }
-            let config = Config {
-                bind,
-                port,
-                shards,
-                data_dir,
-                storage: StorageConfig {
-                    sync,
-                    segment_size,
-                    disk_free_limit,
-                },
-                spin_before_park: std::time::Duration::from_micros(spin_before_park_us),
-                call_timeout: std::time::Duration::from_secs(call_timeout.max(1)),
-            };
-            warren::config::set_failpoints(warren::config::Failpoints {
-                stall_shard: failpoint_stall_shard,
-                panic_on_queue: failpoint_panic_on_queue,
-            });
-            if let Err(e) = warren::server::run(config) {
-                eprintln!("warren: {e}");
-                std::process::exit(1);
-            }
-        }
+        Command::Ctl { args } => std::process::exit(warren::ctl::main("warren ctl", args)),
+        Command::Serve(a) => serve(a),
+    }
+}
+
+/// The configuration file to read: `--config` (which must exist), else
+/// `$WARREN_CONFIG_FILE`, else the packaged default if it exists.
+fn config_file(flag: Option<PathBuf>) -> Result<FileConfig, String> {
+    let (path, required) = match flag {
+        Some(p) => (p, true),
+        None => match std::env::var_os("WARREN_CONFIG_FILE") {
+            Some(p) => (PathBuf::from(p), true),
+            None => (PathBuf::from(DEFAULT_CONFIG_FILE), false),
+        },
+    };
+    if !required && !path.exists() {
+        return Ok(FileConfig::default());
+    }
+    warren::config::file::load(&path).map_err(|e| e.to_string())
+}
+
+fn serve(a: ServeArgs) {
+    let file = config_file(a.config).unwrap_or_else(|e| {
+        eprintln!("warren: {e}");
+        std::process::exit(CONFIG_ERROR);
+    });
+    let flags = Flags {
+        port: a.port,
+        bind: a.bind,
+        shards: a.shards,
+        data_dir: a.data_dir,
+        sync: a.sync,
+        segment_size: a.segment_size,
+        disk_free_limit: a.disk_free_limit,
+        spin_before_park_us: a.spin_before_park_us,
+        call_timeout: a.call_timeout,
+        log: a.log,
+    };
+    let resolved = resolve(
+        flags,
+        file,
+        std::env::var_os("WARREN_DATA_DIR").map(PathBuf::from),
+        warren::runtime::allowed_cpus().len(),
+        warren::mgmt::total_memory(),
+    )
+    .unwrap_or_else(|e| {
+        eprintln!("warren: {e}");
+        std::process::exit(CONFIG_ERROR);
+    });
+    let log = resolved.log;
+    let filter = tracing_subscriber::EnvFilter::try_new(&log).unwrap_or_else(|_| {
+        eprintln!("warren: invalid --log filter '{log}', using 'info'");
+        tracing_subscriber::EnvFilter::new("info")
+    });
+    // Colour only for a terminal: journald and log files get plain text.
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    warren::config::set_failpoints(warren::config::Failpoints {
+        stall_shard: a.failpoint_stall_shard,
+        panic_on_queue: a.failpoint_panic_on_queue,
+    });
+    if let Err(e) = warren::server::run(resolved.config) {
+        eprintln!("warren: {e}");
+        std::process::exit(1);
     }
 }

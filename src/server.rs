@@ -57,6 +57,7 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
             config.data_dir.display()
         ))
     })?;
+    let (definitions, loaded) = seed_defaults(definitions, loaded, &config.access)?;
     let durable = Arc::new(Durable {
         changes: loaded.changes,
         next_queue_id: QueueId(loaded.next_queue_id),
@@ -89,6 +90,10 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
         env!("CARGO_PKG_VERSION"),
         config.data_dir.display()
     );
+    // Under systemd (Type=notify): started means accepting connections.
+    if let Err(e) = crate::daemon::ready(&format!("listening on {addr}, {shards} shard(s)")) {
+        tracing::warn!("cannot tell systemd the broker is ready: {e}");
+    }
     match runtime.join() {
         Ok(r) => r.map_err(|e| StartError(e.0)),
         Err(_) => Err(StartError("runtime thread panicked".into())),
@@ -152,6 +157,7 @@ fn handle_shutdown_signals() {
             // SAFETY: `set` is a valid sigset; `sig` is a valid out pointer.
             unsafe { libc::sigwait(&set, &mut sig) };
             tracing::info!("signal {sig} received, shutting down");
+            let _ = crate::daemon::stopping();
             runtime::net::stop_listening();
             std::process::exit(0);
         });
@@ -170,6 +176,51 @@ fn raise_open_files_limit() {
             lim.rlim_cur = lim.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
+    }
+}
+
+/// A fresh data directory (or one from before users existed) gets the
+/// default vhost, user and permissions, once: written and synced before
+/// any shard starts.
+fn seed_defaults(
+    mut definitions: Definitions,
+    mut loaded: crate::storage::definitions::Loaded,
+    access: &crate::config::AccessConfig,
+) -> Result<(Definitions, crate::storage::definitions::Loaded), StartError> {
+    if loaded.seeded {
+        return Ok((definitions, loaded));
+    }
+    let mut topo = crate::topology::Topology::empty();
+    for c in &loaded.changes {
+        topo.apply(c);
+    }
+    let seed = crate::topology::admin::seed(&topo, access);
+    let err = |e: std::io::Error| StartError(format!("cannot write the default user: {e}"));
+    for c in &seed {
+        definitions.append(c).map_err(err)?;
+        tracing::info!("created the default {}", describe_seed(c));
+    }
+    definitions.mark_seeded().map_err(err)?;
+    // Vhosts first: the rest of the replay happens in them.
+    let (mut first, rest): (Vec<_>, Vec<_>) = seed
+        .into_iter()
+        .partition(|c| matches!(c, TopologyChange::VhostAdded(_)));
+    first.append(&mut loaded.changes);
+    first.extend(rest);
+    loaded.changes = first;
+    loaded.seeded = true;
+    Ok((definitions, loaded))
+}
+
+fn describe_seed(c: &TopologyChange) -> String {
+    use crate::access::AccessChange;
+    match c {
+        TopologyChange::VhostAdded(v) => format!("vhost '{v}'"),
+        TopologyChange::Access(AccessChange::UserPut(u)) => format!("user '{}'", u.name),
+        TopologyChange::Access(AccessChange::PermissionSet { user, vhost, .. }) => {
+            format!("permissions of '{user}' in vhost '{vhost}'")
+        }
+        other => format!("{other:?}"),
     }
 }
 
@@ -214,6 +265,9 @@ fn segment_has_records(path: &Path) -> bool {
         .unwrap_or(true)
 }
 
+/// Shard 0 serves the control socket: the other shards listen only after.
+static CONTROL_UP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 async fn shard_main(
     config: Config,
     durable: Arc<Durable>,
@@ -230,13 +284,6 @@ async fn shard_main(
         config.bind.expect("run() resolved the address"),
         config.port,
     );
-    let listener = match runtime::net::listen(addr) {
-        Ok(l) => l,
-        Err(e) => {
-            let _ = ready.send(Err(format!("cannot listen on {addr}: {e}")));
-            return;
-        }
-    };
     crate::alarm::start_disk_monitor(id, config.data_dir.clone(), config.storage.disk_free_limit);
     let shard = match open_shard(&config, &durable, id, shards, mailbox) {
         Ok(s) => s,
@@ -247,15 +294,85 @@ async fn shard_main(
     };
     runtime::spawn(shard.clone().run_committer());
     runtime::spawn(shard.clone().run_maintainer());
+    runtime::spawn(shard.clone().run_clock());
     let receiver = shard.clone();
     inbox.serve(move |batch| receiver.handle_batch(batch));
+    if id == 0 {
+        if let Some(path) = &config.load_definitions {
+            // As RabbitMQ: a definitions file that cannot be imported stops
+            // the start.
+            if let Err(e) = crate::mgmt::definitions::load_file(&shard, path).await {
+                let _ = ready.send(Err(format!("load_definitions {}: {e}", path.display())));
+                return;
+            }
+            tracing::info!("imported definitions from {}", path.display());
+        }
+        crate::mgmt::control::start(shard.clone(), &config);
+        CONTROL_UP.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+    // AMQP is served once the broker can be managed: a script that sees
+    // the port open can run `warren ctl` at once.
+    while !CONTROL_UP.load(std::sync::atomic::Ordering::SeqCst) {
+        runtime::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    let listener = match runtime::net::listen(addr) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = ready.send(Err(format!("cannot listen on {addr}: {e}")));
+            return;
+        }
+    };
     let _ = ready.send(Ok(id));
     drop(ready);
+    let mut listener = Some(listener);
+    loop {
+        match listener.take() {
+            Some(l) => {
+                accept_while_running(&shard, &l, id).await;
+                l.shutdown();
+                if runtime::net::stopped_listening() {
+                    return;
+                }
+            }
+            None => {
+                // `stop_app`: wait for `start_app`, then listen again.
+                while !shard.app_running() {
+                    shard.app_changed().await;
+                }
+                match runtime::net::listen(addr) {
+                    Ok(l) => listener = Some(l),
+                    Err(e) => {
+                        tracing::error!(shard = id, "start_app: cannot listen on {addr}: {e}");
+                        runtime::sleep(std::time::Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Accepts connections until `stop_app` (or the process's shutdown).
+async fn accept_while_running(
+    shard: &std::rc::Rc<Shard>,
+    listener: &runtime::net::Listener,
+    id: usize,
+) {
+    use futures_lite::FutureExt;
     let mut last_accept_warning = std::time::Instant::now() - std::time::Duration::from_secs(2);
     loop {
-        match listener.accept().await {
-            Ok(socket) => runtime::spawn(crate::connection::serve(shard.clone(), socket)),
-            Err(e) => {
+        if !shard.app_running() {
+            return;
+        }
+        let accepted = async { Some(listener.accept().await) }
+            .or(async {
+                shard.app_changed().await;
+                None
+            })
+            .await;
+        match accepted {
+            None => continue,
+            Some(Ok(socket)) => runtime::spawn(crate::connection::serve(shard.clone(), socket)),
+            Some(Err(e)) => {
                 if runtime::net::stopped_listening() {
                     // Shutting down: the process exits in a moment.
                     return;
@@ -330,6 +447,8 @@ fn open_shard(
         ShardOptions {
             call_timeout: config.call_timeout,
             stall_calls: crate::config::failpoints().stall_shard == Some(id as u16),
+            access: std::sync::Arc::new(config.access.clone()),
+            limits: config.limits,
         },
     );
     for c in &changes {

@@ -1279,6 +1279,23 @@ async fn update_secret_gets_update_secret_ok() {
     raw.expect_method(0, 10, 51).await;
 }
 
+/// A new secret that no longer authenticates the user closes the
+/// connection with 530 NOT_ALLOWED.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_secret_that_does_not_authenticate_closes() {
+    let broker = TestBroker::start().await;
+    let mut raw = Raw::open_channel1(&broker).await;
+    raw.send(&method(
+        0,
+        10,
+        70,
+        Args::default().ls(b"not-the-password").ss("token refresh"),
+    ))
+    .await;
+    let close = raw.expect_method(0, 10, 50).await;
+    assert_eq!(u16::from_be_bytes([close[0], close[1]]), 530, "reply code");
+}
+
 /// After close-ok the broker keeps reading until the client closes: a
 /// client whose publishes were still queued behind its close writes them
 /// without a reset, and then sees the broker's end of the stream.

@@ -20,7 +20,7 @@ pub use frame::{
 pub use methods::*;
 pub use properties::{BasicProperties, PublishProperties};
 pub use table::{FieldTable, FieldValue};
-pub(crate) use wire::{put_shortstr, put_table, shortstr_prefix, Reader};
+pub(crate) use wire::{put_longstr, put_shortstr, put_table, shortstr_prefix, Reader};
 
 /// AMQP short string: zero-copy UTF-8 over `Bytes`. On the wire at most 255
 /// bytes; longer values are truncated to 255 bytes at a char boundary when

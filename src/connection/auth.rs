@@ -1,39 +1,23 @@
-//! SASL PLAIN and AMQPLAIN against the built-in user list.
-//!
-//! For now the only user is RabbitMQ's default `guest`/`guest`, which (as
-//! in RabbitMQ) may only log in over loopback. User management is a later
-//! piece of work; it plugs in behind [`authenticate`].
-use std::net::IpAddr;
-
+//! SASL PLAIN and AMQPLAIN: the credentials a client presents. Checking
+//! them is the access module's, against this shard's replica
+//! ([`crate::access::Access::login`]).
 pub const MECHANISMS: &str = "PLAIN AMQPLAIN";
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum AuthError {
     UnknownMechanism,
-    Refused,
-    LoopbackOnly,
+    /// The response could not be read.
+    Malformed,
 }
 
-/// Returns the authenticated user name.
-pub fn authenticate(
-    mechanism: &str,
-    response: &[u8],
-    peer: Option<IpAddr>,
-) -> Result<String, AuthError> {
-    let (user, pass) = match mechanism {
+/// The user name and password in a start-ok response.
+pub fn credentials(mechanism: &str, response: &[u8]) -> Result<(String, String), AuthError> {
+    match mechanism {
         "PLAIN" => parse_plain(response),
         "AMQPLAIN" => parse_amqplain(response),
         _ => return Err(AuthError::UnknownMechanism),
     }
-    .ok_or(AuthError::Refused)?;
-    if user != "guest" || pass != "guest" {
-        return Err(AuthError::Refused);
-    }
-    // On a dual-stack socket 127.0.0.1 arrives as ::ffff:127.0.0.1.
-    if peer.is_some_and(|ip| !ip.to_canonical().is_loopback()) {
-        return Err(AuthError::LoopbackOnly);
-    }
-    Ok(user)
+    .ok_or(AuthError::Malformed)
 }
 
 /// `[authzid] NUL authcid NUL passwd`
@@ -77,19 +61,13 @@ mod tests {
 
     #[test]
     fn plain_and_amqplain() {
-        let lo = Some(IpAddr::from([127, 0, 0, 1]));
+        let guest = ("guest".to_string(), "guest".to_string());
+        assert_eq!(credentials("PLAIN", b"\0guest\0guest"), Ok(guest.clone()));
         assert_eq!(
-            authenticate("PLAIN", b"\0guest\0guest", lo),
-            Ok("guest".into())
+            credentials("PLAIN", b"authz\0guest\0guest"),
+            Ok(guest.clone())
         );
-        assert_eq!(
-            authenticate("PLAIN", b"\0guest\0wrong", lo),
-            Err(AuthError::Refused)
-        );
-        assert_eq!(
-            authenticate("PLAIN", b"garbage", lo),
-            Err(AuthError::Refused)
-        );
+        assert_eq!(credentials("PLAIN", b"garbage"), Err(AuthError::Malformed));
         let mut t = Vec::new();
         for (k, v) in [("LOGIN", "guest"), ("PASSWORD", "guest")] {
             t.push(k.len() as u8);
@@ -98,19 +76,14 @@ mod tests {
             t.extend_from_slice(&(v.len() as u32).to_be_bytes());
             t.extend_from_slice(v.as_bytes());
         }
-        assert_eq!(authenticate("AMQPLAIN", &t, lo), Ok("guest".into()));
+        assert_eq!(credentials("AMQPLAIN", &t), Ok(guest));
         assert_eq!(
-            authenticate("AMQPLAIN", &t[..t.len() - 1], lo),
-            Err(AuthError::Refused)
+            credentials("AMQPLAIN", &t[..t.len() - 1]),
+            Err(AuthError::Malformed)
         );
         assert_eq!(
-            authenticate("EXTERNAL", b"", lo),
+            credentials("EXTERNAL", b""),
             Err(AuthError::UnknownMechanism)
-        );
-        let remote = Some(IpAddr::from([10, 1, 2, 3]));
-        assert_eq!(
-            authenticate("PLAIN", b"\0guest\0guest", remote),
-            Err(AuthError::LoopbackOnly)
         );
     }
 }

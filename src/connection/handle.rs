@@ -12,8 +12,9 @@ use super::output::Output;
 use crate::codec::{self, BasicCancel, BasicDeliver, Method, ShortStr};
 use crate::ids::{ChannelRef, ConnId, ConsumerId, MsgId, QueueRef};
 use crate::queue::Settle;
+use crate::runtime::net::ConnSocket;
 use crate::runtime::sync::Event;
-use crate::shard::{LocalConn, RoutedDelivery, Shard};
+use crate::shard::{ChannelInfo, ConnInfo, ConnState, LocalConn, RoutedDelivery, Shard};
 
 /// An unacked delivery as the channel remembers it.
 #[derive(Debug, Clone, Copy)]
@@ -52,6 +53,23 @@ pub struct ChannelDeliveries {
     pub publishes: Option<PublishTracker>,
     /// Confirm mode: acknowledge publishes to the client.
     pub send_confirms: bool,
+    /// basic.qos prefetch for new consumers, for listings.
+    pub prefetch: u16,
+}
+
+/// What the reader learnt about its connection, for listings.
+#[derive(Debug, Clone)]
+pub struct ConnMeta {
+    pub user: String,
+    pub vhost: String,
+    pub peer: Option<std::net::SocketAddr>,
+    pub local: Option<std::net::SocketAddr>,
+    pub connected_at_ms: u64,
+    pub client_properties: codec::FieldTable,
+    pub auth_mechanism: String,
+    pub state: ConnState,
+    pub heartbeat: u16,
+    pub channel_max: u16,
 }
 
 /// The side of a connection that its shard and the connection's own tasks
@@ -78,11 +96,35 @@ pub struct ConnHandle {
     /// A queue could not store one of our plain publishes: the reader
     /// closes the connection with 541.
     pub store_failed: Cell<bool>,
+    /// For listings.
+    pub meta: RefCell<ConnMeta>,
+    /// An operator closed the connection: the reader sends this
+    /// connection.close once its read ends.
+    pub forced: RefCell<Option<(u16, String)>>,
+    socket: ConnSocket,
 }
 
 impl ConnHandle {
-    pub fn new(id: ConnId, shard: Rc<Shard>) -> Rc<Self> {
+    pub fn new(id: ConnId, shard: Rc<Shard>, socket: ConnSocket) -> Rc<Self> {
+        let connected_at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let meta = ConnMeta {
+            user: String::new(),
+            vhost: String::new(),
+            peer: socket.peer_addr().ok(),
+            local: socket.local_addr().ok(),
+            connected_at_ms,
+            client_properties: codec::FieldTable::new(),
+            auth_mechanism: String::new(),
+            state: ConnState::Starting,
+            heartbeat: 0,
+            channel_max: 0,
+        };
         Rc::new(ConnHandle {
+            meta: RefCell::new(meta),
+            forced: RefCell::new(None),
+            socket,
             id,
             shard,
             out: RefCell::new(Output::default()),
@@ -332,6 +374,55 @@ impl LocalConn for ConnHandle {
         let due = std::mem::take(&mut *self.confirms_due.borrow_mut());
         for channel in due {
             self.flush_confirms(channel);
+        }
+    }
+
+    fn info(&self) -> ConnInfo {
+        let m = self.meta.borrow().clone();
+        let mut channels: Vec<ChannelInfo> = self
+            .channels
+            .borrow()
+            .iter()
+            .filter(|(_, c)| c.open)
+            .map(|(&number, c)| ChannelInfo {
+                number,
+                consumers: c.consumers.len() as u32,
+                unacked: c.unacked.len() as u32,
+                prefetch: c.prefetch,
+                global_prefetch: c.global_prefetch,
+                confirm: c.send_confirms,
+                transactional: c.publishes.is_some() && !c.send_confirms,
+            })
+            .collect();
+        channels.sort_by_key(|c| c.number);
+        ConnInfo {
+            id: self.id,
+            shard: self.shard.id(),
+            user: m.user,
+            vhost: m.vhost,
+            peer: m.peer,
+            local: m.local,
+            state: if self.forced.borrow().is_some() {
+                ConnState::Closing
+            } else {
+                m.state
+            },
+            connected_at_ms: m.connected_at_ms,
+            client_properties: m.client_properties,
+            auth_mechanism: m.auth_mechanism,
+            frame_max: self.frame_max.get(),
+            heartbeat: m.heartbeat,
+            channel_max: m.channel_max,
+            channels,
+        }
+    }
+
+    fn force_close(&self, code: u16, text: String) {
+        let mut forced = self.forced.borrow_mut();
+        if forced.is_none() {
+            *forced = Some((code, text));
+            // Wakes the reader wherever it waits: its read ends at once.
+            self.socket.shutdown_read();
         }
     }
 

@@ -3,15 +3,13 @@ use std::time::Duration;
 
 use super::auth::{self, AuthError};
 use super::{conn_error, Close, Conn};
+use crate::access::LoginError;
 use crate::codec::{
     self, reply_code, ConnectionOpenOk, ConnectionStart, ConnectionTune, FieldTable, FieldValue,
     Frame, Method,
 };
 use crate::error::AmqpError;
 
-pub const CHANNEL_MAX: u16 = 2047;
-pub const FRAME_MAX: u32 = 131_072;
-pub const HEARTBEAT: u16 = 60;
 /// RabbitMQ's handshake_timeout.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -68,7 +66,18 @@ impl Conn {
             return Err(Close::Gone);
         }
         let _ = self.buf.split_to(8);
-        self.handle.frame_max.set(FRAME_MAX);
+        let limits = self.shard.options().limits;
+        // 0 in the configuration means no limit, as in RabbitMQ; a frame is
+        // still never above the largest message.
+        let max_frame = match limits.frame_max {
+            0 => super::channel::MAX_MESSAGE_SIZE as u32,
+            n => n,
+        };
+        let max_channels = match limits.channel_max {
+            0 => u16::MAX,
+            n => n,
+        };
+        self.handle.frame_max.set(max_frame);
         self.handle.send_method(
             0,
             &Method::ConnectionStart(ConnectionStart {
@@ -88,25 +97,55 @@ impl Conn {
             ));
         };
         let peer = self.socket.peer_addr().ok().map(|a| a.ip());
-        match auth::authenticate(&ok.mechanism, &ok.response, peer) {
-            Ok(user) => self.user = user,
+        let (user, password) = match auth::credentials(&ok.mechanism, &ok.response) {
+            Ok(c) => c,
             Err(AuthError::UnknownMechanism) => {
                 return Err(conn_error(
                     reply_code::COMMAND_INVALID,
                     format!("unknown authentication mechanism '{}'", ok.mechanism),
                 ))
             }
+            Err(AuthError::Malformed) => (String::new(), String::new()),
+        };
+        // On a dual-stack socket 127.0.0.1 arrives as ::ffff:127.0.0.1.
+        let remote = peer.is_some_and(|ip| !ip.to_canonical().is_loopback());
+        let loopback_only = self.shard.options().access.loopback_users.contains(&user);
+        let login = self.shard.with_topology(|t| {
+            t.access
+                .login(&user, &password, loopback_only, remote)
+                .map(|u| u.has_tag("impersonator"))
+        });
+        match login {
+            Ok(impersonator) => {
+                self.user = user;
+                self.impersonator = impersonator;
+            }
             Err(e) => {
-                let text = if e == AuthError::LoopbackOnly {
-                    "User can only log in via localhost".to_string()
-                } else {
-                    format!(
-                        "Login was refused using authentication mechanism {}. For details see the broker logfile.",
-                        ok.mechanism
-                    )
+                // The client hears only that the login was refused, as from
+                // RabbitMQ; the log says why.
+                let why = match e {
+                    LoginError::Refused => format!("invalid credentials for user '{user}'"),
+                    LoginError::LoopbackOnly => {
+                        format!("user '{user}' can only connect via localhost")
+                    }
                 };
+                tracing::warn!(
+                    conn = %self.handle.id,
+                    "{} login refused: {why}",
+                    ok.mechanism
+                );
+                let text = format!(
+                    "Login was refused using authentication mechanism {}. For details see the broker logfile.",
+                    ok.mechanism
+                );
                 return Err(Close::Error(AmqpError::access_refused(text), 0, 0));
             }
+        }
+        {
+            let mut meta = self.handle.meta.borrow_mut();
+            meta.user = self.user.clone();
+            meta.auth_mechanism = ok.mechanism.to_string();
+            meta.client_properties = ok.client_properties.clone();
         }
         if let Some(FieldValue::Table(caps)) = ok.client_properties.get("capabilities") {
             let on = |k: &str| caps.get(k).and_then(FieldValue::as_bool).unwrap_or(false);
@@ -117,9 +156,9 @@ impl Conn {
         self.handle.send_method(
             0,
             &Method::ConnectionTune(ConnectionTune {
-                channel_max: CHANNEL_MAX,
-                frame_max: FRAME_MAX,
-                heartbeat: HEARTBEAT,
+                channel_max: max_channels,
+                frame_max: limits.frame_max,
+                heartbeat: limits.heartbeat,
             }),
         );
         let frame = self.next_frame().await?;
@@ -130,7 +169,7 @@ impl Conn {
             ));
         };
         let frame_max = if tune.frame_max == 0 {
-            FRAME_MAX
+            max_frame
         } else {
             tune.frame_max
         };
@@ -140,16 +179,16 @@ impl Conn {
                 format!("frame_max={frame_max} < {} min size", codec::FRAME_MIN_SIZE),
             ));
         }
-        if frame_max > FRAME_MAX {
+        if frame_max > max_frame {
             return Err(conn_error(
                 reply_code::NOT_ALLOWED,
-                format!("frame_max={frame_max} > {FRAME_MAX} max size"),
+                format!("frame_max={frame_max} > {max_frame} max size"),
             ));
         }
         self.handle.frame_max.set(frame_max);
         self.channel_max = match tune.channel_max {
-            0 => CHANNEL_MAX,
-            n => n.min(CHANNEL_MAX),
+            0 => max_channels,
+            n => n.min(max_channels),
         };
         self.heartbeat = tune.heartbeat;
 
@@ -166,7 +205,27 @@ impl Conn {
                 format!("vhost {} not found", open.virtual_host),
             ));
         }
+        if self
+            .shard
+            .permission(&self.user, &open.virtual_host)
+            .is_none()
+        {
+            return Err(conn_error(
+                reply_code::NOT_ALLOWED,
+                format!(
+                    "access to vhost '{}' refused for user '{}'",
+                    open.virtual_host, self.user
+                ),
+            ));
+        }
         self.vhost = open.virtual_host.clone();
+        {
+            let mut meta = self.handle.meta.borrow_mut();
+            meta.vhost = self.vhost.to_string();
+            meta.state = crate::shard::ConnState::Running;
+            meta.heartbeat = self.heartbeat;
+            meta.channel_max = self.channel_max;
+        }
         self.handle
             .send_method(0, &Method::ConnectionOpenOk(ConnectionOpenOk {}));
         // A peer silent for two heartbeat intervals is gone.

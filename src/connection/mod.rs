@@ -55,7 +55,7 @@ impl From<std::io::Error> for Close {
 pub async fn serve(shard: Rc<Shard>, socket: ConnSocket) {
     socket.set_nodelay();
     let id = ConnId(shard.unique_id());
-    let handle = ConnHandle::new(id, shard.clone());
+    let handle = ConnHandle::new(id, shard.clone(), socket.clone());
     shard.register_conn(id, handle.clone());
     let writer_task = crate::runtime::spawn_joinable(write_loop(handle.clone(), socket.clone()));
     let mut conn = Conn {
@@ -66,6 +66,7 @@ pub async fn serve(shard: Rc<Shard>, socket: ConnSocket) {
         scratch: vec![0; FIRST_READ_CHUNK],
         vhost: codec::ShortStr::from_static("/"),
         user: String::new(),
+        impersonator: false,
         channel_max: 2047,
         heartbeat: 0,
         channels: ahash::AHashMap::new(),
@@ -153,6 +154,8 @@ pub(crate) struct Conn {
     vhost: codec::ShortStr,
     /// The authenticated user.
     user: String,
+    /// The user may publish with another user's `user_id`.
+    impersonator: bool,
     channel_max: u16,
     heartbeat: u16,
     /// Boxed: a channel is ~600 bytes and the map allocates room for
@@ -196,15 +199,35 @@ impl Conn {
             Err(Close::Error(e, class_id, method_id)) => {
                 return Box::pin(self.close_with(e, class_id, method_id)).await;
             }
-            Err(other) => return Err(other),
+            Err(other) => return Err(self.forced_close().unwrap_or(other)),
         }
         self.spawn_heartbeat();
         match self.frame_loop().await {
             Err(Close::Error(e, class_id, method_id)) => {
                 Box::pin(self.close_with(e, class_id, method_id)).await
             }
-            other => other,
+            Err(other) => Err(self.forced_close().unwrap_or(other)),
+            Ok(()) => Ok(()),
         }
+    }
+
+    /// An operator closed this connection (its read was ended to wake the
+    /// reader): send connection.close. Nothing can be read any more, so
+    /// the close-ok is not awaited.
+    fn forced_close(&mut self) -> Option<Close> {
+        let (code, text) = self.handle.forced.borrow().clone()?;
+        tracing::info!(conn = %self.handle.id, "closing connection: {text}");
+        let text = AmqpError::new(code, text).text;
+        self.handle.send_method(
+            0,
+            &Method::ConnectionClose(codec::ConnectionClose {
+                reply_code: code,
+                reply_text: codec::ShortStr::from(truncate_text(&text)),
+                class_id: 0,
+                method_id: 0,
+            }),
+        );
+        Some(Close::Gone)
     }
 
     /// Reads more bytes; `Close::Gone` on EOF or on a read timeout (a peer
@@ -359,9 +382,11 @@ impl Conn {
                 }),
             );
         }
+        self.handle.meta.borrow_mut().state = crate::shard::ConnState::Blocked;
         while alarms.any() {
-            // The writer marks a dead socket closed: stop waiting then.
-            if self.handle.closed.get() {
+            // The writer marks a dead socket closed: stop waiting then; an
+            // operator's close, too.
+            if self.handle.closed.get() || self.handle.forced.borrow().is_some() {
                 return Err(Close::Gone);
             }
             alarms
@@ -369,6 +394,7 @@ impl Conn {
                 .or(crate::runtime::sleep(Duration::from_secs(1)))
                 .await;
         }
+        self.handle.meta.borrow_mut().state = crate::shard::ConnState::Running;
         tracing::debug!(conn = %self.handle.id, "unblocked");
         if self.blocked_notify {
             self.handle.send_method(
@@ -418,8 +444,23 @@ impl Conn {
             }
             Method::ConnectionCloseOk(_) => Err(Close::Gone),
             Method::ConnectionUpdateSecret(m) => {
-                // As RabbitMQ's internal user database: the user and its
-                // rights stay those of the login; the new secret is taken.
+                // The new secret must still authenticate the user (for the
+                // internal database, it is the password); the user and its
+                // rights stay those of the login.
+                let secret = String::from_utf8_lossy(&m.new_secret).into_owned();
+                let valid = self
+                    .shard
+                    .with_topology(|t| t.access.login(&self.user, &secret, false, false).is_ok());
+                if !valid {
+                    return Err(Close::Error(
+                        AmqpError::new(
+                            reply_code::NOT_ALLOWED,
+                            "New secret was refused by one of the backends",
+                        ),
+                        codec::ConnectionUpdateSecret::CLASS_ID,
+                        codec::ConnectionUpdateSecret::METHOD_ID,
+                    ));
+                }
                 tracing::info!(
                     conn = %self.handle.id,
                     user = %self.user,

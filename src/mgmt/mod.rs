@@ -1,4 +1,11 @@
 //! The management plane: the control socket `warren ctl` (and a
 //! `rabbitmqctl` link) talks to, and RabbitMQ's definitions format. It sits
 //! above the shards and asks them through typed calls, like a connection.
+pub mod control;
+pub mod definitions;
+pub mod definitions_json;
 pub mod proto;
+mod status;
+
+pub use status::total_memory;
+mod verbs;

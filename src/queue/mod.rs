@@ -49,6 +49,8 @@ pub struct ConsumerSpec {
     pub exclusive: bool,
     /// 0 = unlimited.
     pub prefetch: u32,
+    /// basic.consume's arguments (`x-priority`...), for listings.
+    pub arguments: crate::codec::FieldTable,
 }
 
 #[derive(Debug)]
@@ -193,6 +195,17 @@ impl Queue {
     /// Messages delivered and not yet settled.
     pub fn unacked_count(&self) -> u32 {
         self.unacked.len() as u32
+    }
+
+    /// The consumers, in round-robin order.
+    pub fn consumers(&self) -> impl Iterator<Item = &ConsumerSpec> {
+        self.consumers.iter().map(|c| &c.spec)
+    }
+
+    /// Body bytes of the ready messages held in memory (RabbitMQ's
+    /// `message_bytes_ram`, the bulk of a queue's `memory`).
+    pub fn ready_bytes(&self) -> u64 {
+        self.ready_bytes
     }
 
     /// Whether consumer `id` consumes from this queue.
@@ -570,6 +583,7 @@ mod tests {
 
     fn consumer(id: u64, channel: u16, prefetch: u32, no_ack: bool) -> ConsumerSpec {
         ConsumerSpec {
+            arguments: Default::default(),
             id: ConsumerId(id),
             channel: ch(channel),
             tag: ShortStr::from(format!("c{id}")),

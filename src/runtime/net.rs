@@ -85,10 +85,24 @@ pub fn stop_listening() {
     }
 }
 
-/// One shard's listening socket.
-pub struct Listener(TcpListener);
+/// One shard's listening socket (and its fd, which glommio's listener
+/// does not expose).
+pub struct Listener(TcpListener, i32);
 
 impl Listener {
+    /// Stops accepting now (`stop_app`): the socket is unhashed from the
+    /// port at once, where dropping it would leave it accepting until
+    /// io_uring lets it go.
+    pub fn shutdown(&self) {
+        let fd = self.1;
+        LISTENING
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|&f| f != fd);
+        // SAFETY: shutdown on the listening socket this listener owns.
+        unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+    }
+
     /// The next connection the kernel gave this shard.
     pub async fn accept(&self) -> io::Result<ConnSocket> {
         let stream = self.0.accept().await.map_err(io::Error::from)?;
@@ -104,18 +118,18 @@ pub fn listen(addr: SocketAddr) -> std::io::Result<Listener> {
     s.set_nonblocking(true)?;
     s.bind(&addr.into())?;
     s.listen(4096)?;
-    {
+    let fd = {
         use std::os::fd::AsRawFd;
-        LISTENING
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(s.as_raw_fd());
-    }
+        let fd = s.as_raw_fd();
+        LISTENING.lock().unwrap_or_else(|p| p.into_inner()).push(fd);
+        fd
+    };
     // SAFETY: the fd is a bound, listening TCP socket whose ownership moves
     // into the TcpListener.
-    Ok(Listener(unsafe {
-        TcpListener::from_raw_fd(s.into_raw_fd())
-    }))
+    Ok(Listener(
+        unsafe { TcpListener::from_raw_fd(s.into_raw_fd()) },
+        fd,
+    ))
 }
 
 /// Most iovecs one `sendmsg` takes (Linux's UIO_MAXIOV).
@@ -227,6 +241,19 @@ impl ConnSocket {
         unsafe { libc::shutdown(self.0.borrow().as_raw_fd(), libc::SHUT_WR) };
     }
 
+    /// Ends reading: a pending or later read returns EOF at once. How an
+    /// operator's close reaches a connection's reader, wherever it waits.
+    pub fn shutdown_read(&self) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: shutdown on the fd this stream owns.
+        unsafe { libc::shutdown(self.0.borrow().as_raw_fd(), libc::SHUT_RD) };
+    }
+
+    /// This end's address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.borrow().local_addr().map_err(io::Error::from)
+    }
+
     /// Turns Nagle's algorithm off: frames go out as they are written.
     pub fn set_nodelay(&self) {
         let _ = self.0.borrow().set_nodelay(true);
@@ -243,5 +270,76 @@ impl ConnSocket {
     /// The peer's address.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.0.borrow().peer_addr().map_err(io::Error::from)
+    }
+}
+
+/// A local (Unix) socket listener: the control socket `warren ctl` talks
+/// to. Created with mode 0600, so its file permissions are the
+/// credential.
+pub struct LocalListener(glommio::net::UnixListener);
+
+impl LocalListener {
+    /// Binds `path`, replacing a stale socket file a killed broker left.
+    pub fn bind(path: &std::path::Path) -> io::Result<LocalListener> {
+        use std::os::unix::fs::PermissionsExt;
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        // SAFETY: umask only changes this process's file creation mask;
+        // restored right after the bind so nothing else is created with it.
+        let old = unsafe { libc::umask(0o177) };
+        let bound = glommio::net::UnixListener::bind(path);
+        unsafe { libc::umask(old) };
+        let l = bound.map_err(io::Error::from)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        Ok(LocalListener(l))
+    }
+
+    /// The next client.
+    pub async fn accept(&self) -> io::Result<LocalStream> {
+        self.0
+            .accept()
+            .await
+            .map(LocalStream)
+            .map_err(io::Error::from)
+    }
+}
+
+/// One control-socket client.
+pub struct LocalStream(glommio::net::UnixStream);
+
+impl LocalStream {
+    /// Reads one line (without its `\n`), at most `limit` bytes; `None` at
+    /// EOF before a whole line.
+    pub async fn read_line(&mut self, limit: usize) -> io::Result<Option<Vec<u8>>> {
+        use futures_lite::AsyncReadExt;
+        let mut line = Vec::new();
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            let n = self.0.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(None);
+            }
+            line.extend_from_slice(&chunk[..n]);
+            if let Some(end) = line.iter().position(|&b| b == b'\n') {
+                line.truncate(end);
+                return Ok(Some(line));
+            }
+            if line.len() > limit {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "request too large",
+                ));
+            }
+        }
+    }
+
+    /// Writes all of `buf`.
+    pub async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        use futures_lite::AsyncWriteExt;
+        self.0.write_all(buf).await?;
+        self.0.flush().await
     }
 }

@@ -24,7 +24,7 @@ use crate::topology::{ExchangeMeta, QueueMeta, TopologyChange};
 pub(super) struct LeaderState {
     /// One decision at a time: each validates against the state the
     /// previous one left, even though broadcasting awaits.
-    serial: Serial,
+    pub(super) serial: Serial,
     next_queue_id: Cell<QueueId>,
     /// The definitions log.
     pub(super) definitions: RefCell<Option<Definitions>>,
@@ -257,7 +257,7 @@ impl Shard {
     /// one exception is a queue's removal: its owner has already dropped
     /// it, so the replicas follow, and the caller still hears that the
     /// removal is not on disk (the queue may come back at a restart).
-    async fn broadcast(self: &Rc<Self>, change: TopologyChange) -> AmqpResult<()> {
+    pub(super) async fn broadcast(self: &Rc<Self>, change: TopologyChange) -> AmqpResult<()> {
         let durable = decide::is_durable_change(&self.topology.borrow(), &change);
         let stored = if durable {
             self.persist_definition(&change).await.map_err(|e| {

@@ -19,7 +19,9 @@
 //! - `messages.rs`: what shards say to each other.
 #![warn(missing_docs)]
 
+mod admin;
 mod call;
+mod info;
 mod leader;
 mod messages;
 mod pump;
@@ -30,7 +32,12 @@ use ahash::AHashMap;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
+pub use admin::{Admin, AdminOp, APP_RUNNING};
 pub use call::Call;
+pub use info::{
+    ChannelInfo, CloseConnections, CloseWhich, ConnInfo, ConnState, ConsumerInfo, ListConnections,
+    ListQueues, QueueInfo, SetAppRunning,
+};
 pub use leader::{
     AutoDeleteQueue, Bind, ConnectionClosed, DeclareExchange, DeclareQueue, Declared,
     DeleteExchange, DeleteQueue, Unbind,
@@ -50,12 +57,17 @@ use crate::storage::definitions::Definitions;
 use crate::topology::{QueueMeta, Topology};
 
 /// How a shard behaves, from the configuration.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ShardOptions {
     /// How long a call to another shard may take before it fails (541).
     pub call_timeout: std::time::Duration,
     /// Failpoint for tests: this shard never answers calls.
     pub stall_calls: bool,
+    /// Who may log in only from loopback, and the defaults `reset` brings
+    /// back.
+    pub access: std::sync::Arc<crate::config::AccessConfig>,
+    /// What connections negotiate.
+    pub limits: crate::config::ConnLimits,
 }
 
 /// What the shard needs from a connection that lives on it: the three
@@ -78,6 +90,11 @@ pub trait LocalConn {
     /// The queue behind consumer `tag` went away: basic.cancel from the
     /// server.
     fn server_cancel(&self, ch: ChannelRef, tag: &ShortStr);
+    /// What management listings show of it.
+    fn info(&self) -> ConnInfo;
+    /// An operator (or a deleted vhost) closes it: connection.close with
+    /// `code` and `text`, whatever it is doing.
+    fn force_close(&self, code: u16, text: String);
 }
 
 /// A delivery on its way to a consumer's connection, with the queue it
@@ -172,6 +189,12 @@ pub struct Shard {
     store: RefCell<ShardStore>,
     /// Something was appended to the log: the committer has work.
     sync_wake: Event,
+    /// AMQP connections are accepted (`stop_app` clears it).
+    app_running: Cell<bool>,
+    app_changed: Event,
+    /// Seconds since the shard started, by a once-a-second task: a clock
+    /// the message path reads for free.
+    seconds: Cell<u32>,
 }
 
 impl Shard {
@@ -190,7 +213,7 @@ impl Shard {
             shards,
             options,
             mailbox,
-            topology: RefCell::new(Topology::new()),
+            topology: RefCell::new(Topology::empty()),
             queues: RefCell::new(AHashMap::new()),
             conns: RefCell::new(AHashMap::new()),
             dirty: RefCell::new(Vec::new()),
@@ -204,12 +227,33 @@ impl Shard {
             leader: leader::LeaderState::new(next_queue_id),
             store: RefCell::new(store),
             sync_wake: Event::default(),
+            app_running: Cell::new(true),
+            app_changed: Event::default(),
+            seconds: Cell::new(0),
         })
     }
 
     /// This shard's id.
     pub fn id(&self) -> ShardId {
         self.id
+    }
+
+    /// Whole seconds since the shard started (see [`Shard::run_clock`]).
+    pub fn seconds(&self) -> u32 {
+        self.seconds.get()
+    }
+
+    /// Advances [`Shard::seconds`] once a second, for ever.
+    pub async fn run_clock(self: Rc<Self>) {
+        loop {
+            crate::runtime::sleep(std::time::Duration::from_secs(1)).await;
+            self.seconds.set(self.seconds.get().wrapping_add(1));
+        }
+    }
+
+    /// How many shards the broker runs.
+    pub fn shard_count(&self) -> usize {
+        self.shards
     }
 
     /// A broker-unique id (connections, consumers).
@@ -269,6 +313,46 @@ impl Shard {
     /// not internal).
     pub fn check_publishable(&self, vhost: &str, exchange: &str) -> AmqpResult<()> {
         self.topology.borrow().check_publishable(vhost, exchange)
+    }
+
+    /// Whether `user` has `kind` on the resource `name` in `vhost` (its
+    /// permissions there; none: nothing).
+    pub fn permits(
+        &self,
+        user: &str,
+        vhost: &str,
+        kind: crate::access::PermissionKind,
+        name: &str,
+    ) -> bool {
+        self.topology
+            .borrow()
+            .access
+            .permission(user, vhost)
+            .is_some_and(|p| p.permits(kind, name))
+    }
+
+    /// `user`'s permission in `vhost`, if any.
+    pub fn permission(
+        &self,
+        user: &str,
+        vhost: &str,
+    ) -> Option<std::sync::Arc<crate::access::Permission>> {
+        self.topology
+            .borrow()
+            .access
+            .permission(user, vhost)
+            .cloned()
+    }
+
+    /// The options this shard was started with.
+    pub fn options(&self) -> &ShardOptions {
+        &self.options
+    }
+
+    /// Reads the topology replica (users, vhosts, queues...) for one
+    /// synchronous step.
+    pub fn with_topology<R>(&self, f: impl FnOnce(&Topology) -> R) -> R {
+        f(&self.topology.borrow())
     }
 
     /// Whether virtual host `name` exists.

@@ -206,6 +206,13 @@ impl Shard {
             }
         }
         self.topology.borrow_mut().apply(change);
+        match change {
+            TopologyChange::VhostRemoved(vhost) => self.close_deleted(Some(vhost), None),
+            TopologyChange::Access(crate::access::AccessChange::UserRemoved(user)) => {
+                self.close_deleted(None, Some(user))
+            }
+            _ => {}
+        }
     }
 
     /// Deletes an owned queue now: cancels its consumers (who are told with

@@ -1,4 +1,5 @@
-//! The definitions log: durable exchanges, queues and bindings.
+//! The definitions log: vhosts, users, permissions, durable exchanges,
+//! queues and bindings.
 //!
 //! An append-only file of CRC-checked records, one per change, written and
 //! fdatasync'd by the leader before the change's `-ok` goes out. At start
@@ -10,7 +11,8 @@ use std::io::{self, Write};
 use std::path::Path;
 
 use super::record::{self, Item};
-use crate::codec::{put_shortstr, put_table, FieldTable, Reader, ShortStr};
+use crate::access::{AccessChange, PasswordHash, PermissionSpec, User};
+use crate::codec::{put_longstr, put_shortstr, put_table, FieldTable, Reader, ShortStr};
 use crate::ids::{QueueId, ShardId};
 use crate::routing::{Binding, Destination, ExchangeKind};
 use crate::topology::{ExchangeMeta, QueueMeta, Topology, TopologyChange};
@@ -25,6 +27,15 @@ mod kind {
     pub const BINDING_ADDED: u8 = 20;
     pub const BINDING_REMOVED: u8 = 21;
     pub const NEXT_QUEUE_ID: u8 = 22;
+    pub const VHOST_ADDED: u8 = 23;
+    pub const VHOST_REMOVED: u8 = 24;
+    pub const USER_PUT: u8 = 25;
+    pub const USER_REMOVED: u8 = 26;
+    pub const PERMISSION_SET: u8 = 27;
+    pub const PERMISSION_CLEARED: u8 = 28;
+    /// The default user, vhost and permissions were created once: a broker
+    /// whose operator deleted them does not get them back at a restart.
+    pub const SEEDED: u8 = 29;
 }
 
 /// What the definitions log holds, ready to replay.
@@ -37,6 +48,8 @@ pub struct Loaded {
     /// log can never be mistaken for a new queue's.
     pub next_queue_id: u64,
     pub corrupt: u64,
+    /// The defaults were created (see [`Definitions::mark_seeded`]).
+    pub seeded: bool,
 }
 
 pub struct Definitions {
@@ -53,11 +66,12 @@ impl Definitions {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(e),
         };
-        let mut topo = Topology::new();
+        let mut topo = Topology::empty();
         let mut loaded = Loaded {
             next_queue_id: 1,
             ..Loaded::default()
         };
+        let mut changes = Vec::new();
         let mut scan = record::Scan::new(&data);
         for item in scan.by_ref() {
             match item {
@@ -68,11 +82,12 @@ impl Definitions {
                         if let TopologyChange::QueueAdded(_, q) = &c {
                             loaded.next_queue_id = loaded.next_queue_id.max(q.id.0 + 1);
                         }
-                        topo.apply(&c);
+                        changes.push(c);
                     }
                     Some(Decoded::NextQueueId(n)) => {
                         loaded.next_queue_id = loaded.next_queue_id.max(n)
                     }
+                    Some(Decoded::Seeded) => loaded.seeded = true,
                     None => {
                         loaded.corrupt += 1;
                         tracing::warn!(
@@ -89,6 +104,13 @@ impl Definitions {
                     );
                 }
             }
+        }
+        // A log written before vhosts were recorded had `/` implicitly.
+        if !loaded.seeded && !changes.is_empty() {
+            topo.apply(&TopologyChange::VhostAdded(ShortStr::from_static("/")));
+        }
+        for c in &changes {
+            topo.apply(c);
         }
         if scan.has_torn_tail() {
             let end = scan.valid_end();
@@ -141,6 +163,13 @@ impl Definitions {
     pub fn file(&self) -> &File {
         &self.file
     }
+
+    /// Records that the defaults exist (appended and synced now: start-up
+    /// only).
+    pub fn mark_seeded(&mut self) -> io::Result<()> {
+        self.file.write_all(&encode(kind::SEEDED, |_| {}))?;
+        self.file.sync_data()
+    }
 }
 
 /// Replaces the file at `path` with the compacted state in `loaded`.
@@ -151,6 +180,9 @@ fn rewrite(dir: &Path, path: &Path, loaded: &Loaded) -> io::Result<()> {
         f.write_all(&encode(kind::NEXT_QUEUE_ID, |b| {
             b.put_u64(loaded.next_queue_id)
         }))?;
+        if loaded.seeded {
+            f.write_all(&encode(kind::SEEDED, |_| {}))?;
+        }
         for c in &loaded.changes {
             f.write_all(&encode_change(c))?;
         }
@@ -160,15 +192,31 @@ fn rewrite(dir: &Path, path: &Path, loaded: &Loaded) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// The durable state of `topo` as changes that rebuild it.
+/// The durable state of `topo` as changes that rebuild it: vhosts, users
+/// and permissions first, then exchanges, queues, bindings.
 fn snapshot(topo: &Topology) -> Vec<TopologyChange> {
+    let mut access: Vec<TopologyChange> = topo
+        .vhost_names()
+        .into_iter()
+        .map(TopologyChange::VhostAdded)
+        .collect();
+    for u in topo.access.users() {
+        access.push(TopologyChange::Access(AccessChange::UserPut(u.clone())));
+    }
+    for (user, vhost, p) in topo.access.all_permissions() {
+        access.push(TopologyChange::Access(AccessChange::PermissionSet {
+            user: user.to_string(),
+            vhost: vhost.to_string(),
+            spec: p.spec.clone(),
+        }));
+    }
     let mut exchanges = Vec::new();
     let mut queues = Vec::new();
     let mut bindings = Vec::new();
     let mut vhosts: Vec<_> = topo.vhosts.iter().collect();
     vhosts.sort_by(|a, b| a.0.cmp(b.0));
     for (name, v) in vhosts {
-        let defaults = crate::topology::VHost::new();
+        let defaults = crate::topology::VHost::predeclared();
         for e in v.exchanges.values() {
             if !defaults.exchanges.contains_key(&e.name) {
                 exchanges.push(TopologyChange::ExchangeAdded(name.clone(), e.clone()));
@@ -186,9 +234,10 @@ fn snapshot(topo: &Topology) -> Vec<TopologyChange> {
         TopologyChange::QueueAdded(_, q) => q.id,
         _ => QueueId(0),
     });
-    exchanges.extend(queues);
-    exchanges.extend(bindings);
-    exchanges
+    access.extend(exchanges);
+    access.extend(queues);
+    access.extend(bindings);
+    access
 }
 
 fn encode(kind: u8, fill: impl FnOnce(&mut BytesMut)) -> Vec<u8> {
@@ -214,9 +263,51 @@ fn put_binding(b: &mut BytesMut, vhost: &str, x: &Binding) {
     put_table(b, &x.arguments);
 }
 
+fn put_str(b: &mut BytesMut, s: &str) {
+    put_longstr(b, s.as_bytes());
+}
+
+fn get_str(r: &mut Reader) -> Result<String, crate::codec::CodecError> {
+    let b = r.longstr()?;
+    String::from_utf8(b.to_vec()).map_err(|_| {
+        crate::codec::CodecError::new(
+            crate::codec::reply_code::SYNTAX_ERROR,
+            "string is not UTF-8".to_string(),
+        )
+    })
+}
+
 pub fn encode_change(change: &TopologyChange) -> Vec<u8> {
     use TopologyChange as C;
     match change {
+        C::VhostAdded(v) => encode(kind::VHOST_ADDED, |b| put_shortstr(b, v)),
+        C::VhostRemoved(v) => encode(kind::VHOST_REMOVED, |b| put_shortstr(b, v)),
+        C::Access(AccessChange::UserPut(u)) => encode(kind::USER_PUT, |b| {
+            put_str(b, &u.name);
+            put_longstr(b, &u.hash.to_bytes());
+            b.put_u32(u.tags.len() as u32);
+            for t in &u.tags {
+                put_str(b, t);
+            }
+        }),
+        C::Access(AccessChange::UserRemoved(name)) => {
+            encode(kind::USER_REMOVED, |b| put_str(b, name))
+        }
+        C::Access(AccessChange::PermissionSet { user, vhost, spec }) => {
+            encode(kind::PERMISSION_SET, |b| {
+                put_str(b, user);
+                put_str(b, vhost);
+                put_str(b, &spec.configure);
+                put_str(b, &spec.write);
+                put_str(b, &spec.read);
+            })
+        }
+        C::Access(AccessChange::PermissionCleared { user, vhost }) => {
+            encode(kind::PERMISSION_CLEARED, |b| {
+                put_str(b, user);
+                put_str(b, vhost);
+            })
+        }
         C::ExchangeAdded(v, e) => encode(kind::EXCHANGE_ADDED, |b| {
             put_shortstr(b, v);
             put_shortstr(b, &e.name);
@@ -247,6 +338,7 @@ pub fn encode_change(change: &TopologyChange) -> Vec<u8> {
 enum Decoded {
     Change(TopologyChange),
     NextQueueId(u64),
+    Seeded,
 }
 
 fn decode(kind: u8, payload: &[u8]) -> Option<Decoded> {
@@ -279,6 +371,35 @@ fn decode_with(kind: u8, r: &mut Reader) -> Result<Option<Decoded>, crate::codec
         )))
     };
     Ok(Some(Decoded::Change(match kind {
+        kind::VHOST_ADDED => C::VhostAdded(r.shortstr()?),
+        kind::VHOST_REMOVED => C::VhostRemoved(r.shortstr()?),
+        kind::USER_PUT => {
+            let name = get_str(r)?;
+            let Ok(hash) = PasswordHash::from_bytes(&r.longstr()?) else {
+                return Ok(None);
+            };
+            let n = r.u32()?;
+            let mut tags = Vec::new();
+            for _ in 0..n {
+                tags.push(get_str(r)?);
+            }
+            C::Access(AccessChange::UserPut(User { name, hash, tags }))
+        }
+        kind::USER_REMOVED => C::Access(AccessChange::UserRemoved(get_str(r)?)),
+        kind::PERMISSION_SET => C::Access(AccessChange::PermissionSet {
+            user: get_str(r)?,
+            vhost: get_str(r)?,
+            spec: PermissionSpec {
+                configure: get_str(r)?,
+                write: get_str(r)?,
+                read: get_str(r)?,
+            },
+        }),
+        kind::PERMISSION_CLEARED => C::Access(AccessChange::PermissionCleared {
+            user: get_str(r)?,
+            vhost: get_str(r)?,
+        }),
+        kind::SEEDED => return Ok(Some(Decoded::Seeded)),
         kind::EXCHANGE_ADDED => {
             let vhost = r.shortstr()?;
             let name = r.shortstr()?;
@@ -389,12 +510,14 @@ mod tests {
                 loaded.next_queue_id, 10,
                 "a deleted queue's id is not reused"
             );
-            assert_eq!(loaded.changes.len(), 3);
-            assert!(matches!(&loaded.changes[0], TopologyChange::ExchangeAdded(_, e) if *e == ex));
+            // A log from before vhosts were recorded had `/` implicitly.
+            assert_eq!(loaded.changes.len(), 4);
+            assert!(matches!(&loaded.changes[0], TopologyChange::VhostAdded(v) if v == "/"));
+            assert!(matches!(&loaded.changes[1], TopologyChange::ExchangeAdded(_, e) if *e == ex));
             assert!(
-                matches!(&loaded.changes[1], TopologyChange::QueueAdded(_, q) if q.name == "q1" && q.id == QueueId(7))
+                matches!(&loaded.changes[2], TopologyChange::QueueAdded(_, q) if q.name == "q1" && q.id == QueueId(7))
             );
-            assert!(matches!(&loaded.changes[2], TopologyChange::BindingAdded(_, b) if *b == bind));
+            assert!(matches!(&loaded.changes[3], TopologyChange::BindingAdded(_, b) if *b == bind));
         }
         // A torn last record is dropped, the rest kept.
         let path = dir.join(FILE_NAME);
@@ -411,7 +534,63 @@ mod tests {
             .set_len(len - 3)
             .unwrap();
         let (_, loaded) = Definitions::open(&dir).unwrap();
-        assert_eq!(loaded.changes.len(), 3);
+        assert_eq!(loaded.changes.len(), 4);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn users_vhosts_and_permissions_survive() {
+        let dir = std::env::temp_dir().join(format!("warren-defs-acc-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let user = User {
+            name: "admin".into(),
+            hash: PasswordHash::new("s3cret"),
+            tags: vec!["administrator".into(), "monitoring".into()],
+        };
+        let spec = PermissionSpec {
+            configure: "^amq\\.gen-.*".into(),
+            write: "".into(),
+            read: ".*".into(),
+        };
+        {
+            let (mut d, loaded) = Definitions::open(&dir).unwrap();
+            assert!(!loaded.seeded);
+            for c in [
+                TopologyChange::VhostAdded("/".into()),
+                TopologyChange::VhostAdded("v1".into()),
+                TopologyChange::VhostAdded("gone".into()),
+                TopologyChange::Access(AccessChange::UserPut(user.clone())),
+                TopologyChange::Access(AccessChange::PermissionSet {
+                    user: "admin".into(),
+                    vhost: "v1".into(),
+                    spec: spec.clone(),
+                }),
+                TopologyChange::Access(AccessChange::PermissionSet {
+                    user: "admin".into(),
+                    vhost: "gone".into(),
+                    spec: spec.clone(),
+                }),
+                TopologyChange::VhostRemoved("gone".into()),
+            ] {
+                d.append(&c).unwrap();
+            }
+            d.mark_seeded().unwrap();
+        }
+        for _ in 0..2 {
+            let (_, loaded) = Definitions::open(&dir).unwrap();
+            assert!(loaded.seeded, "the seeded mark survives compaction");
+            let mut t = Topology::empty();
+            for c in &loaded.changes {
+                t.apply(c);
+            }
+            assert_eq!(t.vhost_names(), vec![ShortStr::from("/"), "v1".into()]);
+            let u = t.access.user("admin").unwrap();
+            assert_eq!(u.tags, user.tags);
+            assert!(u.hash.verify("s3cret") && !u.hash.verify("other"));
+            assert_eq!(t.access.permission("admin", "v1").unwrap().spec, spec);
+            assert!(t.access.permission("admin", "gone").is_none());
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -43,6 +43,18 @@ pub struct QueueDecl {
     pub arguments: FieldTable,
     /// The declaring connection.
     pub conn: ConnRef,
+    /// For a server-named queue: the declarer's permission, checked
+    /// against the name once it is made (RabbitMQ checks `amq.gen-…`).
+    pub permit: Option<QueuePermit>,
+}
+
+/// Who declares a server-named queue, and what they may configure.
+#[derive(Debug, Clone)]
+pub struct QueuePermit {
+    /// The user, for the error text.
+    pub user: String,
+    /// Their permission in the vhost (none: nothing is permitted).
+    pub permission: Option<std::sync::Arc<crate::access::Permission>>,
 }
 
 /// What a queue.declare comes to.
@@ -177,6 +189,18 @@ pub fn declare_queue(
     } else {
         decl.name.clone()
     };
+    if let Some(p) = &decl.permit {
+        let ok = p
+            .permission
+            .as_ref()
+            .is_some_and(|perm| perm.permits(crate::access::PermissionKind::Configure, &name));
+        if !ok {
+            return Err(AmqpError::access_refused(format!(
+                "access to queue '{name}' in vhost '{vhost}' refused for user '{}'",
+                p.user
+            )));
+        }
+    }
     // RabbitMQ refuses every non-passive declare of a reserved name, even
     // of a server-named queue that exists.
     if !decl.passive && !decl.name.is_empty() && name.starts_with("amq.") {
@@ -356,6 +380,7 @@ pub fn is_durable_change(topo: &Topology, change: &TopologyChange) -> bool {
     };
     let exchange_durable = |v: &str, e: &str| topo.exchange(v, e).is_some_and(|m| m.durable);
     match change {
+        C::VhostAdded(_) | C::VhostRemoved(_) | C::Access(_) => true,
         C::ExchangeAdded(_, e) => e.durable,
         C::ExchangeRemoved(v, e) => exchange_durable(v, e),
         C::QueueAdded(_, q) => q.durable && q.exclusive.is_none(),
@@ -402,6 +427,7 @@ mod tests {
 
     fn decl(name: &str, exclusive: bool, c: ConnRef) -> QueueDecl {
         QueueDecl {
+            permit: None,
             name: ShortStr::from(name.to_string()),
             passive: false,
             durable: false,

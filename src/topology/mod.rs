@@ -7,10 +7,12 @@
 //! Publishes route against the local replica. [`owner_shard`] places queues.
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod decide;
 
 use ahash::AHashMap;
 
+use crate::access::{Access, AccessChange};
 use crate::codec::{FieldTable, ShortStr};
 use crate::error::{describe, exclusive_locked, AmqpError, AmqpResult};
 use crate::ids::{ConnRef, QueueId, QueueRef, ShardId};
@@ -62,9 +64,16 @@ impl QueueMeta {
     }
 }
 
-/// One change to the topology, in a vhost (the first field).
+/// One change to the topology: most in a vhost (the first field).
 #[derive(Debug, Clone)]
 pub enum TopologyChange {
+    /// A vhost was created, with RabbitMQ's predeclared exchanges.
+    VhostAdded(ShortStr),
+    /// A vhost was deleted with everything in it and every permission in
+    /// it (its queues were deleted from their owners first).
+    VhostRemoved(ShortStr),
+    /// Users and permissions.
+    Access(AccessChange),
     /// An exchange was declared.
     ExchangeAdded(ShortStr, ExchangeMeta),
     /// An exchange (by name) was deleted, with its bindings.
@@ -90,28 +99,32 @@ pub struct VHost {
     pub routing: RoutingTable,
 }
 
-/// The exchanges every virtual host starts with, as RabbitMQ declares them.
-const DEFAULT_EXCHANGES: [(&str, ExchangeKind); 6] = [
-    ("amq.direct", ExchangeKind::Direct),
-    ("amq.fanout", ExchangeKind::Fanout),
-    ("amq.topic", ExchangeKind::Topic),
-    ("amq.headers", ExchangeKind::Headers),
-    ("amq.match", ExchangeKind::Headers),
-    ("", ExchangeKind::Direct),
+/// The exchanges every virtual host starts with, as RabbitMQ declares them
+/// (`amq.rabbitmq.trace` is internal: only the firehose tracer, which
+/// Warren does not have, publishes to it).
+const DEFAULT_EXCHANGES: [(&str, ExchangeKind, bool); 7] = [
+    ("amq.direct", ExchangeKind::Direct, false),
+    ("amq.fanout", ExchangeKind::Fanout, false),
+    ("amq.topic", ExchangeKind::Topic, false),
+    ("amq.headers", ExchangeKind::Headers, false),
+    ("amq.match", ExchangeKind::Headers, false),
+    ("amq.rabbitmq.trace", ExchangeKind::Topic, true),
+    ("", ExchangeKind::Direct, false),
 ];
 
 impl VHost {
-    /// A vhost with RabbitMQ's predeclared exchanges.
-    pub fn new() -> Self {
+    /// A vhost with RabbitMQ's predeclared exchanges (what a new vhost
+    /// gets; `default()` is an empty one).
+    pub fn predeclared() -> Self {
         let mut v = VHost::default();
-        for (name, kind) in DEFAULT_EXCHANGES {
+        for (name, kind, internal) in DEFAULT_EXCHANGES {
             let name = ShortStr::from_static(name);
             v.add_exchange(ExchangeMeta {
                 name,
                 kind,
                 durable: true,
                 auto_delete: false,
-                internal: false,
+                internal,
                 arguments: FieldTable::default(),
             });
         }
@@ -129,14 +142,30 @@ impl VHost {
 pub struct Topology {
     /// Virtual hosts by name.
     pub vhosts: AHashMap<ShortStr, VHost>,
+    /// Users and their permissions.
+    pub access: Access,
 }
 
 impl Topology {
-    /// The topology of a fresh broker: vhost `/` with its exchanges.
+    /// Vhost `/` with its exchanges and no users (unit tests' start).
     pub fn new() -> Self {
         let mut t = Topology::default();
-        t.vhosts.insert(ShortStr::from_static("/"), VHost::new());
+        t.vhosts
+            .insert(ShortStr::from_static("/"), VHost::predeclared());
         t
+    }
+
+    /// Nothing at all: what a replica starts from before the definitions
+    /// log's replay (which creates even `/`, unless it was deleted).
+    pub fn empty() -> Self {
+        Topology::default()
+    }
+
+    /// Vhost names, sorted.
+    pub fn vhost_names(&self) -> Vec<ShortStr> {
+        let mut v: Vec<ShortStr> = self.vhosts.keys().cloned().collect();
+        v.sort();
+        v
     }
 
     /// A vhost by name.
@@ -183,6 +212,21 @@ impl Topology {
     /// Applies a change the leader decided.
     pub fn apply(&mut self, change: &TopologyChange) {
         let vhost_name = match change {
+            TopologyChange::VhostAdded(name) => {
+                self.vhosts
+                    .entry(name.clone())
+                    .or_insert_with(VHost::predeclared);
+                return;
+            }
+            TopologyChange::VhostRemoved(name) => {
+                self.vhosts.remove(name);
+                self.access.vhost_removed(name);
+                return;
+            }
+            TopologyChange::Access(c) => {
+                self.access.apply(c);
+                return;
+            }
             TopologyChange::ExchangeAdded(v, _)
             | TopologyChange::ExchangeRemoved(v, _)
             | TopologyChange::QueueAdded(v, _)
@@ -194,6 +238,9 @@ impl Topology {
             return;
         };
         match change {
+            TopologyChange::VhostAdded(_)
+            | TopologyChange::VhostRemoved(_)
+            | TopologyChange::Access(_) => {}
             TopologyChange::ExchangeAdded(_, meta) => vhost.add_exchange(meta.clone()),
             TopologyChange::ExchangeRemoved(_, name) => {
                 vhost.exchanges.remove(name);

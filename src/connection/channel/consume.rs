@@ -1,7 +1,9 @@
 //! The basic class's consumer side: qos, consume, cancel, get, and the
 //! settlements (ack, nack, reject, recover) that go back to the queues.
 use super::tx::{Mode, TxSettle};
+use super::Resource;
 use super::{Conn, MethodResult};
+use crate::access::PermissionKind;
 use crate::codec::*;
 use crate::connection::handle::{ConsumerInfo, UnackedTag};
 use crate::error::AmqpError;
@@ -25,6 +27,9 @@ impl Conn {
             self.handle.release_held(number, 0);
         } else if let Some(ch) = self.channels.get_mut(&number) {
             ch.prefetch = m.prefetch_count;
+            if let Some(d) = self.handle.channels.borrow_mut().get_mut(&number) {
+                d.prefetch = m.prefetch_count;
+            }
         }
         self.handle
             .send_method(number, &Method::BasicQosOk(BasicQosOk {}));
@@ -33,6 +38,7 @@ impl Conn {
 
     pub(super) async fn basic_consume(&mut self, number: u16, m: BasicConsume) -> MethodResult {
         let queue = self.queue_name(number, m.queue)?;
+        self.permit(number, PermissionKind::Read, Resource::Queue, &queue)?;
         let meta = self.usable_queue(&queue)?;
         let tag = if m.consumer_tag.is_empty() {
             random_name("amq.ctag-")
@@ -48,6 +54,7 @@ impl Conn {
             no_ack: m.no_ack,
             exclusive: m.exclusive,
             prefetch: ch.prefetch as u32,
+            arguments: m.arguments.clone(),
         };
         {
             let mut channels = self.handle.channels.borrow_mut();
@@ -116,6 +123,7 @@ impl Conn {
 
     pub(super) async fn basic_get(&mut self, number: u16, m: BasicGet) -> MethodResult {
         let queue = self.queue_name(number, m.queue)?;
+        self.permit(number, PermissionKind::Read, Resource::Queue, &queue)?;
         let meta = self.usable_queue(&queue)?;
         let holder = self
             .shard

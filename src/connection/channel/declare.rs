@@ -2,7 +2,8 @@
 //! Topology changes go to the leader; what needs a queue's state goes to
 //! its owner, by way of this shard so that it follows this connection's own
 //! publishes (mailboxes keep order per pair of shards).
-use super::{Conn, MethodResult};
+use super::{Conn, MethodResult, Resource};
+use crate::access::PermissionKind::{Configure, Read, Write};
 use crate::codec::*;
 use crate::error::{describe, AmqpError};
 use crate::routing::{Binding, Destination, ExchangeKind};
@@ -10,7 +11,7 @@ use crate::shard::{
     Bind, DeclareExchange, DeclareQueue, DeleteExchange, DeleteQueue, PurgeQueue, QueueCounts,
     QueueStats, Unbind,
 };
-use crate::topology::decide::QueueDecl;
+use crate::topology::decide::{QueueDecl, QueuePermit};
 use crate::topology::{ExchangeMeta, QueueMeta};
 
 impl Conn {
@@ -41,6 +42,11 @@ impl Conn {
                 m.kind
             )));
         };
+        // As RabbitMQ: the default exchange is refused first (the leader
+        // does), passive declares are not checked.
+        if !m.passive && !m.exchange.is_empty() {
+            self.permit(number, Configure, Resource::Exchange, &m.exchange)?;
+        }
         let op = DeclareExchange {
             vhost: self.vhost.clone(),
             meta: ExchangeMeta {
@@ -63,6 +69,10 @@ impl Conn {
     }
 
     pub(super) async fn exchange_delete(&mut self, number: u16, m: ExchangeDelete) -> MethodResult {
+        // The default and amq.* exchanges are refused first (the leader).
+        if !m.exchange.is_empty() && !m.exchange.starts_with("amq.") {
+            self.permit(number, Configure, Resource::Exchange, &m.exchange)?;
+        }
         let op = DeleteExchange {
             vhost: self.vhost.clone(),
             name: m.exchange,
@@ -84,7 +94,7 @@ impl Conn {
             routing_key: m.routing_key,
             arguments: m.arguments,
         };
-        self.bind(b, true).await?;
+        self.bind(number, b, true).await?;
         self.reply(number, m.no_wait, Method::ExchangeBindOk(ExchangeBindOk {}));
         Ok(())
     }
@@ -96,7 +106,7 @@ impl Conn {
             routing_key: m.routing_key,
             arguments: m.arguments,
         };
-        self.bind(b, false).await?;
+        self.bind(number, b, false).await?;
         self.reply(
             number,
             m.no_wait,
@@ -110,9 +120,20 @@ impl Conn {
             panic!("failpoint: declare of queue '{}'", m.queue);
         }
         let conn = self.shard.conn_ref(self.handle.id);
+        // A reserved name is refused first (by the leader); a server-named
+        // queue is checked by the leader once it has its name.
+        let named = !m.queue.is_empty() && !m.queue.starts_with("amq.");
+        if !m.passive && named {
+            self.permit(number, Configure, Resource::Queue, &m.queue)?;
+        }
+        let server_named_check = (!m.passive && m.queue.is_empty()).then(|| QueuePermit {
+            user: self.user.clone(),
+            permission: self.shard.permission(&self.user, &self.vhost),
+        });
         let op = DeclareQueue {
             vhost: self.vhost.clone(),
             decl: QueueDecl {
+                permit: server_named_check,
                 name: m.queue,
                 passive: m.passive,
                 durable: m.durable,
@@ -162,7 +183,7 @@ impl Conn {
             routing_key,
             arguments: m.arguments,
         };
-        self.bind(b, true).await?;
+        self.bind(number, b, true).await?;
         self.reply(number, m.no_wait, Method::QueueBindOk(QueueBindOk {}));
         Ok(())
     }
@@ -175,7 +196,7 @@ impl Conn {
             routing_key,
             arguments: m.arguments,
         };
-        self.bind(b, false).await?;
+        self.bind(number, b, false).await?;
         self.handle
             .send_method(number, &Method::QueueUnbindOk(QueueUnbindOk {}));
         Ok(())
@@ -183,6 +204,7 @@ impl Conn {
 
     pub(super) async fn queue_purge(&mut self, number: u16, m: QueuePurge) -> MethodResult {
         let queue = self.queue_name(number, m.queue)?;
+        self.permit(number, Read, Resource::Queue, &queue)?;
         let meta = self.usable_queue(&queue)?;
         let count = self
             .shard
@@ -200,6 +222,7 @@ impl Conn {
 
     pub(super) async fn queue_delete(&mut self, number: u16, m: QueueDelete) -> MethodResult {
         let queue = self.queue_name(number, m.queue)?;
+        self.permit(number, Configure, Resource::Queue, &queue)?;
         // Let this connection's earlier publishes reach the queue first, so
         // the deleted count includes them.
         if let Ok(meta) = self.usable_queue(&queue) {
@@ -223,7 +246,19 @@ impl Conn {
         Ok(())
     }
 
-    async fn bind(&mut self, binding: Binding, add: bool) -> MethodResult {
+    /// RabbitMQ's order for (un)binding: write on the destination, the
+    /// default exchange refused at either end, read on the source.
+    async fn bind(&mut self, number: u16, binding: Binding, add: bool) -> MethodResult {
+        let (dest_res, dest) = match &binding.destination {
+            Destination::Queue(q) => (Resource::Queue, q.clone()),
+            Destination::Exchange(e) => (Resource::Exchange, e.clone()),
+        };
+        self.permit(number, Write, dest_res, &dest)?;
+        let default_at_either_end =
+            binding.source.is_empty() || (dest_res == Resource::Exchange && dest.is_empty());
+        if !default_at_either_end {
+            self.permit(number, Read, Resource::Exchange, &binding.source)?;
+        }
         let conn = self.shard.conn_ref(self.handle.id);
         let vhost = self.vhost.clone();
         if add {

@@ -11,11 +11,12 @@
 mod confirm;
 mod consume;
 mod declare;
+mod permit;
 mod publish;
 mod tx;
 
 pub(super) use confirm::{Confirm, PublishTracker};
-pub(super) use publish::Pending;
+pub(super) use publish::{Pending, MAX_MESSAGE_SIZE};
 
 use super::handle::ChannelDeliveries;
 use super::{Close, Conn};
@@ -23,6 +24,7 @@ use crate::codec::*;
 use crate::error::AmqpError;
 use crate::ids::QueueRef;
 use crate::queue::Settle;
+pub(crate) use permit::Resource;
 use tx::Mode;
 
 /// The reader's side of an open channel. Its delivery side (what queues
@@ -39,6 +41,8 @@ pub(crate) struct Channel {
     pub mode: Mode,
     /// For the spec's "empty queue name means the last declared queue".
     pub last_queue: ShortStr,
+    /// Permission checks that passed.
+    pub permits: permit::PermitCache,
 }
 
 type MethodResult = Result<(), AmqpError>;
@@ -175,6 +179,7 @@ impl Conn {
                 prefetch: 0,
                 mode: Mode::Plain,
                 last_queue: ShortStr::new(),
+                permits: Default::default(),
             }),
         );
         self.handle.channels.borrow_mut().insert(

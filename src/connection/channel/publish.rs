@@ -9,7 +9,8 @@ use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 
 use super::tx::Mode;
-use super::{Conn, MethodResult, PublishTracker};
+use super::{Conn, MethodResult, PublishTracker, Resource};
+use crate::access::PermissionKind;
 use crate::codec::*;
 use crate::connection::Close;
 use crate::error::AmqpError;
@@ -164,9 +165,19 @@ impl Conn {
             Body::Many(b) => b.freeze(),
         };
         let props = header.properties;
-        if let Some(uid) = props.user_id.as_ref().filter(|u| **u != self.user) {
+        if let Err(e) = self.permit(
+            number,
+            PermissionKind::Write,
+            Resource::Exchange,
+            &publish.exchange,
+        ) {
+            self.channel_error(number, e, 60, 40);
+            return Ok(());
+        }
+        let claimed = props.user_id.as_ref();
+        if let Some(uid) = claimed.filter(|u| **u != self.user && !self.impersonator) {
             // RabbitMQ's validated user-id: a publisher cannot claim to be
-            // someone else.
+            // someone else (unless tagged impersonator).
             let e = AmqpError::precondition(format!(
                 "user_id property set to '{uid}' but authenticated user was '{}'",
                 self.user
@@ -186,7 +197,9 @@ impl Conn {
             headers: props.headers,
             mandatory: publish.mandatory,
         };
-        if let Mode::Tx { publishes, .. } = &mut ch.mode {
+        if let Some(Mode::Tx { publishes, .. }) =
+            self.channels.get_mut(&number).map(|c| &mut c.mode)
+        {
             publishes.push(p);
             return Ok(());
         }

@@ -1,4 +1,9 @@
-//! Broker configuration, filled from the command line.
+//! Broker configuration: the command line over the configuration file
+//! (`file`, RabbitMQ's format) over the defaults (`resolve`), and the
+//! hidden failpoints tests use to make the broker fail on purpose.
+pub mod file;
+pub mod resolve;
+
 use std::net::IpAddr;
 use std::path::PathBuf;
 
@@ -15,6 +20,60 @@ pub struct Config {
     pub spin_before_park: std::time::Duration,
     /// How long a call between shards may take before it fails (541).
     pub call_timeout: std::time::Duration,
+    /// The user, vhost and permissions a fresh broker starts with, and
+    /// who may log in only from loopback.
+    pub access: AccessConfig,
+    /// What the broker proposes in connection.tune.
+    pub limits: ConnLimits,
+    /// A definitions file (RabbitMQ's JSON) imported at boot.
+    pub load_definitions: Option<PathBuf>,
+}
+
+/// RabbitMQ's `default_user`, `default_pass`, `default_vhost`,
+/// `default_user_tags`, `default_permissions` and `loopback_users`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccessConfig {
+    pub default_user: String,
+    pub default_pass: String,
+    pub default_vhost: String,
+    pub default_user_tags: Vec<String>,
+    /// configure, write, read.
+    pub default_permissions: [String; 3],
+    /// Users who may only log in from a loopback address.
+    pub loopback_users: Vec<String>,
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        AccessConfig {
+            default_user: "guest".into(),
+            default_pass: "guest".into(),
+            default_vhost: "/".into(),
+            default_user_tags: vec!["administrator".into()],
+            default_permissions: [".*".into(), ".*".into(), ".*".into()],
+            loopback_users: vec!["guest".into()],
+        }
+    }
+}
+
+/// RabbitMQ's `heartbeat`, `frame_max` and `channel_max`: what the broker
+/// proposes in connection.tune (and the most it accepts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnLimits {
+    /// Seconds; 0 turns heartbeats off.
+    pub heartbeat: u16,
+    pub frame_max: u32,
+    pub channel_max: u16,
+}
+
+impl Default for ConnLimits {
+    fn default() -> Self {
+        ConnLimits {
+            heartbeat: 60,
+            frame_max: 131_072,
+            channel_max: 2047,
+        }
+    }
 }
 
 /// Test hooks, off unless hidden `warren serve` flags set them: the ways

@@ -1,0 +1,226 @@
+//! The broker's configuration from its three sources: command-line flags
+//! override the configuration file, which overrides the defaults.
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use super::file::FileConfig;
+use super::{AccessConfig, Config, ConnLimits, StorageConfig, SyncMode};
+
+/// The default configuration file, as a package installs it.
+pub const DEFAULT_CONFIG_FILE: &str = "/etc/warren/warren.conf";
+
+/// The default data directory when neither a flag, the file nor
+/// `WARREN_DATA_DIR` names one.
+pub const DEFAULT_DATA_DIR: &str = "./warren-data";
+
+/// What `warren serve`'s flags set (`None`: not given).
+#[derive(Debug, Clone, Default)]
+pub struct Flags {
+    pub port: Option<u16>,
+    pub bind: Option<IpAddr>,
+    pub shards: Option<usize>,
+    pub data_dir: Option<PathBuf>,
+    pub sync: Option<SyncMode>,
+    pub segment_size: Option<u64>,
+    pub disk_free_limit: Option<u64>,
+    pub spin_before_park_us: Option<u64>,
+    pub call_timeout: Option<u64>,
+    pub log: Option<String>,
+}
+
+/// The configuration to run with, and the log filter.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub config: Config,
+    pub log: String,
+}
+
+/// Merges `flags` over `file` over the defaults; `env_data_dir` is
+/// `WARREN_DATA_DIR`, `cpus` the CPUs this process may use (the default
+/// shard count), `total_memory` for `disk_free_limit.relative`.
+pub fn resolve(
+    flags: Flags,
+    file: FileConfig,
+    env_data_dir: Option<PathBuf>,
+    cpus: usize,
+    total_memory: u64,
+) -> Result<Resolved, String> {
+    let listener = match file.listeners.as_deref() {
+        None => None,
+        Some([]) => {
+            return Err("listeners.tcp = none: Warren needs its AMQP listener".into());
+        }
+        Some([one]) => Some(one.clone()),
+        Some(more) => {
+            return Err(format!(
+                "Warren listens on one AMQP address; the file names {}",
+                more.len()
+            ))
+        }
+    };
+    let port = flags
+        .port
+        .or(listener.as_ref().map(|l| l.port))
+        .unwrap_or(5672);
+    let bind = flags.bind.or(listener.and_then(|l| l.ip));
+    let shards = flags.shards.or(file.shards).unwrap_or(cpus).max(1);
+    if shards > 1024 {
+        return Err(format!("--shards {shards} is more than 1024"));
+    }
+    let segment_size = flags.segment_size.or(file.segment_size).unwrap_or(32 << 20);
+    if !(1 << 20..1 << 32).contains(&segment_size) {
+        return Err("--segment-size must be at least 1MiB and under 4GiB".into());
+    }
+    let relative = file
+        .disk_free_limit_relative
+        .map(|r| (r * total_memory as f64) as u64);
+    let disk_free_limit = flags
+        .disk_free_limit
+        .or(file.disk_free_limit_absolute)
+        .or(relative)
+        .unwrap_or(50_000_000);
+    let defaults = AccessConfig::default();
+    let perms = defaults.default_permissions.clone();
+    let access = AccessConfig {
+        default_user: file.default_user.unwrap_or(defaults.default_user),
+        default_pass: file.default_pass.unwrap_or(defaults.default_pass),
+        default_vhost: file.default_vhost.unwrap_or(defaults.default_vhost),
+        default_user_tags: file.default_user_tags.unwrap_or(defaults.default_user_tags),
+        default_permissions: [
+            file.default_permissions_configure
+                .unwrap_or_else(|| perms[0].clone()),
+            file.default_permissions_write
+                .unwrap_or_else(|| perms[1].clone()),
+            file.default_permissions_read
+                .unwrap_or_else(|| perms[2].clone()),
+        ],
+        loopback_users: file.loopback_users.unwrap_or(defaults.loopback_users),
+    };
+    let limit_defaults = ConnLimits::default();
+    let limits = ConnLimits {
+        heartbeat: file.heartbeat.unwrap_or(limit_defaults.heartbeat),
+        frame_max: file.frame_max.unwrap_or(limit_defaults.frame_max),
+        channel_max: file.channel_max.unwrap_or(limit_defaults.channel_max),
+    };
+    let log = match (flags.log, file.log_console, file.log_console_level) {
+        (Some(l), _, _) => l,
+        (None, Some(false), _) => "off".into(),
+        (None, _, Some(level)) => level.tracing_filter().into(),
+        (None, _, None) => "info".into(),
+    };
+    let config = Config {
+        bind,
+        port,
+        shards,
+        // The environment before the file, as `warren ctl` looks: a
+        // variable set for one invocation is the more specific.
+        data_dir: flags
+            .data_dir
+            .or(env_data_dir)
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+        storage: StorageConfig {
+            sync: flags.sync.or(file.sync).unwrap_or(SyncMode::Fsync),
+            segment_size,
+            disk_free_limit,
+        },
+        spin_before_park: std::time::Duration::from_micros(
+            flags
+                .spin_before_park_us
+                .or(file.spin_before_park_us)
+                .unwrap_or(30),
+        ),
+        call_timeout: std::time::Duration::from_secs(
+            flags
+                .call_timeout
+                .or(file.call_timeout)
+                .unwrap_or(15)
+                .max(1),
+        ),
+        access,
+        limits,
+        load_definitions: file.load_definitions,
+    };
+    Ok(Resolved { config, log })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn file(text: &str) -> FileConfig {
+        super::super::file::parse(text, Path::new("t.conf")).unwrap()
+    }
+
+    #[test]
+    fn flags_override_the_file_which_overrides_defaults() {
+        let f = file(
+            "listeners.tcp.default = 127.0.0.1:5673\nwarren.shards = 3\nwarren.data_dir = /var/lib/warren\n\
+             default_user = admin\ndefault_pass = s3cret\nheartbeat = 10\nlog.console.level = debug\n",
+        );
+        let r = resolve(Flags::default(), f.clone(), None, 8, 0).unwrap();
+        assert_eq!(r.config.port, 5673);
+        assert_eq!(r.config.bind, Some(IpAddr::from([127, 0, 0, 1])));
+        assert_eq!(r.config.shards, 3);
+        assert_eq!(r.config.data_dir, PathBuf::from("/var/lib/warren"));
+        assert_eq!(r.config.access.default_user, "admin");
+        assert_eq!(r.config.access.default_pass, "s3cret");
+        assert_eq!(r.config.access.loopback_users, vec!["guest".to_string()]);
+        assert_eq!(r.config.limits.heartbeat, 10);
+        assert_eq!(r.log, "debug");
+        let flags = Flags {
+            port: Some(6000),
+            shards: Some(1),
+            data_dir: Some("/tmp/x".into()),
+            log: Some("warn".into()),
+            ..Flags::default()
+        };
+        let r = resolve(flags, f.clone(), Some("/env".into()), 8, 0).unwrap();
+        assert_eq!((r.config.port, r.config.shards), (6000, 1));
+        assert_eq!(r.config.data_dir, PathBuf::from("/tmp/x"));
+        let r = resolve(Flags::default(), f, Some("/env".into()), 8, 0).unwrap();
+        assert_eq!(
+            r.config.data_dir,
+            PathBuf::from("/env"),
+            "WARREN_DATA_DIR over the file"
+        );
+        assert_eq!(r.log, "warn");
+    }
+
+    #[test]
+    fn defaults_and_environment() {
+        let r = resolve(
+            Flags::default(),
+            FileConfig::default(),
+            Some("/env".into()),
+            4,
+            0,
+        )
+        .unwrap();
+        assert_eq!(r.config.port, 5672);
+        assert_eq!(r.config.bind, None, "dual stack by default");
+        assert_eq!(r.config.shards, 4, "one shard per CPU");
+        assert_eq!(r.config.data_dir, PathBuf::from("/env"));
+        assert_eq!(r.config.storage.disk_free_limit, 50_000_000);
+        assert_eq!(r.config.access, AccessConfig::default());
+        let r = resolve(
+            Flags::default(),
+            file("disk_free_limit.relative = 1.5\n"),
+            None,
+            1,
+            1000,
+        )
+        .unwrap();
+        assert_eq!(r.config.storage.disk_free_limit, 1500);
+    }
+
+    #[test]
+    fn one_listener_only() {
+        let two = file("listeners.tcp.1 = 5672\nlisteners.tcp.2 = 5673\n");
+        let e = resolve(Flags::default(), two, None, 1, 0).unwrap_err();
+        assert!(e.contains("one AMQP address"), "{e}");
+        let none = file("listeners.tcp = none\n");
+        assert!(resolve(Flags::default(), none, None, 1, 0).is_err());
+    }
+}

@@ -1,0 +1,133 @@
+//! Permission checks, as RabbitMQ's channel makes them: each operation
+//! needs configure, write or read on a named queue or exchange (the
+//! default exchange is checked as `amq.default`). A check that passed is
+//! remembered by the channel (RabbitMQ keeps the last 12), so a publisher
+//! pays one name comparison per message; as in RabbitMQ, a permission
+//! changed meanwhile applies to what the channel has not used yet, and to
+//! everything once the channel has been idle for a second or two (RabbitMQ
+//! drops the cache when a channel process hibernates).
+use smallvec::SmallVec;
+
+use super::Conn;
+use crate::access::PermissionKind;
+use crate::codec::ShortStr;
+use crate::error::AmqpError;
+
+/// What a permission applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Resource {
+    Queue,
+    Exchange,
+}
+
+impl Resource {
+    fn as_str(self) -> &'static str {
+        match self {
+            Resource::Queue => "queue",
+            Resource::Exchange => "exchange",
+        }
+    }
+}
+
+/// RabbitMQ's permission cache size per channel.
+const CACHE_SIZE: usize = 12;
+
+/// Checks that passed on one channel, most recent first.
+#[derive(Debug, Default)]
+pub(crate) struct PermitCache {
+    passed: SmallVec<[(PermissionKind, Resource, ShortStr); 2]>,
+    /// The shard's second (`Shard::seconds`) of the last check.
+    used_at: u32,
+}
+
+impl PermitCache {
+    /// Forgets everything after a second or more without checks (two
+    /// ticks of a once-a-second clock: between 1 and 2 s idle).
+    fn age(&mut self, now: u32) {
+        if now.wrapping_sub(self.used_at) >= 2 {
+            self.passed.clear();
+        }
+        self.used_at = now;
+    }
+
+    fn hit(&mut self, kind: PermissionKind, res: Resource, name: &str) -> bool {
+        match self
+            .passed
+            .iter()
+            .position(|(k, r, n)| *k == kind && *r == res && n == name)
+        {
+            Some(0) => true,
+            Some(i) => {
+                let e = self.passed.remove(i);
+                self.passed.insert(0, e);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn remember(&mut self, kind: PermissionKind, res: Resource, name: ShortStr) {
+        self.passed.truncate(CACHE_SIZE - 1);
+        self.passed.insert(0, (kind, res, name));
+    }
+}
+
+impl Conn {
+    /// Whether this connection's user has `kind` on `res` `name` in its
+    /// vhost; 403 on the channel otherwise.
+    pub(super) fn permit(
+        &mut self,
+        number: u16,
+        kind: PermissionKind,
+        res: Resource,
+        name: &ShortStr,
+    ) -> Result<(), AmqpError> {
+        let name = if name.is_empty() && res == Resource::Exchange {
+            ShortStr::from_static("amq.default")
+        } else {
+            name.clone()
+        };
+        let now = self.shard.seconds();
+        if let Some(ch) = self.channels.get_mut(&number) {
+            ch.permits.age(now);
+            if ch.permits.hit(kind, res, &name) {
+                return Ok(());
+            }
+        }
+        if !self.shard.permits(&self.user, &self.vhost, kind, &name) {
+            return Err(AmqpError::access_refused(format!(
+                "access to {} '{name}' in vhost '{}' refused for user '{}'",
+                res.as_str(),
+                self.vhost,
+                self.user
+            )));
+        }
+        if let Some(ch) = self.channels.get_mut(&number) {
+            ch.permits.remember(kind, res, name);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_keeps_the_most_recent_twelve() {
+        let mut c = PermitCache::default();
+        let w = PermissionKind::Write;
+        for i in 0..13 {
+            c.remember(w, Resource::Exchange, format!("x{i}").into());
+        }
+        assert!(!c.hit(w, Resource::Exchange, "x0"), "the oldest went");
+        assert!(c.hit(w, Resource::Exchange, "x1"));
+        assert!(!c.hit(w, Resource::Queue, "x1"), "kinds of resource differ");
+        assert!(!c.hit(PermissionKind::Read, Resource::Exchange, "x1"));
+        assert_eq!(c.passed[0].2, "x1", "a hit moves to the front");
+        c.age(c.used_at.wrapping_add(1));
+        assert!(c.hit(w, Resource::Exchange, "x1"), "kept while busy");
+        c.age(c.used_at.wrapping_add(2));
+        assert!(!c.hit(w, Resource::Exchange, "x1"), "dropped after idling");
+    }
+}

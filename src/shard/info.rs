@@ -1,0 +1,257 @@
+//! What the management plane asks every shard: its connections and
+//! channels, its queues' figures, and the operator's closes and app
+//! stop/start. Each is a [`Call`] answered from the shard's own state.
+use futures_lite::future::BoxedLocal;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use super::{Call, Shard};
+use crate::codec::{FieldTable, ShortStr};
+use crate::error::AmqpResult;
+use crate::ids::{ChannelRef, ConnId, QueueId, ShardId};
+
+/// Where a connection is, as `list_connections` shows its `state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnState {
+    /// In the handshake.
+    Starting,
+    /// Open.
+    Running,
+    /// Stopped by a resource alarm.
+    Blocked,
+    /// Closing.
+    Closing,
+}
+
+impl ConnState {
+    /// RabbitMQ's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnState::Starting => "starting",
+            ConnState::Running => "running",
+            ConnState::Blocked => "blocked",
+            ConnState::Closing => "closing",
+        }
+    }
+}
+
+/// One connection, as a management listing shows it.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    /// The connection.
+    pub id: ConnId,
+    /// Its shard.
+    pub shard: ShardId,
+    /// The logged-in user (empty before login).
+    pub user: String,
+    /// Its vhost (empty before connection.open).
+    pub vhost: String,
+    /// The client's address.
+    pub peer: Option<SocketAddr>,
+    /// The broker's end.
+    pub local: Option<SocketAddr>,
+    /// Its state.
+    pub state: ConnState,
+    /// When it was accepted, in milliseconds since the Unix epoch.
+    pub connected_at_ms: u64,
+    /// What the client said about itself in start-ok.
+    pub client_properties: FieldTable,
+    /// The SASL mechanism it logged in with.
+    pub auth_mechanism: String,
+    /// Negotiated limits.
+    pub frame_max: u32,
+    /// Negotiated heartbeat in seconds.
+    pub heartbeat: u16,
+    /// Negotiated channel_max.
+    pub channel_max: u16,
+    /// Its open channels.
+    pub channels: Vec<ChannelInfo>,
+}
+
+/// One channel of a connection.
+#[derive(Debug, Clone)]
+pub struct ChannelInfo {
+    /// Its number.
+    pub number: u16,
+    /// Consumers on it.
+    pub consumers: u32,
+    /// Deliveries not yet acknowledged.
+    pub unacked: u32,
+    /// basic.qos prefetch for new consumers (per consumer).
+    pub prefetch: u16,
+    /// basic.qos global prefetch.
+    pub global_prefetch: u32,
+    /// In confirm mode.
+    pub confirm: bool,
+    /// In tx mode.
+    pub transactional: bool,
+}
+
+/// One consumer, as its queue knows it.
+#[derive(Debug, Clone)]
+pub struct ConsumerInfo {
+    /// Its tag.
+    pub tag: ShortStr,
+    /// Its channel.
+    pub channel: ChannelRef,
+    /// Not no-ack.
+    pub ack_required: bool,
+    /// Exclusive consumer.
+    pub exclusive: bool,
+    /// Its prefetch (0: none).
+    pub prefetch: u32,
+    /// basic.consume's arguments.
+    pub arguments: FieldTable,
+}
+
+/// One owned queue's figures.
+#[derive(Debug, Clone)]
+pub struct QueueInfo {
+    /// The queue.
+    pub id: QueueId,
+    /// Ready messages.
+    pub ready: u32,
+    /// Delivered, not yet acknowledged.
+    pub unacked: u32,
+    /// Bytes of message bodies held in memory.
+    pub memory: u64,
+    /// Its consumers.
+    pub consumers: Vec<ConsumerInfo>,
+}
+
+/// Lists this shard's connections.
+pub struct ListConnections;
+
+/// Figures of the queues among these that this shard owns.
+pub struct ListQueues(pub Vec<QueueId>);
+
+/// Which connections an operator's close is for.
+#[derive(Debug, Clone)]
+pub enum CloseWhich {
+    /// One connection.
+    One(ConnId),
+    /// Every connection on the shard.
+    All,
+}
+
+/// Closes connections with connection.close `code` and `text` (320
+/// CONNECTION_FORCED from an operator); answers how many.
+pub struct CloseConnections {
+    /// Which.
+    pub which: CloseWhich,
+    /// Reply code.
+    pub code: u16,
+    /// Reply text.
+    pub text: String,
+}
+
+/// `stop_app` (false) and `start_app` (true) on one shard: stop or resume
+/// accepting AMQP connections; stopping also closes the open ones.
+pub struct SetAppRunning(pub bool);
+
+fn ready<T: Send + 'static>(v: T) -> BoxedLocal<AmqpResult<T>> {
+    Box::pin(std::future::ready(Ok(v)))
+}
+
+impl Call for ListConnections {
+    type Output = Vec<ConnInfo>;
+    fn run(self, shard: Rc<Shard>) -> BoxedLocal<AmqpResult<Vec<ConnInfo>>> {
+        let conns: Vec<_> = shard.conns.borrow().values().cloned().collect();
+        ready(conns.iter().map(|c| c.info()).collect())
+    }
+}
+
+impl Call for ListQueues {
+    type Output = Vec<QueueInfo>;
+    fn run(self, shard: Rc<Shard>) -> BoxedLocal<AmqpResult<Vec<QueueInfo>>> {
+        let queues = shard.queues.borrow();
+        let out = self
+            .0
+            .iter()
+            .filter_map(|id| queues.get(id))
+            .map(|oq| QueueInfo {
+                id: oq.meta.id,
+                ready: oq.queue.message_count(),
+                unacked: oq.queue.unacked_count(),
+                memory: oq.queue.ready_bytes(),
+                consumers: oq
+                    .queue
+                    .consumers()
+                    .map(|c| ConsumerInfo {
+                        tag: c.tag.clone(),
+                        channel: c.channel,
+                        ack_required: !c.no_ack,
+                        exclusive: c.exclusive,
+                        prefetch: c.prefetch,
+                        arguments: c.arguments.clone(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        ready(out)
+    }
+}
+
+impl Call for CloseConnections {
+    type Output = u32;
+    fn run(self, shard: Rc<Shard>) -> BoxedLocal<AmqpResult<u32>> {
+        ready(shard.close_connections(&self.which, self.code, &self.text))
+    }
+}
+
+impl Call for SetAppRunning {
+    type Output = ();
+    fn run(self, shard: Rc<Shard>) -> BoxedLocal<AmqpResult<()>> {
+        shard.app_running.set(self.0);
+        shard.app_changed.notify();
+        if !self.0 {
+            shard.close_connections(
+                &CloseWhich::All,
+                crate::codec::reply_code::CONNECTION_FORCED,
+                "broker forced connection closure with reason 'shutdown'",
+            );
+        }
+        ready(())
+    }
+}
+
+impl Shard {
+    /// Closes local connections; answers how many.
+    pub(super) fn close_connections(&self, which: &CloseWhich, code: u16, text: &str) -> u32 {
+        let conns: Vec<_> = match which {
+            CloseWhich::All => self.conns.borrow().values().cloned().collect(),
+            CloseWhich::One(id) => self.conns.borrow().get(id).cloned().into_iter().collect(),
+        };
+        for c in &conns {
+            c.force_close(code, text.to_string());
+        }
+        conns.len() as u32
+    }
+
+    /// Closes local connections in `vhost` (it was deleted), or of `user`
+    /// (deleted), with RabbitMQ's 320 texts.
+    pub(super) fn close_deleted(&self, vhost: Option<&str>, user: Option<&str>) {
+        let conns: Vec<_> = self.conns.borrow().values().cloned().collect();
+        for c in conns {
+            let info = c.info();
+            let text = if vhost.is_some_and(|v| v == info.vhost) {
+                format!("vhost '{}' is deleted", info.vhost)
+            } else if user.is_some_and(|u| u == info.user) {
+                format!("user '{}' is deleted", info.user)
+            } else {
+                continue;
+            };
+            c.force_close(crate::codec::reply_code::CONNECTION_FORCED, text);
+        }
+    }
+
+    /// Whether the AMQP side runs (`stop_app` stops it).
+    pub fn app_running(&self) -> bool {
+        self.app_running.get()
+    }
+
+    /// Waits until `stop_app` or `start_app` changes [`Shard::app_running`].
+    pub async fn app_changed(&self) {
+        self.app_changed.wait().await
+    }
+}
