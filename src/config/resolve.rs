@@ -179,13 +179,13 @@ mod tests {
         let r = resolve(flags, f.clone(), Some("/env".into()), 8, 0).unwrap();
         assert_eq!((r.config.port, r.config.shards), (6000, 1));
         assert_eq!(r.config.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(r.log, "warn");
         let r = resolve(Flags::default(), f, Some("/env".into()), 8, 0).unwrap();
         assert_eq!(
             r.config.data_dir,
             PathBuf::from("/env"),
             "WARREN_DATA_DIR over the file"
         );
-        assert_eq!(r.log, "warn");
     }
 
     #[test]

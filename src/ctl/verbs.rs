@@ -1,6 +1,7 @@
 //! The verbs `warren ctl` knows: usage lines, arity, switches, info items
 //! and defaults, as rabbitmqctl 3.10 declares them.
 use super::args::Kind;
+use crate::mgmt::proto::items;
 
 /// How a verb's result is laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,129 +35,6 @@ pub struct Verb {
     /// Prints its info line before the broker is reached.
     pub banner_first: bool,
 }
-
-const VHOST_KEYS: &[&str] = &[
-    "name",
-    "description",
-    "tags",
-    "default_queue_type",
-    "tracing",
-    "cluster_state",
-];
-const QUEUE_KEYS: &[&str] = &[
-    "name",
-    "durable",
-    "auto_delete",
-    "arguments",
-    "policy",
-    "pid",
-    "owner_pid",
-    "exclusive",
-    "exclusive_consumer_pid",
-    "exclusive_consumer_tag",
-    "messages_ready",
-    "messages_unacknowledged",
-    "messages",
-    "messages_ready_ram",
-    "messages_unacknowledged_ram",
-    "messages_ram",
-    "messages_persistent",
-    "message_bytes",
-    "message_bytes_ready",
-    "message_bytes_unacknowledged",
-    "message_bytes_ram",
-    "message_bytes_persistent",
-    "head_message_timestamp",
-    "disk_reads",
-    "disk_writes",
-    "consumers",
-    "consumer_utilisation",
-    "consumer_capacity",
-    "memory",
-    "slave_pids",
-    "synchronised_slave_pids",
-    "state",
-    "type",
-    "leader",
-    "members",
-    "online",
-];
-const EXCHANGE_KEYS: &[&str] = &[
-    "name",
-    "type",
-    "durable",
-    "auto_delete",
-    "internal",
-    "arguments",
-    "policy",
-];
-const BINDING_KEYS: &[&str] = &[
-    "source_name",
-    "source_kind",
-    "destination_name",
-    "destination_kind",
-    "routing_key",
-    "arguments",
-];
-const CONNECTION_KEYS: &[&str] = &[
-    "pid",
-    "name",
-    "port",
-    "host",
-    "peer_port",
-    "peer_host",
-    "ssl",
-    "ssl_protocol",
-    "ssl_key_exchange",
-    "ssl_cipher",
-    "ssl_hash",
-    "peer_cert_subject",
-    "peer_cert_issuer",
-    "peer_cert_validity",
-    "state",
-    "channels",
-    "protocol",
-    "auth_mechanism",
-    "user",
-    "vhost",
-    "timeout",
-    "frame_max",
-    "channel_max",
-    "client_properties",
-    "recv_oct",
-    "recv_cnt",
-    "send_oct",
-    "send_cnt",
-    "send_pend",
-    "connected_at",
-];
-const CHANNEL_KEYS: &[&str] = &[
-    "pid",
-    "connection",
-    "name",
-    "number",
-    "user",
-    "vhost",
-    "transactional",
-    "confirm",
-    "consumer_count",
-    "messages_unacknowledged",
-    "messages_uncommitted",
-    "acks_uncommitted",
-    "messages_unconfirmed",
-    "prefetch_count",
-    "global_prefetch_count",
-];
-const CONSUMER_KEYS: &[&str] = &[
-    "queue_name",
-    "channel_pid",
-    "consumer_tag",
-    "ack_required",
-    "prefetch_count",
-    "active",
-    "activity_status",
-    "arguments",
-];
 
 const HELP: &str = "Help";
 const NODES: &str = "Nodes";
@@ -354,7 +232,7 @@ pub static VERBS: &[Verb] = &[
         about: "Lists virtual hosts",
         section: ACCESS,
         max_args: None,
-        info_keys: VHOST_KEYS,
+        info_keys: items::VHOSTS,
         ..PLAIN_LIST
     },
     Verb {
@@ -396,7 +274,7 @@ pub static VERBS: &[Verb] = &[
         usage: "list_bindings [--vhost <vhost>] [--no-table-headers] [<column> ...]",
         about: "Lists the bindings of a virtual host",
         section: MONITORING,
-        info_keys: BINDING_KEYS,
+        info_keys: items::BINDINGS,
         ..LIST
     },
     Verb {
@@ -404,7 +282,7 @@ pub static VERBS: &[Verb] = &[
         usage: "list_channels [--no-table-headers] [<column> ...]",
         about: "Lists open channels",
         section: MONITORING,
-        info_keys: CHANNEL_KEYS,
+        info_keys: items::CHANNELS,
         ..LIST
     },
     Verb {
@@ -412,7 +290,7 @@ pub static VERBS: &[Verb] = &[
         usage: "list_connections [--no-table-headers] [<column> ...]",
         about: "Lists client connections",
         section: MONITORING,
-        info_keys: CONNECTION_KEYS,
+        info_keys: items::CONNECTIONS,
         ..LIST
     },
     Verb {
@@ -420,7 +298,7 @@ pub static VERBS: &[Verb] = &[
         usage: "list_consumers [--vhost <vhost>] [--no-table-headers] [<column> ...]",
         about: "Lists the consumers of a virtual host",
         section: MONITORING,
-        info_keys: CONSUMER_KEYS,
+        info_keys: items::CONSUMERS,
         ..LIST
     },
     Verb {
@@ -428,7 +306,7 @@ pub static VERBS: &[Verb] = &[
         usage: "list_exchanges [--vhost <vhost>] [--no-table-headers] [<column> ...]",
         about: "Lists the exchanges of a virtual host",
         section: MONITORING,
-        info_keys: EXCHANGE_KEYS,
+        info_keys: items::EXCHANGES,
         ..LIST
     },
     Verb {
@@ -436,7 +314,7 @@ pub static VERBS: &[Verb] = &[
         usage: "list_queues [--vhost <vhost>] [--online] [--offline] [--local] [--no-table-headers] [<column>, ...]",
         about: "Lists the queues of a virtual host",
         section: MONITORING,
-        info_keys: QUEUE_KEYS,
+        info_keys: items::QUEUES,
         switches: &[
             ("offline", Kind::Bool),
             ("online", Kind::Bool),
@@ -565,21 +443,13 @@ pub fn find(name: &str) -> Option<&'static Verb> {
 /// The verb's default info items.
 pub fn default_keys(verb: &str) -> &'static [&'static str] {
     match verb {
-        "list_vhosts" => &["name"],
-        "list_queues" => &["name", "messages"],
-        "list_exchanges" => &["name", "type"],
-        "list_bindings" => BINDING_KEYS,
-        "list_connections" => &["user", "peer_host", "peer_port", "state"],
-        "list_channels" => &["pid", "user", "consumer_count", "messages_unacknowledged"],
-        "list_consumers" => &[
-            "queue_name",
-            "channel_pid",
-            "consumer_tag",
-            "ack_required",
-            "prefetch_count",
-            "active",
-            "arguments",
-        ],
+        "list_vhosts" => items::VHOSTS_DEFAULT,
+        "list_queues" => items::QUEUES_DEFAULT,
+        "list_exchanges" => items::EXCHANGES_DEFAULT,
+        "list_bindings" => items::BINDINGS_DEFAULT,
+        "list_connections" => items::CONNECTIONS_DEFAULT,
+        "list_channels" => items::CHANNELS_DEFAULT,
+        "list_consumers" => items::CONSUMERS_DEFAULT,
         _ => &[],
     }
 }

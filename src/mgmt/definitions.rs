@@ -232,7 +232,10 @@ async fn apply_each(shard: &Rc<Shard>, defs: &Definitions, failures: &mut Vec<St
             },
         };
         if let Err(e) = admin(shard, op).await {
-            failures.push(format!("permissions of '{}' in vhost '{}': {e}", p.user, p.vhost));
+            failures.push(format!(
+                "permissions of '{}' in vhost '{}': {e}",
+                p.user, p.vhost
+            ));
         }
     }
     // Declared as by a connection that is nobody's: never exclusive.

@@ -68,3 +68,154 @@ pub mod exit {
 
 /// The socket's file name in the data directory.
 pub const SOCKET_NAME: &str = "warren-ctl.sock";
+
+/// rabbitmqctl 3.10's info items for each listing verb (what `ctl`
+/// accepts) and the columns each shows by default. The broker answers for
+/// all of them but the few it does not track yet (see `verbs`).
+pub mod items {
+    pub const VHOSTS: &[&str] = &[
+        "name",
+        "description",
+        "tags",
+        "default_queue_type",
+        "tracing",
+        "cluster_state",
+    ];
+
+    pub const QUEUES: &[&str] = &[
+        "name",
+        "durable",
+        "auto_delete",
+        "arguments",
+        "policy",
+        "pid",
+        "owner_pid",
+        "exclusive",
+        "exclusive_consumer_pid",
+        "exclusive_consumer_tag",
+        "messages_ready",
+        "messages_unacknowledged",
+        "messages",
+        "messages_ready_ram",
+        "messages_unacknowledged_ram",
+        "messages_ram",
+        "messages_persistent",
+        "message_bytes",
+        "message_bytes_ready",
+        "message_bytes_unacknowledged",
+        "message_bytes_ram",
+        "message_bytes_persistent",
+        "head_message_timestamp",
+        "disk_reads",
+        "disk_writes",
+        "consumers",
+        "consumer_utilisation",
+        "consumer_capacity",
+        "memory",
+        "slave_pids",
+        "synchronised_slave_pids",
+        "state",
+        "type",
+        "leader",
+        "members",
+        "online",
+    ];
+
+    pub const EXCHANGES: &[&str] = &[
+        "name",
+        "type",
+        "durable",
+        "auto_delete",
+        "internal",
+        "arguments",
+        "policy",
+    ];
+
+    pub const BINDINGS: &[&str] = &[
+        "source_name",
+        "source_kind",
+        "destination_name",
+        "destination_kind",
+        "routing_key",
+        "arguments",
+    ];
+
+    pub const CONNECTIONS: &[&str] = &[
+        "pid",
+        "name",
+        "port",
+        "host",
+        "peer_port",
+        "peer_host",
+        "ssl",
+        "ssl_protocol",
+        "ssl_key_exchange",
+        "ssl_cipher",
+        "ssl_hash",
+        "peer_cert_subject",
+        "peer_cert_issuer",
+        "peer_cert_validity",
+        "state",
+        "channels",
+        "protocol",
+        "auth_mechanism",
+        "user",
+        "vhost",
+        "timeout",
+        "frame_max",
+        "channel_max",
+        "client_properties",
+        "recv_oct",
+        "recv_cnt",
+        "send_oct",
+        "send_cnt",
+        "send_pend",
+        "connected_at",
+    ];
+
+    pub const CHANNELS: &[&str] = &[
+        "pid",
+        "connection",
+        "name",
+        "number",
+        "user",
+        "vhost",
+        "transactional",
+        "confirm",
+        "consumer_count",
+        "messages_unacknowledged",
+        "messages_uncommitted",
+        "acks_uncommitted",
+        "messages_unconfirmed",
+        "prefetch_count",
+        "global_prefetch_count",
+    ];
+
+    pub const CONSUMERS: &[&str] = &[
+        "queue_name",
+        "channel_pid",
+        "consumer_tag",
+        "ack_required",
+        "prefetch_count",
+        "active",
+        "activity_status",
+        "arguments",
+    ];
+
+    pub const VHOSTS_DEFAULT: &[&str] = &["name"];
+    pub const QUEUES_DEFAULT: &[&str] = &["name", "messages"];
+    pub const EXCHANGES_DEFAULT: &[&str] = &["name", "type"];
+    pub const BINDINGS_DEFAULT: &[&str] = BINDINGS;
+    pub const CONNECTIONS_DEFAULT: &[&str] = &["user", "peer_host", "peer_port", "state"];
+    pub const CHANNELS_DEFAULT: &[&str] =
+        &["pid", "user", "consumer_count", "messages_unacknowledged"];
+    pub const CONSUMERS_DEFAULT: &[&str] = &[
+        "queue_name",
+        "channel_pid",
+        "consumer_tag",
+        "ack_required",
+        "prefetch_count",
+        "active",
+        "arguments",
+    ];
+}

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use super::control::Context;
-use super::proto::{exit, Reply, Request};
+use super::proto::{exit, items, Reply, Request};
 use crate::access::{PasswordHash, PermissionSpec};
 use crate::codec::{FieldTable, FieldValue};
 use crate::ids::{ChannelRef, ShardId};
@@ -195,18 +195,7 @@ async fn run_verb(shard: &Rc<Shard>, ctx: &Context, req: &Request) -> VerbResult
             Ok(table(&["user", "tags"], rows))
         }
         "list_vhosts" => {
-            let cols = items(
-                a,
-                &["name"],
-                &[
-                    "name",
-                    "description",
-                    "tags",
-                    "default_queue_type",
-                    "tracing",
-                    "cluster_state",
-                ],
-            )?;
+            let cols = columns(a, items::VHOSTS_DEFAULT, &[])?;
             let cfg_default = shard.options().access.default_vhost.clone();
             let rows = shard.with_topology(|t| {
                 t.vhost_names()
@@ -581,26 +570,46 @@ fn table_owned(columns: Vec<String>, rows: Vec<Vec<Value>>) -> Reply {
 }
 
 /// The info items asked for, or the defaults. `ctl` checks them against
-/// rabbitmqctl's lists; one Warren does not track yet (byte and disk
-/// counters...) is refused rather than answered with a made-up figure.
-fn items(args: &[String], defaults: &[&str], known: &[&str]) -> Result<Vec<String>, Reply> {
+/// rabbitmqctl's lists; one Warren does not track yet is refused rather
+/// than answered with a made-up figure.
+fn columns(args: &[String], defaults: &[&str], untracked: &[&str]) -> Result<Vec<String>, Reply> {
     if args.is_empty() {
         return Ok(defaults.iter().map(|s| s.to_string()).collect());
     }
     let bad: Vec<&str> = args
         .iter()
         .map(String::as_str)
-        .filter(|a| !known.contains(a))
+        .filter(|a| untracked.contains(a))
         .collect();
     if !bad.is_empty() {
         return Err(usage(format!(
-            "Info key(s) {} are not supported by Warren yet. Supported keys: {}",
-            bad.join(","),
-            known.join(", ")
+            "Info key(s) {} are not supported by Warren yet",
+            bad.join(",")
         )));
     }
     Ok(args.to_vec())
 }
+
+/// What Warren does not track yet, per listing.
+const UNTRACKED_QUEUE_ITEMS: &[&str] = &[
+    "messages_persistent",
+    "message_bytes",
+    "message_bytes_ready",
+    "message_bytes_unacknowledged",
+    "message_bytes_persistent",
+    "head_message_timestamp",
+    "disk_reads",
+    "disk_writes",
+    "consumer_utilisation",
+    "consumer_capacity",
+];
+const UNTRACKED_CONNECTION_ITEMS: &[&str] =
+    &["recv_oct", "recv_cnt", "send_oct", "send_cnt", "send_pend"];
+const UNTRACKED_CHANNEL_ITEMS: &[&str] = &[
+    "messages_uncommitted",
+    "acks_uncommitted",
+    "messages_unconfirmed",
+];
 
 fn find_queue(shard: &Shard, vhost: &str, name: &str) -> Option<crate::topology::QueueMeta> {
     shard.with_topology(|t| t.queue(vhost, name).cloned())
@@ -705,40 +714,11 @@ fn typed(v: &FieldValue) -> (&'static str, Value) {
     }
 }
 
-/// Not tracked: the socket byte and frame counters (`recv_oct`...).
-const CONNECTION_ITEMS: [&str; 25] = [
-    "pid",
-    "name",
-    "port",
-    "host",
-    "peer_port",
-    "peer_host",
-    "ssl",
-    "ssl_protocol",
-    "ssl_key_exchange",
-    "ssl_cipher",
-    "ssl_hash",
-    "peer_cert_subject",
-    "peer_cert_issuer",
-    "peer_cert_validity",
-    "user",
-    "vhost",
-    "state",
-    "channels",
-    "protocol",
-    "auth_mechanism",
-    "timeout",
-    "frame_max",
-    "channel_max",
-    "client_properties",
-    "connected_at",
-];
-
 async fn list_connections(shard: &Rc<Shard>, ctx: &Context, req: &Request) -> VerbResult {
-    let cols = items(
+    let cols = columns(
         &req.args,
-        &["user", "peer_host", "peer_port", "state"],
-        &CONNECTION_ITEMS,
+        items::CONNECTIONS_DEFAULT,
+        UNTRACKED_CONNECTION_ITEMS,
     )?;
     let rows = all_connections(shard)
         .await
@@ -776,28 +756,8 @@ async fn list_connections(shard: &Rc<Shard>, ctx: &Context, req: &Request) -> Ve
     Ok(table_owned(cols, rows))
 }
 
-/// Not tracked: the uncommitted and unconfirmed counts.
-const CHANNEL_ITEMS: [&str; 12] = [
-    "pid",
-    "connection",
-    "name",
-    "number",
-    "user",
-    "vhost",
-    "transactional",
-    "confirm",
-    "consumer_count",
-    "messages_unacknowledged",
-    "prefetch_count",
-    "global_prefetch_count",
-];
-
 async fn list_channels(shard: &Rc<Shard>, ctx: &Context, req: &Request) -> VerbResult {
-    let cols = items(
-        &req.args,
-        &["pid", "user", "consumer_count", "messages_unacknowledged"],
-        &CHANNEL_ITEMS,
-    )?;
+    let cols = columns(&req.args, items::CHANNELS_DEFAULT, UNTRACKED_CHANNEL_ITEMS)?;
     let mut rows = Vec::new();
     for c in all_connections(shard).await {
         for ch in &c.channels {
@@ -865,39 +825,8 @@ async fn queue_infos(
         .collect())
 }
 
-/// Not tracked: persistent and byte counts beyond the ready bodies in
-/// memory, disk reads and writes, consumer utilisation, head timestamps.
-const QUEUE_ITEMS: [&str; 26] = [
-    "name",
-    "durable",
-    "auto_delete",
-    "arguments",
-    "policy",
-    "pid",
-    "owner_pid",
-    "exclusive",
-    "exclusive_consumer_pid",
-    "exclusive_consumer_tag",
-    "messages_ready",
-    "messages_unacknowledged",
-    "messages",
-    "messages_ready_ram",
-    "messages_unacknowledged_ram",
-    "messages_ram",
-    "message_bytes_ram",
-    "consumers",
-    "memory",
-    "slave_pids",
-    "synchronised_slave_pids",
-    "state",
-    "type",
-    "leader",
-    "members",
-    "online",
-];
-
 async fn list_queues(shard: &Rc<Shard>, ctx: &Context, req: &Request) -> VerbResult {
-    let cols = items(&req.args, &["name", "messages"], &QUEUE_ITEMS)?;
+    let cols = columns(&req.args, items::QUEUES_DEFAULT, UNTRACKED_QUEUE_ITEMS)?;
     let vhost = vhost_of(req);
     let rows = queue_infos(shard, &vhost)
         .await?
@@ -948,31 +877,8 @@ fn consumer_channel(ctx: &Context, ch: ChannelRef) -> String {
     channel_pid(ctx, ch.conn.0, Some(ch.channel))
 }
 
-const CONSUMER_ITEMS: [&str; 8] = [
-    "queue_name",
-    "channel_pid",
-    "consumer_tag",
-    "ack_required",
-    "prefetch_count",
-    "active",
-    "activity_status",
-    "arguments",
-];
-
 async fn list_consumers(shard: &Rc<Shard>, ctx: &Context, req: &Request) -> VerbResult {
-    let cols = items(
-        &req.args,
-        &[
-            "queue_name",
-            "channel_pid",
-            "consumer_tag",
-            "ack_required",
-            "prefetch_count",
-            "active",
-            "arguments",
-        ],
-        &CONSUMER_ITEMS,
-    )?;
+    let cols = columns(&req.args, items::CONSUMERS_DEFAULT, &[])?;
     let vhost = vhost_of(req);
     let mut rows = Vec::new();
     for (m, info) in queue_infos(shard, &vhost).await? {
@@ -996,18 +902,8 @@ async fn list_consumers(shard: &Rc<Shard>, ctx: &Context, req: &Request) -> Verb
     Ok(table_owned(cols, rows))
 }
 
-const EXCHANGE_ITEMS: [&str; 7] = [
-    "name",
-    "type",
-    "durable",
-    "auto_delete",
-    "internal",
-    "arguments",
-    "policy",
-];
-
 fn list_exchanges(shard: &Rc<Shard>, req: &Request) -> VerbResult {
-    let cols = items(&req.args, &["name", "type"], &EXCHANGE_ITEMS)?;
+    let cols = columns(&req.args, items::EXCHANGES_DEFAULT, &[])?;
     let vhost = vhost_of(req);
     let rows = shard.with_topology(|t| {
         let mut ex: Vec<_> = t
@@ -1034,29 +930,8 @@ fn list_exchanges(shard: &Rc<Shard>, req: &Request) -> VerbResult {
     Ok(table_owned(cols, rows))
 }
 
-const BINDING_ITEMS: [&str; 7] = [
-    "source_name",
-    "source_kind",
-    "destination_name",
-    "destination_kind",
-    "routing_key",
-    "arguments",
-    "vhost",
-];
-
 fn list_bindings(shard: &Rc<Shard>, req: &Request) -> VerbResult {
-    let cols = items(
-        &req.args,
-        &[
-            "source_name",
-            "source_kind",
-            "destination_name",
-            "destination_kind",
-            "routing_key",
-            "arguments",
-        ],
-        &BINDING_ITEMS,
-    )?;
+    let cols = columns(&req.args, items::BINDINGS_DEFAULT, &[])?;
     let vhost = vhost_of(req);
     let rows = shard.with_topology(|t| {
         let Some(v) = t.vhost(&vhost) else {

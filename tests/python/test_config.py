@@ -109,7 +109,7 @@ def test_file_sets_listener_defaults_and_data_dir(workdir):
     c = login(port, "boss", "pw1", vhost="apps")
     assert c._impl.params.heartbeat == 7      # what connection.tune proposed
     c.close()
-    with pytest.raises(pika.exceptions.ProbableAccessDeniedError):
+    with pytest.raises(pika.exceptions.ProbableAuthenticationError):
         login(port, "guest", "guest", vhost="apps")   # no guest on this broker
     # `warren ctl` finds the broker through the same file.
     env = dict(os.environ, WARREN_CONFIG_FILE=conf)

@@ -82,18 +82,26 @@ impl Conn {
         res: Resource,
         name: &ShortStr,
     ) -> Result<(), AmqpError> {
-        let name = if name.is_empty() && res == Resource::Exchange {
-            ShortStr::from_static("amq.default")
+        // The hot path (a publisher's cached exchange) compares names and
+        // clones nothing.
+        let default_exchange = name.is_empty() && res == Resource::Exchange;
+        let shown: &str = if default_exchange {
+            "amq.default"
         } else {
-            name.clone()
+            name
         };
         let now = self.shard.seconds();
         if let Some(ch) = self.channels.get_mut(&number) {
             ch.permits.age(now);
-            if ch.permits.hit(kind, res, &name) {
+            if ch.permits.hit(kind, res, shown) {
                 return Ok(());
             }
         }
+        let name = if default_exchange {
+            ShortStr::from_static("amq.default")
+        } else {
+            name.clone()
+        };
         if !self.shard.permits(&self.user, &self.vhost, kind, &name) {
             return Err(AmqpError::access_refused(format!(
                 "access to {} '{name}' in vhost '{}' refused for user '{}'",
