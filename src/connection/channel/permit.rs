@@ -12,6 +12,7 @@ use super::Conn;
 use crate::access::PermissionKind;
 use crate::codec::ShortStr;
 use crate::error::AmqpError;
+use crate::shard::Shard;
 
 /// What a permission applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,39 +83,51 @@ impl Conn {
         res: Resource,
         name: &ShortStr,
     ) -> Result<(), AmqpError> {
-        // The hot path (a publisher's cached exchange) compares names and
-        // clones nothing.
-        let default_exchange = name.is_empty() && res == Resource::Exchange;
-        let shown: &str = if default_exchange {
-            "amq.default"
-        } else {
-            name
+        let mut scratch = PermitCache::default();
+        let cache = match self.channels.get_mut(&number) {
+            Some(ch) => &mut ch.permits,
+            None => &mut scratch,
         };
-        let now = self.shard.seconds();
-        if let Some(ch) = self.channels.get_mut(&number) {
-            ch.permits.age(now);
-            if ch.permits.hit(kind, res, shown) {
-                return Ok(());
-            }
-        }
-        let name = if default_exchange {
-            ShortStr::from_static("amq.default")
-        } else {
-            name.clone()
-        };
-        if !self.shard.permits(&self.user, &self.vhost, kind, &name) {
-            return Err(AmqpError::access_refused(format!(
-                "access to {} '{name}' in vhost '{}' refused for user '{}'",
-                res.as_str(),
-                self.vhost,
-                self.user
-            )));
-        }
-        if let Some(ch) = self.channels.get_mut(&number) {
-            ch.permits.remember(kind, res, name);
-        }
-        Ok(())
+        check(&self.shard, &self.user, &self.vhost, cache, kind, res, name)
     }
+}
+
+/// The check itself, on a channel's cache (the publish path has the
+/// channel in hand already).
+pub(super) fn check(
+    shard: &Shard,
+    user: &str,
+    vhost: &str,
+    cache: &mut PermitCache,
+    kind: PermissionKind,
+    res: Resource,
+    name: &ShortStr,
+) -> Result<(), AmqpError> {
+    // The hot path (a publisher's cached exchange) compares names and
+    // clones nothing.
+    let default_exchange = name.is_empty() && res == Resource::Exchange;
+    let shown: &str = if default_exchange {
+        "amq.default"
+    } else {
+        name
+    };
+    cache.age(shard.seconds());
+    if cache.hit(kind, res, shown) {
+        return Ok(());
+    }
+    if !shard.permits(user, vhost, kind, shown) {
+        return Err(AmqpError::access_refused(format!(
+            "access to {} '{shown}' in vhost '{vhost}' refused for user '{user}'",
+            res.as_str(),
+        )));
+    }
+    let name = if default_exchange {
+        ShortStr::from_static("amq.default")
+    } else {
+        name.clone()
+    };
+    cache.remember(kind, res, name);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -165,23 +165,28 @@ impl Conn {
             Body::Many(b) => b.freeze(),
         };
         let props = header.properties;
-        if let Err(e) = self.permit(
-            number,
+        // One channel lookup per message: the permission check works on the
+        // channel in hand.
+        let write = super::permit::check(
+            &self.shard,
+            &self.user,
+            &self.vhost,
+            &mut ch.permits,
             PermissionKind::Write,
             Resource::Exchange,
             &publish.exchange,
-        ) {
-            self.channel_error(number, e, 60, 40);
-            return Ok(());
-        }
+        );
         let claimed = props.user_id.as_ref();
-        if let Some(uid) = claimed.filter(|u| **u != self.user && !self.impersonator) {
+        let refused = write.err().or_else(|| {
+            let uid = claimed.filter(|u| **u != self.user && !self.impersonator)?;
             // RabbitMQ's validated user-id: a publisher cannot claim to be
             // someone else (unless tagged impersonator).
-            let e = AmqpError::precondition(format!(
+            Some(AmqpError::precondition(format!(
                 "user_id property set to '{uid}' but authenticated user was '{}'",
                 self.user
-            ));
+            )))
+        });
+        if let Some(e) = refused {
             self.channel_error(number, e, 60, 40);
             return Ok(());
         }
@@ -197,9 +202,7 @@ impl Conn {
             headers: props.headers,
             mandatory: publish.mandatory,
         };
-        if let Some(Mode::Tx { publishes, .. }) =
-            self.channels.get_mut(&number).map(|c| &mut c.mode)
-        {
+        if let Mode::Tx { publishes, .. } = &mut ch.mode {
             publishes.push(p);
             return Ok(());
         }
