@@ -138,7 +138,20 @@ ensure_venv() {
     touch "$VENV/.requirements.stamp"
 }
 
+# test_loopback.py makes a network namespace with iproute2's `ip`; a clean
+# Debian machine may not have it. As root with apt-get, install it (else
+# that test says why it is skipped).
+ensure_ip() {
+    command -v ip >/dev/null 2>&1 && return 0
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        step "installing iproute2 (test_loopback.py needs ip netns)"
+        { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q iproute2; } \
+            || echo "tools/test.sh: could not install iproute2; test_loopback.py will be skipped" >&2
+    fi
+}
+
 if [[ $RUN_PY -eq 1 ]]; then
+    ensure_ip
     if ensure_venv; then
         record "python venv" PASS
         for shards in "${SHARDS_LIST[@]}"; do

@@ -102,6 +102,7 @@ async fn serve_one(shard: Rc<Shard>, ctx: Rc<Context>, mut stream: LocalStream) 
             if verb == "stop" && matches!(reply, Reply::Done) {
                 let _ = write_reply(&mut stream, &reply).await;
                 tracing::info!("stop requested through the control socket, shutting down");
+                let _ = crate::daemon::stopping();
                 crate::runtime::net::stop_listening();
                 std::process::exit(0);
             }

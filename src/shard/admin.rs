@@ -97,16 +97,7 @@ impl Shard {
             let topo = self.topology.borrow();
             match op {
                 AdminOp::AddUser { name, hash, tags } => {
-                    let add = admin::add_user(&topo, &name, hash)?;
-                    let mut changes = vec![add];
-                    if !tags.is_empty() {
-                        // Decided against the state the first leaves.
-                        let mut t = crate::topology::Topology::empty();
-                        t.access = topo.access.clone();
-                        t.apply(&changes[0]);
-                        changes.push(admin::set_tags(&t, &name, tags)?);
-                    }
-                    changes
+                    vec![admin::add_user(&topo, &name, hash, tags)?]
                 }
                 AdminOp::ChangePassword { name, hash } => {
                     vec![admin::change_password(&topo, &name, hash)?]

@@ -42,11 +42,13 @@ fn check_vhost(topo: &Topology, vhost: &str) -> Result<(), AdminError> {
     }
 }
 
-/// add_user: a new user with `hash` (no tags).
+/// add_user: a new user with `hash` and `tags` (`add_user` has none; a
+/// definitions import sets them at once).
 pub fn add_user(
     topo: &Topology,
     name: &str,
     hash: PasswordHash,
+    tags: Vec<String>,
 ) -> Result<TopologyChange, AdminError> {
     if name.is_empty() {
         return Err(AdminError::Invalid("user name cannot be empty".into()));
@@ -57,8 +59,19 @@ pub fn add_user(
     Ok(user_change(User {
         name: name.to_string(),
         hash,
-        tags: Vec::new(),
+        tags: distinct(tags),
     }))
+}
+
+/// Tags in order, each once.
+fn distinct(tags: Vec<String>) -> Vec<String> {
+    let mut seen = Vec::new();
+    for t in tags {
+        if !seen.contains(&t) {
+            seen.push(t);
+        }
+    }
+    seen
 }
 
 /// change_password (and clear_password with [`PasswordHash::none`]).
@@ -79,13 +92,7 @@ pub fn set_tags(
     tags: Vec<String>,
 ) -> Result<TopologyChange, AdminError> {
     let mut u = existing_user(topo, name)?;
-    let mut seen = Vec::new();
-    for t in tags {
-        if !seen.contains(&t) {
-            seen.push(t);
-        }
-    }
-    u.tags = seen;
+    u.tags = distinct(tags);
     Ok(user_change(u))
 }
 
@@ -213,10 +220,10 @@ mod tests {
         assert!(guest.hash.verify("guest") && guest.has_tag("administrator"));
         assert!(t.access.permission("guest", "/").is_some());
 
-        let c = add_user(&t, "admin", PasswordHash::new("pw")).unwrap();
+        let c = add_user(&t, "admin", PasswordHash::new("pw"), Vec::new()).unwrap();
         t.apply(&c);
         assert_eq!(
-            add_user(&t, "admin", PasswordHash::new("x")).err(),
+            add_user(&t, "admin", PasswordHash::new("x"), Vec::new()).err(),
             Some(AdminError::UserExists("admin".into()))
         );
         assert_eq!(

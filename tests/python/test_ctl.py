@@ -992,3 +992,28 @@ def test_import_definitions_bad_input_65(ctl, ctl_tmpdir):
     assert r.stdout == ""
     assert r.stderr.startswith("Error (argument validation): Bad argument: File %s does not "
                                "exist\n" % missing), r.stderr
+
+
+def test_the_operators_sequence_verbatim(ctl, broker):
+    """The sequence operators run on a new RabbitMQ, word for word, then a
+    pika program logs in as the new user."""
+    ctl("delete_user", "admin", check=False)      # a leftover from another run
+    try:
+        for cmd in (["add_user", "admin", "s3cret-pass"],
+                    ["set_user_tags", "admin", "administrator"],
+                    ["set_permissions", "-p", "/", "admin", ".*", ".*", ".*"]):
+            r = ctl(*cmd)
+            assert r.returncode == 0 and r.stderr == "", (cmd, r)
+        conn = pika.BlockingConnection(broker.params(
+            credentials=pika.PlainCredentials("admin", "s3cret-pass")))
+        try:
+            ch = conn.channel()
+            q = ch.queue_declare("", exclusive=True).method.queue
+            ch.confirm_delivery()
+            ch.basic_publish("", q, b"as admin")
+            assert ch.basic_get(q, auto_ack=True)[2] == b"as admin"
+        finally:
+            conn.close()
+        assert "admin\t[administrator]" in row_strings(ctl("list_users", "-s").stdout)
+    finally:
+        ctl("delete_user", "admin", check=False)
