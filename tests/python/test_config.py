@@ -180,3 +180,4 @@ def test_import_rabbitmq_export_with_ctl(broker, ctl):
         ctl("delete_vhost", FIXTURE_VHOST, check=False)
         for u in ("defs_fixture_user", "defs_fixture_np"):
             ctl("delete_user", u, check=False)
+
