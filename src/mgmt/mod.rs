@@ -4,6 +4,7 @@
 pub mod control;
 pub mod definitions;
 pub mod definitions_json;
+mod listings;
 pub mod proto;
 mod status;
 

@@ -1,20 +1,19 @@
 //! The rabbitmqctl verbs, run against the broker: reads come from shard
-//! 0's replica and from every shard's own figures (typed calls), changes go
-//! through the leader. Each answers with data; `ctl` lays it out.
+//! 0's replica and from every shard's own figures (typed calls; the
+//! listings are in `listings.rs`), changes go through the leader. Each
+//! answers with data; `ctl` lays it out.
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use super::control::Context;
+use super::listings::{
+    all_connections, columns, connection_name, find_queue, list_bindings, list_channels,
+    list_connections, list_consumers, list_exchanges, list_queues, pid, table, table_owned,
+};
 use super::proto::{exit, items, Reply, Request};
 use crate::access::{PasswordHash, PermissionSpec};
-use crate::codec::{FieldTable, FieldValue};
-use crate::ids::{ChannelRef, ShardId};
-use crate::routing::Destination;
-use crate::shard::{
-    Admin, AdminOp, CloseConnections, CloseWhich, ConnInfo, ListConnections, ListQueues, QueueInfo,
-    SetAppRunning, Shard,
-};
+use crate::ids::ShardId;
+use crate::shard::{Admin, AdminOp, CloseConnections, CloseWhich, SetAppRunning, Shard};
 use crate::topology::admin::AdminError;
 
 /// Runs one request.
@@ -25,16 +24,16 @@ pub async fn run(shard: &Rc<Shard>, ctx: &Context, req: Request) -> Reply {
     }
 }
 
-type VerbResult = Result<Reply, Reply>;
+pub(super) type VerbResult = Result<Reply, Reply>;
 
-fn usage(msg: impl Into<String>) -> Reply {
+pub(super) fn usage(msg: impl Into<String>) -> Reply {
     Reply::Error {
         code: exit::USAGE,
         message: msg.into(),
     }
 }
 
-fn software(msg: impl Into<String>) -> Reply {
+pub(super) fn software(msg: impl Into<String>) -> Reply {
     Reply::Error {
         code: exit::SOFTWARE,
         message: msg.into(),
@@ -105,7 +104,7 @@ fn arity(req: &Request, n: usize) -> Result<(), Reply> {
     }
 }
 
-fn vhost_of(req: &Request) -> String {
+pub(super) fn vhost_of(req: &Request) -> String {
     req.vhost.clone().unwrap_or_else(|| "/".into())
 }
 
@@ -556,437 +555,4 @@ fn amqp_listener(ctx: &Context) -> Value {
         ip.to_string()
     };
     json!({ "interface": interface, "port": ctx.amqp.port(), "protocol": "amqp" })
-}
-
-fn table(cols: &[&str], rows: Vec<Vec<Value>>) -> Reply {
-    Reply::Table {
-        columns: cols.iter().map(|c| c.to_string()).collect(),
-        rows,
-    }
-}
-
-fn table_owned(columns: Vec<String>, rows: Vec<Vec<Value>>) -> Reply {
-    Reply::Table { columns, rows }
-}
-
-/// The info items asked for, or the defaults. `ctl` checks them against
-/// rabbitmqctl's lists; one Warren does not track yet is refused rather
-/// than answered with a made-up figure.
-fn columns(args: &[String], defaults: &[&str], untracked: &[&str]) -> Result<Vec<String>, Reply> {
-    if args.is_empty() {
-        return Ok(defaults.iter().map(|s| s.to_string()).collect());
-    }
-    let bad: Vec<&str> = args
-        .iter()
-        .map(String::as_str)
-        .filter(|a| untracked.contains(a))
-        .collect();
-    if !bad.is_empty() {
-        return Err(usage(format!(
-            "Info key(s) {} are not supported by Warren yet",
-            bad.join(",")
-        )));
-    }
-    Ok(args.to_vec())
-}
-
-/// What Warren does not track yet, per listing.
-const UNTRACKED_QUEUE_ITEMS: &[&str] = &[
-    "messages_persistent",
-    "message_bytes",
-    "message_bytes_ready",
-    "message_bytes_unacknowledged",
-    "message_bytes_persistent",
-    "head_message_timestamp",
-    "disk_reads",
-    "disk_writes",
-    "consumer_utilisation",
-    "consumer_capacity",
-];
-const UNTRACKED_CONNECTION_ITEMS: &[&str] =
-    &["recv_oct", "recv_cnt", "send_oct", "send_cnt", "send_pend"];
-const UNTRACKED_CHANNEL_ITEMS: &[&str] = &[
-    "messages_uncommitted",
-    "acks_uncommitted",
-    "messages_unconfirmed",
-];
-
-fn find_queue(shard: &Shard, vhost: &str, name: &str) -> Option<crate::topology::QueueMeta> {
-    shard.with_topology(|t| t.queue(vhost, name).cloned())
-}
-
-async fn all_connections(shard: &Rc<Shard>) -> Vec<ConnInfo> {
-    let mut out = Vec::new();
-    for s in 0..shard.shard_count() {
-        if let Ok(mut v) = shard.call(ShardId::from_index(s), ListConnections).await {
-            out.append(&mut v);
-        }
-    }
-    out.sort_by_key(|c| (c.connected_at_ms, c.id.0));
-    out
-}
-
-fn host(a: Option<std::net::SocketAddr>) -> String {
-    a.map(|a| a.ip().to_canonical().to_string())
-        .unwrap_or_default()
-}
-
-fn port(a: Option<std::net::SocketAddr>) -> u16 {
-    a.map_or(0, |a| a.port())
-}
-
-/// RabbitMQ's connection name: `peer:port -> local:port`.
-fn connection_name(c: &ConnInfo) -> String {
-    let ep = |a: Option<std::net::SocketAddr>| {
-        let h = host(a);
-        if h.contains(':') {
-            format!("[{h}]:{}", port(a))
-        } else {
-            format!("{h}:{}", port(a))
-        }
-    };
-    format!("{} -> {}", ep(c.peer), ep(c.local))
-}
-
-/// An Erlang-pid-like identifier for a connection (or one of its
-/// channels), as listings show `pid` and `channel_pid`.
-fn pid(ctx: &Context, c: &ConnInfo, channel: Option<u16>) -> String {
-    channel_pid(ctx, c.id.0, channel)
-}
-
-fn channel_pid(ctx: &Context, conn: u64, channel: Option<u16>) -> String {
-    match channel {
-        Some(n) => format!("<{}.{conn}.{n}>", ctx.node),
-        None => format!("<{}.{conn}.0>", ctx.node),
-    }
-}
-
-fn client_props(c: &ConnInfo) -> Value {
-    table_triples(&c.client_properties)
-}
-
-/// An AMQP table as rabbitmqctl's JSON has it: `[key, type, value]`
-/// triples in order (nested tables alike; arrays as `[type, value]`
-/// pairs), so `ctl` prints exact types.
-pub fn table_triples(t: &FieldTable) -> Value {
-    Value::Array(
-        t.iter()
-            .map(|(k, v)| {
-                let (ty, val) = typed(v);
-                json!([k.to_string(), ty, val])
-            })
-            .collect(),
-    )
-}
-
-fn typed(v: &FieldValue) -> (&'static str, Value) {
-    use FieldValue as F;
-    match v {
-        F::Bool(b) => ("bool", json!(b)),
-        F::I8(n) => ("byte", json!(n)),
-        F::U8(n) => ("unsignedbyte", json!(n)),
-        F::I16(n) => ("short", json!(n)),
-        F::U16(n) => ("unsignedshort", json!(n)),
-        F::I32(n) => ("signedint", json!(n)),
-        F::U32(n) => ("unsignedint", json!(n)),
-        F::I64(n) => ("long", json!(n)),
-        F::U64(n) => ("long", json!(n)),
-        F::F32(n) => ("float", json!(n)),
-        F::F64(n) => ("double", json!(n)),
-        F::Decimal { scale, value } => ("decimal", json!([scale, value])),
-        F::LongStr(b) => ("longstr", json!(String::from_utf8_lossy(b))),
-        F::ByteArray(b) => ("binary", json!(String::from_utf8_lossy(b))),
-        F::Array(items) => (
-            "array",
-            Value::Array(
-                items
-                    .iter()
-                    .map(|i| {
-                        let (ty, val) = typed(i);
-                        json!([ty, val])
-                    })
-                    .collect(),
-            ),
-        ),
-        F::Timestamp(t) => ("timestamp", json!(t)),
-        F::Table(t) => ("table", table_triples(t)),
-        F::Void => ("void", Value::Null),
-    }
-}
-
-async fn list_connections(shard: &Rc<Shard>, ctx: &Context, req: &Request) -> VerbResult {
-    let cols = columns(
-        &req.args,
-        items::CONNECTIONS_DEFAULT,
-        UNTRACKED_CONNECTION_ITEMS,
-    )?;
-    let rows = all_connections(shard)
-        .await
-        .iter()
-        .filter(|c| c.state != crate::shard::ConnState::Starting || !c.user.is_empty())
-        .map(|c| {
-            cols.iter()
-                .map(|col| match col.as_str() {
-                    "pid" => json!(pid(ctx, c, None)),
-                    "name" => json!(connection_name(c)),
-                    "port" => json!(port(c.local)),
-                    "host" => json!(host(c.local)),
-                    "peer_port" => json!(port(c.peer)),
-                    "peer_host" => json!(host(c.peer)),
-                    "ssl" => json!(false),
-                    // No TLS yet: RabbitMQ shows these empty on a plain
-                    // connection.
-                    "ssl_protocol" | "ssl_key_exchange" | "ssl_cipher" | "ssl_hash"
-                    | "peer_cert_subject" | "peer_cert_issuer" | "peer_cert_validity" => json!(""),
-                    "user" => json!(c.user),
-                    "vhost" => json!(c.vhost),
-                    "state" => json!(c.state.as_str()),
-                    "channels" => json!(c.channels.len()),
-                    "protocol" => json!([0, 9, 1]),
-                    "auth_mechanism" => json!(c.auth_mechanism),
-                    "timeout" => json!(c.heartbeat),
-                    "frame_max" => json!(c.frame_max),
-                    "channel_max" => json!(c.channel_max),
-                    "client_properties" => client_props(c),
-                    _ => json!(c.connected_at_ms),
-                })
-                .collect()
-        })
-        .collect();
-    Ok(table_owned(cols, rows))
-}
-
-async fn list_channels(shard: &Rc<Shard>, ctx: &Context, req: &Request) -> VerbResult {
-    let cols = columns(&req.args, items::CHANNELS_DEFAULT, UNTRACKED_CHANNEL_ITEMS)?;
-    let mut rows = Vec::new();
-    for c in all_connections(shard).await {
-        for ch in &c.channels {
-            rows.push(
-                cols.iter()
-                    .map(|col| match col.as_str() {
-                        "pid" => json!(pid(ctx, &c, Some(ch.number))),
-                        "connection" => json!(pid(ctx, &c, None)),
-                        "name" => json!(format!("{} ({})", connection_name(&c), ch.number)),
-                        "number" => json!(ch.number),
-                        "user" => json!(c.user),
-                        "vhost" => json!(c.vhost),
-                        "transactional" => json!(ch.transactional),
-                        "confirm" => json!(ch.confirm),
-                        "consumer_count" => json!(ch.consumers),
-                        "messages_unacknowledged" => json!(ch.unacked),
-                        "prefetch_count" => json!(ch.prefetch),
-                        _ => json!(ch.global_prefetch),
-                    })
-                    .collect(),
-            );
-        }
-    }
-    Ok(table_owned(cols, rows))
-}
-
-/// The vhost's queues (sorted by name) with their owners' figures.
-async fn queue_infos(
-    shard: &Rc<Shard>,
-    vhost: &str,
-) -> Result<Vec<(crate::topology::QueueMeta, Option<QueueInfo>)>, Reply> {
-    let mut metas = shard.with_topology(|t| {
-        t.vhost(vhost)
-            .map(|v| v.queues.values().cloned().collect::<Vec<_>>())
-            .unwrap_or_default()
-    });
-    metas.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut by_owner: BTreeMap<usize, Vec<crate::ids::QueueId>> = BTreeMap::new();
-    for m in &metas {
-        by_owner
-            .entry(m.owner_shard.index())
-            .or_default()
-            .push(m.id);
-    }
-    let mut infos = ahash::AHashMap::new();
-    for (owner, ids) in by_owner {
-        match shard
-            .call(ShardId::from_index(owner), ListQueues(ids))
-            .await
-        {
-            Ok(v) => {
-                for i in v {
-                    infos.insert(i.id, i);
-                }
-            }
-            Err(e) => return Err(software(e.text)),
-        }
-    }
-    Ok(metas
-        .into_iter()
-        .map(|m| {
-            let info = infos.remove(&m.id);
-            (m, info)
-        })
-        .collect())
-}
-
-async fn list_queues(shard: &Rc<Shard>, ctx: &Context, req: &Request) -> VerbResult {
-    let cols = columns(&req.args, items::QUEUES_DEFAULT, UNTRACKED_QUEUE_ITEMS)?;
-    let vhost = vhost_of(req);
-    let rows = queue_infos(shard, &vhost)
-        .await?
-        .into_iter()
-        .map(|(m, info)| {
-            let ready = info.as_ref().map_or(0, |i| i.ready);
-            let unacked = info.as_ref().map_or(0, |i| i.unacked);
-            let consumers = info.as_ref().map_or(0, |i| i.consumers.len());
-            let exclusive_consumer = info
-                .as_ref()
-                .and_then(|i| i.consumers.iter().find(|c| c.exclusive).cloned());
-            cols.iter()
-                .map(|col| match col.as_str() {
-                    "name" => json!(m.name.to_string()),
-                    "durable" => json!(m.durable),
-                    "auto_delete" => json!(m.auto_delete),
-                    "arguments" => table_triples(&m.arguments),
-                    "policy" => json!(""),
-                    "pid" => json!(channel_pid(ctx, m.id.0, None)),
-                    "owner_pid" => json!(m
-                        .exclusive
-                        .map_or(String::new(), |c| channel_pid(ctx, c.conn.0, None))),
-                    "exclusive" => json!(m.exclusive.is_some()),
-                    "exclusive_consumer_pid" => json!(exclusive_consumer
-                        .as_ref()
-                        .map_or(String::new(), |c| consumer_channel(ctx, c.channel))),
-                    "exclusive_consumer_tag" => json!(exclusive_consumer
-                        .as_ref()
-                        .map_or(String::new(), |c| c.tag.to_string())),
-                    "messages_ready" | "messages_ready_ram" => json!(ready),
-                    "messages_unacknowledged" | "messages_unacknowledged_ram" => json!(unacked),
-                    "messages" | "messages_ram" => json!(ready + unacked),
-                    "consumers" => json!(consumers),
-                    "memory" | "message_bytes_ram" => json!(info.as_ref().map_or(0, |i| i.memory)),
-                    "state" => json!("running"),
-                    "type" => json!("classic"),
-                    // A classic queue on one node: no replicas, as RabbitMQ
-                    // shows them.
-                    _ => json!(""),
-                })
-                .collect()
-        })
-        .collect();
-    Ok(table_owned(cols, rows))
-}
-
-fn consumer_channel(ctx: &Context, ch: ChannelRef) -> String {
-    channel_pid(ctx, ch.conn.0, Some(ch.channel))
-}
-
-async fn list_consumers(shard: &Rc<Shard>, ctx: &Context, req: &Request) -> VerbResult {
-    let cols = columns(&req.args, items::CONSUMERS_DEFAULT, &[])?;
-    let vhost = vhost_of(req);
-    let mut rows = Vec::new();
-    for (m, info) in queue_infos(shard, &vhost).await? {
-        for c in info.map(|i| i.consumers).unwrap_or_default() {
-            rows.push(
-                cols.iter()
-                    .map(|col| match col.as_str() {
-                        "queue_name" => json!(m.name.to_string()),
-                        "channel_pid" => json!(consumer_channel(ctx, c.channel)),
-                        "consumer_tag" => json!(c.tag.to_string()),
-                        "ack_required" => json!(c.ack_required),
-                        "prefetch_count" => json!(c.prefetch),
-                        "active" => json!(true),
-                        "activity_status" => json!("up"),
-                        _ => table_triples(&c.arguments),
-                    })
-                    .collect(),
-            );
-        }
-    }
-    Ok(table_owned(cols, rows))
-}
-
-fn list_exchanges(shard: &Rc<Shard>, req: &Request) -> VerbResult {
-    let cols = columns(&req.args, items::EXCHANGES_DEFAULT, &[])?;
-    let vhost = vhost_of(req);
-    let rows = shard.with_topology(|t| {
-        let mut ex: Vec<_> = t
-            .vhost(&vhost)
-            .map(|v| v.exchanges.values().collect())
-            .unwrap_or_default();
-        ex.sort_by(|a: &&crate::topology::ExchangeMeta, b| a.name.cmp(&b.name));
-        ex.iter()
-            .map(|e| {
-                cols.iter()
-                    .map(|col| match col.as_str() {
-                        "name" => json!(e.name.to_string()),
-                        "type" => json!(e.kind.as_str()),
-                        "durable" => json!(e.durable),
-                        "auto_delete" => json!(e.auto_delete),
-                        "internal" => json!(e.internal),
-                        "arguments" => table_triples(&e.arguments),
-                        _ => json!(""),
-                    })
-                    .collect()
-            })
-            .collect()
-    });
-    Ok(table_owned(cols, rows))
-}
-
-fn list_bindings(shard: &Rc<Shard>, req: &Request) -> VerbResult {
-    let cols = columns(&req.args, items::BINDINGS_DEFAULT, &[])?;
-    let vhost = vhost_of(req);
-    let rows = shard.with_topology(|t| {
-        let Some(v) = t.vhost(&vhost) else {
-            return Vec::new();
-        };
-        // The default exchange's implicit binding to every queue first, as
-        // RabbitMQ lists them.
-        let mut queues: Vec<_> = v.queues.keys().cloned().collect();
-        queues.sort();
-        let mut list: Vec<(String, String, &'static str, String, Value)> = queues
-            .into_iter()
-            .map(|q| {
-                (
-                    String::new(),
-                    q.to_string(),
-                    "queue",
-                    q.to_string(),
-                    json!([]),
-                )
-            })
-            .collect();
-        let mut explicit: Vec<_> = v
-            .routing
-            .bindings()
-            .map(|b| {
-                let (kind, dest) = match &b.destination {
-                    Destination::Queue(q) => ("queue", q.to_string()),
-                    Destination::Exchange(e) => ("exchange", e.to_string()),
-                };
-                (
-                    b.source.to_string(),
-                    dest,
-                    kind,
-                    b.routing_key.to_string(),
-                    table_triples(&b.arguments),
-                )
-            })
-            .collect();
-        explicit.sort_by(|a, b| (&a.0, &a.1, &a.3).cmp(&(&b.0, &b.1, &b.3)));
-        list.extend(explicit);
-        list.into_iter()
-            .map(|(source, dest, kind, key, args)| {
-                cols.iter()
-                    .map(|col| match col.as_str() {
-                        "source_name" => json!(source),
-                        "source_kind" => json!("exchange"),
-                        "destination_name" => json!(dest),
-                        "destination_kind" => json!(kind),
-                        "routing_key" => json!(key),
-                        "arguments" => args.clone(),
-                        _ => json!(vhost),
-                    })
-                    .collect()
-            })
-            .collect()
-    });
-    Ok(table_owned(cols, rows))
 }
