@@ -68,9 +68,7 @@ fn admin_error(verb: &str, e: AdminError) -> Reply {
             err(exit::UNAVAILABLE, format!("{{:invalid_regexp, {m}}}"))
         }
         AdminError::Invalid(m) => err(exit::DATAERR, m),
-        AdminError::Failed(m) if m == crate::shard::APP_RUNNING => {
-            err(exit::USAGE, APP_MUST_BE_STOPPED)
-        }
+        AdminError::AppRunning => err(exit::USAGE, APP_MUST_BE_STOPPED),
         AdminError::Failed(m) => err(exit::SOFTWARE, m),
     }
 }
@@ -497,11 +495,10 @@ async fn status(shard: &Rc<Shard>, ctx: &Context) -> Value {
     let total = super::status::total_memory();
     let (fd_used, fd_total) = super::status::file_descriptors();
     let conns = all_connections(shard).await;
-    let (queues, vhosts, users) = shard.with_topology(|t| {
+    let (queues, vhosts) = shard.with_topology(|t| {
         (
             t.vhosts.values().map(|v| v.queues.len()).sum::<usize>(),
             t.vhosts.len(),
-            t.access.users().len(),
         )
     });
     // The shape of `rabbitmqctl status --formatter json`, with Warren's
@@ -541,7 +538,6 @@ async fn status(shard: &Rc<Shard>, ctx: &Context) -> Value {
             "connection_count": conns.len(),
             "queue_count": queues,
         },
-        "users": users,
     })
 }
 

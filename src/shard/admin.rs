@@ -69,9 +69,6 @@ pub enum AdminOp {
 /// An [`AdminOp`] for the leader.
 pub struct Admin(pub AdminOp);
 
-/// `reset` while AMQP is being served.
-pub const APP_RUNNING: &str = "app_running";
-
 fn failed(e: AmqpError) -> AdminError {
     AdminError::Failed(e.text)
 }
@@ -151,7 +148,7 @@ impl Shard {
     /// come back as on a fresh broker.
     async fn reset(self: &Rc<Self>) -> Result<(), AdminError> {
         if self.app_running() {
-            return Err(AdminError::Failed(APP_RUNNING.into()));
+            return Err(AdminError::AppRunning);
         }
         let vhosts = self.topology.borrow().vhost_names();
         for v in vhosts {

@@ -32,7 +32,7 @@ use ahash::AHashMap;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-pub use admin::{Admin, AdminOp, APP_RUNNING};
+pub use admin::{Admin, AdminOp};
 pub use call::Call;
 pub use info::{
     ChannelInfo, CloseConnections, CloseWhich, ConnInfo, ConnState, ConsumerInfo, ListConnections,

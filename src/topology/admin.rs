@@ -20,6 +20,8 @@ pub enum AdminError {
     NoSuchVhost(String),
     /// Bad input (an invalid regular expression, an empty name...).
     Invalid(String),
+    /// `reset` while AMQP is being served (it needs `stop_app` first).
+    AppRunning,
     /// The broker could not do it (a failed write): the text says why.
     Failed(String),
 }
