@@ -212,6 +212,23 @@ fn find_all(hay: &[u8], needle: &[u8]) -> Vec<usize> {
     out
 }
 
+/// Waits (up to `limit`) until `body` is in the segment files exactly once;
+/// the caller's `locate_body` then asserts it.
+async fn wait_stored_once(data_dir: &Path, body: &[u8], limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        let copies: usize = segment_files(data_dir)
+            .iter()
+            .filter_map(|f| std::fs::read(f).ok())
+            .map(|bytes| find_all(&bytes, body).len())
+            .sum();
+        if copies == 1 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// The one place `body` is stored: its segment file and the offset of its
 /// first byte. Panics unless it is found exactly once.
 fn locate_body(data_dir: &Path, body: &[u8]) -> (PathBuf, u64) {
@@ -952,8 +969,11 @@ async fn acked_segments_are_reclaimed() {
         queue_used <= queue_limit,
         "the queue's shard still uses {queue_used} bytes (limit {queue_limit})"
     );
-    // The held messages are still stored (once each).
+    // The held messages are still stored (once each). Compaction may be
+    // between copying them forward and deleting their old segment (it
+    // deletes once the copies are synced): wait for that to finish.
     for i in 0..3 {
+        wait_stored_once(broker.data_dir(), &reclaim_body(i), Duration::from_secs(5)).await;
         locate_body(broker.data_dir(), &reclaim_body(i));
     }
 
