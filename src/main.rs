@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use warren::config::file::FileConfig;
 use warren::config::resolve::{resolve, Flags, DEFAULT_CONFIG_FILE};
-use warren::config::{parse_size, SyncMode};
+use warren::config::{parse_size, parse_watermark, SyncMode};
 
 /// Messages are allocated on the publisher's shard and freed on the
 /// consumer's: glibc malloc serialises those frees on the first arena's lock.
@@ -92,6 +92,19 @@ struct ServeArgs {
     /// Failpoint for tests: declaring a queue of this name panics.
     #[arg(long, hide = true)]
     failpoint_panic_on_queue: Option<String>,
+    /// Management HTTP API and web page port; 0 turns it off
+    /// [default: 15672, or the file's management.tcp.port].
+    #[arg(long)]
+    management_port: Option<u16>,
+    /// Prometheus metrics port; 0 turns it off [default: 15692, or the
+    /// file's prometheus.tcp.port].
+    #[arg(long)]
+    prometheus_port: Option<u16>,
+    /// Block publishers while the broker's resident memory is above this:
+    /// a fraction of the available memory (0.4) or a size (512MiB)
+    /// [default: 0.4, or the file's vm_memory_high_watermark.*].
+    #[arg(long, value_parser = parse_watermark)]
+    vm_memory_high_watermark: Option<warren::config::MemoryWatermark>,
     /// Log level or tracing filter (e.g. info, debug, warren=trace)
     /// [default: info, or the file's log.console.level].
     #[arg(long)]
@@ -152,6 +165,9 @@ fn serve(a: ServeArgs) {
         spin_before_park_us: a.spin_before_park_us,
         call_timeout: a.call_timeout,
         log: a.log,
+        management_port: a.management_port,
+        prometheus_port: a.prometheus_port,
+        memory_watermark: a.vm_memory_high_watermark,
     };
     let resolved = resolve(
         flags,

@@ -159,7 +159,8 @@ class Warren:
         self.port = free_port()
         self.logfile = self.logdir / f"warren-{int(time.time())}-{self.port}.log"
         self.cmd = [str(self.binary), "serve", "--bind", "127.0.0.1", "--port", str(self.port),
-                    "--data-dir", self.tmp, "--log", "warn"]
+                    "--data-dir", self.tmp, "--log", "warn",
+                    "--management-port", "0", "--prometheus-port", "0"]
         self.proc = subprocess.Popen(self.cmd, stdout=open(self.logfile, "w"),
                                      stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.time() + 30

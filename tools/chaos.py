@@ -163,7 +163,7 @@ class BrokerProc:
     def cmd(self):
         c = [self.binary, "serve", "--port", str(self.port), "--bind", "127.0.0.1",
              "--shards", str(self.shards), "--data-dir", self.data_dir,
-             "--log", self.log_level]
+             "--log", self.log_level, "--management-port", "0", "--prometheus-port", "0"]
         if self.sync:
             c += ["--sync", self.sync]
         return c

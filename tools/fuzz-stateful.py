@@ -1213,7 +1213,8 @@ def start_broker(binary, shards, root):
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             [binary, "serve", "--port", str(port), "--bind", "127.0.0.1", "--shards", str(shards),
-             "--data-dir", os.path.join(root, "data"), "--log", "info"],
+             "--data-dir", os.path.join(root, "data"), "--log", "info",
+             "--management-port", "0", "--prometheus-port", "0"],
             stdout=log, stderr=log, stdin=subprocess.DEVNULL)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:

@@ -27,6 +27,40 @@ pub struct Config {
     pub limits: ConnLimits,
     /// A definitions file (RabbitMQ's JSON) imported at boot.
     pub load_definitions: Option<PathBuf>,
+    /// The management HTTP API and page (`None`: off, port 0).
+    pub management: Option<std::net::SocketAddr>,
+    /// The Prometheus endpoint (`None`: off, port 0).
+    pub prometheus: Option<std::net::SocketAddr>,
+    /// Where the memory alarm goes off.
+    pub memory_watermark: MemoryWatermark,
+}
+
+/// RabbitMQ's `vm_memory_high_watermark`: publishers are blocked while the
+/// broker's resident memory is above it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MemoryWatermark {
+    /// A fraction of the memory available to the process (the machine's,
+    /// or a smaller cgroup limit): `.relative`, 0.4 by default as in
+    /// RabbitMQ 3.x.
+    Relative(f64),
+    /// Bytes: `.absolute`.
+    Absolute(u64),
+}
+
+impl Default for MemoryWatermark {
+    fn default() -> Self {
+        MemoryWatermark::Relative(0.4)
+    }
+}
+
+impl MemoryWatermark {
+    /// The limit in bytes for `available` bytes of memory.
+    pub fn limit(self, available: u64) -> u64 {
+        match self {
+            MemoryWatermark::Relative(r) => (available as f64 * r) as u64,
+            MemoryWatermark::Absolute(b) => b,
+        }
+    }
 }
 
 /// RabbitMQ's `default_user`, `default_pass`, `default_vhost`,
@@ -129,6 +163,18 @@ pub enum SyncMode {
 }
 
 /// Parses a byte size: `1048576`, `64MiB`, `50MB`, `2G`, `512k`.
+/// `--vm-memory-high-watermark`: a fraction of available memory (`0.4`)
+/// or a size (`512MiB`, `1000000000`).
+pub fn parse_watermark(s: &str) -> Result<MemoryWatermark, String> {
+    if s.contains('.') || s == "0" || s == "1" {
+        match s.parse::<f64>() {
+            Ok(r) if (0.0..=1.0).contains(&r) => return Ok(MemoryWatermark::Relative(r)),
+            _ => return Err(format!("'{s}' is neither a fraction from 0 to 1 nor a size")),
+        }
+    }
+    parse_size(s).map(MemoryWatermark::Absolute)
+}
+
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());

@@ -4,7 +4,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use super::file::FileConfig;
-use super::{AccessConfig, Config, ConnLimits, StorageConfig, SyncMode};
+use super::{AccessConfig, Config, ConnLimits, MemoryWatermark, StorageConfig, SyncMode};
 
 /// The default configuration file, as a package installs it.
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/warren/warren.conf";
@@ -26,6 +26,12 @@ pub struct Flags {
     pub spin_before_park_us: Option<u64>,
     pub call_timeout: Option<u64>,
     pub log: Option<String>,
+    /// `--management-port` (0: off).
+    pub management_port: Option<u16>,
+    /// `--prometheus-port` (0: off).
+    pub prometheus_port: Option<u16>,
+    /// `--vm-memory-high-watermark`.
+    pub memory_watermark: Option<MemoryWatermark>,
 }
 
 /// The configuration to run with, and the log filter.
@@ -63,6 +69,39 @@ pub fn resolve(
         .or(listener.as_ref().map(|l| l.port))
         .unwrap_or(5672);
     let bind = flags.bind.or(listener.and_then(|l| l.ip));
+    // The HTTP listeners follow the AMQP address unless the file names
+    // theirs: `--bind 127.0.0.1` keeps the whole broker on loopback.
+    let http = |port: u16, ip: Option<IpAddr>| {
+        (port != 0).then(|| {
+            let ip = ip
+                .or(bind)
+                .unwrap_or(IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED));
+            std::net::SocketAddr::new(ip, port)
+        })
+    };
+    let management = http(
+        flags
+            .management_port
+            .or(file.management_tcp_port)
+            .unwrap_or(15672),
+        file.management_tcp_ip,
+    );
+    let prometheus = http(
+        flags
+            .prometheus_port
+            .or(file.prometheus_tcp_port)
+            .unwrap_or(15692),
+        file.prometheus_tcp_ip,
+    );
+    let memory_watermark = flags
+        .memory_watermark
+        .or(file
+            .vm_memory_high_watermark_absolute
+            .map(MemoryWatermark::Absolute))
+        .or(file
+            .vm_memory_high_watermark_relative
+            .map(MemoryWatermark::Relative))
+        .unwrap_or_default();
     let shards = flags.shards.or(file.shards).unwrap_or(cpus).max(1);
     if shards > 1024 {
         return Err(format!("--shards {shards} is more than 1024"));
@@ -140,6 +179,9 @@ pub fn resolve(
         access,
         limits,
         load_definitions: file.load_definitions,
+        management,
+        prometheus,
+        memory_watermark,
     };
     Ok(Resolved { config, log })
 }

@@ -235,6 +235,9 @@ impl TestBroker {
             let child = Command::new(env!("CARGO_BIN_EXE_warren"))
                 .arg("serve")
                 .args(["--port", &port.to_string()])
+                // The HTTP listeners are off: tests run brokers side by
+                // side, and the fixed default ports would collide.
+                .args(["--management-port", "0", "--prometheus-port", "0"])
                 .args(&args)
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().expect("clone log fd"))

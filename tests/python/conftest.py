@@ -82,7 +82,7 @@ class Broker:
 
     def __init__(self, host, port, username="guest", password="guest",
                  vhost="/", proc=None, stderr_path=None, stdout_path=None,
-                 data_dir=None, shards=None):
+                 data_dir=None, shards=None, mgmt_port=15672, prom_port=15692):
         self.host = host
         self.port = port
         self.username = username
@@ -93,7 +93,20 @@ class Broker:
         self.stdout_path = stdout_path
         self.data_dir = data_dir
         self.shards = shards
+        # The management HTTP API (and page) and the Prometheus endpoint.
+        self.mgmt_port = mgmt_port
+        self.prom_port = prom_port
         self.exit_reported = False
+
+    @property
+    def mgmt_url(self):
+        """Base URL of the management HTTP API and page, no trailing slash."""
+        return "http://%s:%d" % (self.host, self.mgmt_port)
+
+    @property
+    def prom_url(self):
+        """Base URL of the Prometheus endpoint, no trailing slash."""
+        return "http://%s:%d" % (self.host, self.prom_port)
 
     @property
     def external(self):
@@ -187,8 +200,9 @@ def _start_broker():
 
     last_err = None
     for _attempt in range(3):  # a port grabbed by someone else between probe and bind: retry
-        port = free_port()
+        port, mgmt_port, prom_port = free_port(), free_port(), free_port()
         cmd = [binary, "serve", "--port", str(port), "--bind", "127.0.0.1",
+               "--management-port", str(mgmt_port), "--prometheus-port", str(prom_port),
                "--shards", str(shards), "--data-dir", data_dir, "--log", "info"]
         errf = open(stderr_path, "wb")
         outf = open(stdout_path, "wb")
@@ -197,7 +211,8 @@ def _start_broker():
         errf.close()
         outf.close()
         broker = Broker("127.0.0.1", port, proc=proc, stderr_path=stderr_path,
-                        stdout_path=stdout_path, data_dir=data_dir, shards=shards)
+                        stdout_path=stdout_path, data_dir=data_dir, shards=shards,
+                        mgmt_port=mgmt_port, prom_port=prom_port)
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while time.monotonic() < deadline:
             if proc.poll() is not None:

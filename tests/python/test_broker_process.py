@@ -99,7 +99,8 @@ class Warren:
     def start(self):
         cmd = [warren_binary(), "serve", "--port", str(self.port),
                "--shards", os.environ.get("WARREN_SHARDS", "3"),
-               "--data-dir", self.data_dir, "--log", "info"]
+               "--data-dir", self.data_dir, "--log", "info",
+               "--management-port", "0", "--prometheus-port", "0"]
         if self.bind is not None:
             cmd += ["--bind", self.bind]
         self.cmd = cmd

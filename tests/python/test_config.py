@@ -43,6 +43,12 @@ def start(workdir, conf_text, extra_env=None, expect_up=True):
     conf = os.path.join(d, "warren.conf")
     with open(conf, "w") as f:
         f.write(conf_text)
+        # The HTTP listeners' fixed default ports would collide with other
+        # brokers on this machine; a test about them names its own.
+        if "management.tcp.port" not in conf_text:
+            f.write("\nmanagement.tcp.port = 0\n")
+        if "prometheus.tcp.port" not in conf_text:
+            f.write("prometheus.tcp.port = 0\n")
     env = dict(os.environ)
     env.pop("WARREN_DATA_DIR", None)
     env.update(extra_env or {})

@@ -90,7 +90,8 @@ class Broker:
             "--port", str(self.port), "--bind", "127.0.0.1",
             "--shards", str(self.shards),
             "--data-dir", os.path.join(self.disk.path, "data"),
-            "--segment-size", "4MiB", "--disk-free-limit", disk_free_limit, "--log", "info"]
+            "--segment-size", "4MiB", "--disk-free-limit", disk_free_limit, "--log", "info",
+            "--management-port", "0", "--prometheus-port", "0"]
         self.log.write(("==== %s\n" % " ".join(cmd)).encode())
         self.log.flush()
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=self.log,

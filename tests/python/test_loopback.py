@@ -144,7 +144,8 @@ def test_guest_refused_from_non_loopback_address(netns, tmp_path):
     with open(log_path, "wb") as log:
         # no --bind: every interface, as a default RabbitMQ listens
         proc = subprocess.Popen(in_ns(warren_binary(), "serve", "--port", PORT,
-                                      "--data-dir", data, "--shards", "1", "--log", "info"),
+                                      "--data-dir", data, "--shards", "1", "--log", "info",
+                                      "--management-port", "0", "--prometheus-port", "0"),
                                 stdout=log, stderr=log, stdin=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 15
