@@ -25,10 +25,14 @@ pub const DISK_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// The reason `connection.blocked` carries for the disk alarm (RabbitMQ's).
 pub const DISK_BLOCK_REASON: &str = "low on disk";
 
+/// The reason `connection.blocked` carries for the memory alarm.
+pub const MEMORY_BLOCK_REASON: &str = "low on memory";
+
 /// One shard's view of the alarms.
 #[derive(Default)]
 pub struct Alarms {
     disk: Cell<bool>,
+    memory: Cell<bool>,
     changed: Event,
 }
 
@@ -38,14 +42,32 @@ impl Alarms {
         self.disk.get()
     }
 
-    /// Whether any alarm is set (only the disk alarm exists for now).
+    /// Whether the memory alarm is set.
+    pub fn memory(&self) -> bool {
+        self.memory.get()
+    }
+
+    /// Whether any alarm is set.
     pub fn any(&self) -> bool {
-        self.disk.get()
+        self.disk.get() || self.memory.get()
     }
 
     /// The reason a connection blocked now would be given.
     pub fn reason(&self) -> &'static str {
-        DISK_BLOCK_REASON
+        if self.memory.get() {
+            MEMORY_BLOCK_REASON
+        } else {
+            DISK_BLOCK_REASON
+        }
+    }
+
+    /// Sets or clears the memory alarm; true when that changed it.
+    pub fn set_memory(&self, on: bool) -> bool {
+        if self.memory.replace(on) == on {
+            return false;
+        }
+        self.changed.notify();
+        true
     }
 
     /// Sets or clears the disk alarm; true when that changed it. Waiters on
