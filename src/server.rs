@@ -43,6 +43,18 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
     config.bind = Some(addr.ip());
     runtime::net::wait_port_free(addr, PORT_WAIT)
         .map_err(|e| StartError(format!("cannot listen on {addr}: {e}")))?;
+    for (http, what) in [
+        (&mut config.management, "the management API"),
+        (&mut config.prometheus, "the Prometheus endpoint"),
+    ] {
+        let Some(a) = http.as_mut() else { continue };
+        if a.ip() == std::net::IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED) {
+            *a = runtime::net::all_interfaces(a.port());
+        }
+        let a = *a;
+        runtime::net::wait_port_free(a, PORT_WAIT)
+            .map_err(|e| StartError(format!("cannot listen on {a} for {what}: {e}")))?;
+    }
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
         StartError(format!(
             "cannot create data directory {}: {e}",
@@ -307,7 +319,12 @@ async fn shard_main(
             }
             tracing::info!("imported definitions from {}", path.display());
         }
-        crate::mgmt::control::start(shard.clone(), &config);
+        let ctx = std::rc::Rc::new(crate::mgmt::control::Context::new(&config));
+        crate::mgmt::control::start(shard.clone(), &config, ctx.clone());
+        if let Err(e) = crate::mgmt::http::start(shard.clone(), ctx) {
+            let _ = ready.send(Err(e));
+            return;
+        }
         CONTROL_UP.store(true, std::sync::atomic::Ordering::SeqCst);
     }
     // AMQP is served once the broker can be managed: a script that sees

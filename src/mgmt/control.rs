@@ -28,6 +28,29 @@ pub struct Context {
     pub disk_free_limit: u64,
     /// Number of shards.
     pub shards: usize,
+    /// The management HTTP listener, if on.
+    pub management: Option<std::net::SocketAddr>,
+    /// The Prometheus listener, if on.
+    pub prometheus: Option<std::net::SocketAddr>,
+}
+
+impl Context {
+    /// The broker's context as `config` describes it, from now.
+    pub fn new(config: &Config) -> Context {
+        Context {
+            started: Instant::now(),
+            node: node_name(),
+            data_dir: config.data_dir.clone(),
+            amqp: std::net::SocketAddr::new(
+                config.bind.unwrap_or(std::net::IpAddr::from([0, 0, 0, 0])),
+                config.port,
+            ),
+            disk_free_limit: config.storage.disk_free_limit,
+            shards: config.shards,
+            management: config.management,
+            prometheus: config.prometheus,
+        }
+    }
 }
 
 /// `warren@<short host name>`, the node name in listings and info lines.
@@ -47,7 +70,7 @@ pub fn node_name() -> String {
 
 /// Starts serving the control socket on this shard (shard 0). A socket
 /// that cannot be made is logged: the broker serves AMQP without it.
-pub fn start(shard: Rc<Shard>, config: &Config) {
+pub fn start(shard: Rc<Shard>, config: &Config, ctx: Rc<Context>) {
     let path = config.data_dir.join(SOCKET_NAME);
     let listener = match LocalListener::bind(&path) {
         Ok(l) => l,
@@ -56,17 +79,6 @@ pub fn start(shard: Rc<Shard>, config: &Config) {
             return;
         }
     };
-    let ctx = Rc::new(Context {
-        started: Instant::now(),
-        node: node_name(),
-        data_dir: config.data_dir.clone(),
-        amqp: std::net::SocketAddr::new(
-            config.bind.unwrap_or(std::net::IpAddr::from([0, 0, 0, 0])),
-            config.port,
-        ),
-        disk_free_limit: config.storage.disk_free_limit,
-        shards: config.shards,
-    });
     crate::runtime::spawn(async move {
         loop {
             match listener.accept().await {

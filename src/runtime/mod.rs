@@ -95,6 +95,54 @@ pub async fn sleep(d: Duration) {
     glommio::timer::sleep(d).await;
 }
 
+/// A sleep that is `Send + Sync`, for libraries whose timer interface asks
+/// for one (hyper's): a shard task sleeps and wakes whoever polled it. It
+/// must be created on a shard; it fires only when that shard's reactor
+/// runs.
+pub struct SharedSleep {
+    state: std::sync::Arc<SharedSleepState>,
+}
+
+#[derive(Default)]
+struct SharedSleepState {
+    done: std::sync::atomic::AtomicBool,
+    waker: std::sync::Mutex<Option<std::task::Waker>>,
+}
+
+impl SharedSleep {
+    /// Starts the sleep now.
+    pub fn new(d: Duration) -> SharedSleep {
+        let state = std::sync::Arc::new(SharedSleepState::default());
+        let weak = std::sync::Arc::downgrade(&state);
+        spawn(async move {
+            sleep(d).await;
+            if let Some(s) = weak.upgrade() {
+                s.done.store(true, std::sync::atomic::Ordering::Release);
+                let waker = s.waker.lock().unwrap_or_else(|p| p.into_inner()).take();
+                if let Some(w) = waker {
+                    w.wake();
+                }
+            }
+        });
+        SharedSleep { state }
+    }
+}
+
+impl Future for SharedSleep {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.state.done.load(std::sync::atomic::Ordering::Acquire) {
+            return Poll::Ready(());
+        }
+        *self.state.waker.lock().unwrap_or_else(|p| p.into_inner()) = Some(cx.waker().clone());
+        if self.state.done.load(std::sync::atomic::Ordering::Acquire) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
 /// `fut`'s output, or `None` when `d` passes first (`fut` is dropped).
 pub async fn timeout<T>(d: Duration, fut: impl Future<Output = T>) -> Option<T> {
     use futures_lite::FutureExt;

@@ -343,3 +343,80 @@ impl LocalStream {
         self.0.flush().await
     }
 }
+
+/// A listener that only one shard serves (the management API, the
+/// Prometheus endpoint): a plain bind, so a second broker on the same
+/// port fails to start rather than sharing it.
+pub struct SoleListener(TcpListener);
+
+impl SoleListener {
+    /// Binds `addr` (an IPv6 wildcard takes IPv4 too).
+    pub fn bind(addr: SocketAddr) -> io::Result<SoleListener> {
+        let s = socket_for(addr)?;
+        s.set_nonblocking(true)?;
+        s.bind(&addr.into())?;
+        s.listen(1024)?;
+        let fd = {
+            use std::os::fd::AsRawFd;
+            s.as_raw_fd()
+        };
+        LISTENING.lock().unwrap_or_else(|p| p.into_inner()).push(fd);
+        // SAFETY: the fd is a bound, listening TCP socket whose ownership
+        // moves into the TcpListener.
+        Ok(SoleListener(unsafe {
+            TcpListener::from_raw_fd(s.into_raw_fd())
+        }))
+    }
+
+    /// The next client.
+    pub async fn accept(&self) -> io::Result<Stream> {
+        let s = self.0.accept().await.map_err(io::Error::from)?;
+        let _ = s.set_nodelay(true);
+        Ok(Stream(s))
+    }
+}
+
+/// A plain TCP stream with futures' `AsyncRead`/`AsyncWrite`, for protocol
+/// stacks that bring their own framing (hyper).
+pub struct Stream(TcpStream);
+
+impl Stream {
+    /// The peer's address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.0.peer_addr().map_err(io::Error::from)
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut [u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_close(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_close(cx)
+    }
+}

@@ -1,0 +1,643 @@
+//! The API's routes: each path and method to its handler, after the
+//! caller is authenticated. Users, vhosts, permissions, the node, health
+//! checks and definitions are here; queues, exchanges, bindings,
+//! connections, channels and consumers in `objects.rs`.
+use serde_json::{json, Value};
+use std::rc::Rc;
+
+use super::auth::{authenticate, require_vhost, visible_vhosts, Caller};
+use super::lists;
+use super::objects::{self as obj, BindingFilter, ChannelFilter};
+use super::request::{field_str, ApiError, ApiRequest, ApiResponse, ApiResult, Method};
+use crate::access::{PasswordHash, PermissionSpec};
+use crate::mgmt::control::Context;
+use crate::mgmt::definitions_json::{PermissionDef, Tags, UserDef};
+use crate::mgmt::listings::all_connections;
+use crate::mgmt::proto::Reply;
+use crate::shard::{Admin, AdminOp, Shard};
+use crate::topology::admin::AdminError;
+
+/// The RabbitMQ release whose management API this is.
+pub const API_VERSION: &str = "3.10.8";
+
+/// Routes one request.
+pub async fn route(shard: &Rc<Shard>, ctx: &Context, req: ApiRequest) -> ApiResult {
+    let caller = authenticate(shard, &req)?;
+    let segs: Vec<&str> = req.segments.iter().map(String::as_str).collect();
+    let m = req.method;
+    use Method::{Delete, Get, Post, Put};
+    let get = matches!(m, Get | Method::Head);
+    match (segs.as_slice(), m) {
+        (["overview"], _) if get => overview(shard, ctx, &caller, &req).await,
+        (["whoami"], _) if get => Ok(ApiResponse::ok(
+            json!({ "name": caller.name, "tags": caller.tags }),
+        )),
+        (["cluster-name"], _) if get => Ok(ApiResponse::ok(json!({ "name": ctx.node }))),
+        (["extensions"], _) if get => Ok(ApiResponse::ok(json!([]))),
+        (["nodes"], _) if get => {
+            caller.require_monitor()?;
+            lists::reply(&req, vec![node(shard, ctx).await], &[])
+        }
+        (["nodes", n], _) if get => {
+            caller.require_monitor()?;
+            if *n != ctx.node {
+                return Err(ApiError::NotFound);
+            }
+            Ok(ApiResponse::ok(node(shard, ctx).await))
+        }
+        // users, vhosts, permissions
+        (["vhosts"], _) if get => list_vhosts(shard, &caller, &req).await,
+        (["vhosts", v], _) if get => {
+            require_vhost(shard, &caller, v)?;
+            Ok(ApiResponse::ok(vhost_json(shard, v).await))
+        }
+        (["vhosts", v], Put) => {
+            caller.require_admin()?;
+            let existed = shard.vhost_exists(v);
+            admin(shard, AdminOp::AddVhost(v.to_string())).await?;
+            Ok(ApiResponse::created(!existed))
+        }
+        (["vhosts", v], Delete) => {
+            caller.require_admin()?;
+            if !shard.vhost_exists(v) {
+                return Err(ApiError::NotFound);
+            }
+            admin(shard, AdminOp::DeleteVhost(v.to_string())).await?;
+            Ok(ApiResponse::no_content())
+        }
+        (["vhosts", v, "permissions"], _) if get => {
+            caller.require_admin()?;
+            if !shard.vhost_exists(v) {
+                return Err(ApiError::NotFound);
+            }
+            lists::reply(&req, permissions(shard, |_, vh| vh == *v), &[])
+        }
+        (["vhosts", v, "connections"], _) if get => {
+            obj::list_connections(shard, ctx, &caller, &req, Some(v)).await
+        }
+        (["vhosts", v, "channels"], _) if get => {
+            obj::list_channels(shard, ctx, &caller, &req, ChannelFilter::Vhost(v)).await
+        }
+        (["users"], _) if get => {
+            caller.require_admin()?;
+            let users = shard.with_topology(|t| {
+                t.access
+                    .users()
+                    .into_iter()
+                    .map(|u| user_json(&u.name, &u.hash, &u.tags))
+                    .collect()
+            });
+            lists::reply(&req, users, &["name"])
+        }
+        (["users", u], _) if get => {
+            caller.require_admin()?;
+            shard
+                .with_topology(|t| t.access.user(u).map(|u| user_json(&u.name, &u.hash, &u.tags)))
+                .map(ApiResponse::ok)
+                .ok_or(ApiError::NotFound)
+        }
+        (["users", u], Put) => {
+            caller.require_admin()?;
+            put_user(shard, &req, u).await
+        }
+        (["users", u], Delete) => {
+            caller.require_admin()?;
+            if shard.with_topology(|t| t.access.user(u).is_none()) {
+                return Err(ApiError::NotFound);
+            }
+            admin(shard, AdminOp::DeleteUser(u.to_string())).await?;
+            Ok(ApiResponse::no_content())
+        }
+        (["users", u, "permissions"], _) if get => {
+            caller.require_admin()?;
+            if shard.with_topology(|t| t.access.user(u).is_none()) {
+                return Err(ApiError::NotFound);
+            }
+            lists::reply(&req, permissions(shard, |user, _| user == *u), &[])
+        }
+        (["permissions"], _) if get => {
+            caller.require_admin()?;
+            lists::reply(&req, permissions(shard, |_, _| true), &[])
+        }
+        (["permissions", v, u], _) if get => {
+            caller.require_admin()?;
+            permissions(shard, |user, vh| user == *u && vh == *v)
+                .into_iter()
+                .next()
+                .map(ApiResponse::ok)
+                .ok_or(ApiError::NotFound)
+        }
+        (["permissions", v, u], Put) => {
+            caller.require_admin()?;
+            put_permissions(shard, &req, v, u).await
+        }
+        (["permissions", v, u], Delete) => {
+            caller.require_admin()?;
+            if permissions(shard, |user, vh| user == *u && vh == *v).is_empty() {
+                return Err(ApiError::NotFound);
+            }
+            let op = AdminOp::ClearPermissions {
+                user: u.to_string(),
+                vhost: v.to_string(),
+            };
+            admin(shard, op).await?;
+            Ok(ApiResponse::no_content())
+        }
+        // queues
+        (["queues"], _) if get => obj::list_queues(shard, ctx, &caller, &req, None).await,
+        (["queues", v], _) if get => obj::list_queues(shard, ctx, &caller, &req, Some(v)).await,
+        (["queues", v, q], _) if get => obj::get_queue(shard, ctx, &caller, v, q).await,
+        (["queues", v, q], Put) => obj::put_queue(shard, &caller, &req, v, q).await,
+        (["queues", v, q], Delete) => obj::delete_queue(shard, &caller, &req, v, q).await,
+        (["queues", v, q, "contents"], Delete) => obj::purge_queue(shard, &caller, v, q).await,
+        (["queues", v, q, "get"], Post) => obj::get_messages(shard, &caller, &req, v, q).await,
+        (["queues", v, q, "bindings"], _) if get => {
+            obj::list_bindings(shard, &caller, &req, Some(v), BindingFilter::Queue(q))
+        }
+        // exchanges
+        (["exchanges"], _) if get => obj::list_exchanges(shard, &caller, &req, None).await,
+        (["exchanges", v], _) if get => obj::list_exchanges(shard, &caller, &req, Some(v)).await,
+        (["exchanges", v, x], _) if get => obj::get_exchange(shard, &caller, v, x),
+        (["exchanges", v, x], Put) => obj::put_exchange(shard, &caller, &req, v, x).await,
+        (["exchanges", v, x], Delete) => obj::delete_exchange(shard, &caller, &req, v, x).await,
+        (["exchanges", v, x, "publish"], Post) => obj::publish(shard, &caller, &req, v, x),
+        (["exchanges", v, x, "bindings", "source"], _) if get => {
+            obj::list_bindings(shard, &caller, &req, Some(v), BindingFilter::Source(x))
+        }
+        (["exchanges", v, x, "bindings", "destination"], _) if get => {
+            obj::list_bindings(shard, &caller, &req, Some(v), BindingFilter::Destination(x))
+        }
+        // bindings
+        (["bindings"], _) if get => obj::list_bindings(shard, &caller, &req, None, BindingFilter::All),
+        (["bindings", v], _) if get => {
+            obj::list_bindings(shard, &caller, &req, Some(v), BindingFilter::All)
+        }
+        (["bindings", v, "e", s, k @ ("q" | "e"), d], _) if get => obj::list_bindings(
+            shard,
+            &caller,
+            &req,
+            Some(v),
+            BindingFilter::Between(s, k, d),
+        ),
+        (["bindings", v, "e", s, k @ ("q" | "e"), d], Post) => {
+            obj::create_binding(shard, &caller, &req, v, (s, k, d)).await
+        }
+        (["bindings", v, "e", s, k @ ("q" | "e"), d, p], _) if get || m == Delete => {
+            obj::one_binding(shard, &caller, m == Delete, v, (s, k, d, p)).await
+        }
+        // connections, channels, consumers
+        (["connections"], _) if get => obj::list_connections(shard, ctx, &caller, &req, None).await,
+        (["connections", n], _) if get => obj::get_connection(shard, ctx, &caller, n).await,
+        (["connections", n], Delete) => obj::close_connection(shard, &caller, &req, n).await,
+        (["connections", n, "channels"], _) if get => {
+            obj::list_channels(shard, ctx, &caller, &req, ChannelFilter::Connection(n)).await
+        }
+        (["channels"], _) if get => {
+            obj::list_channels(shard, ctx, &caller, &req, ChannelFilter::All).await
+        }
+        (["channels", n], _) if get => {
+            obj::list_channels(shard, ctx, &caller, &req, ChannelFilter::One(n)).await
+        }
+        (["consumers"], _) if get => obj::list_consumers(shard, ctx, &caller, &req, None).await,
+        (["consumers", v], _) if get => {
+            obj::list_consumers(shard, ctx, &caller, &req, Some(v)).await
+        }
+        // definitions
+        (["definitions"], _) if get => {
+            caller.require_admin()?;
+            Ok(ApiResponse::ok(crate::mgmt::definitions::export(shard)))
+        }
+        (["definitions"], Post) => {
+            caller.require_admin()?;
+            import(shard, &req).await
+        }
+        // health
+        (["aliveness-test", v], _) if get => aliveness(shard, &caller, v).await,
+        (["health", "checks", "alarms" | "local-alarms"], _) if get => alarms(ctx),
+        (["health", "checks", "virtual-hosts"], _) if get => {
+            Ok(ApiResponse::ok(json!({ "status": "ok" })))
+        }
+        (["health", "checks", "port-listener", p], _) if get => port_listener(ctx, p),
+        (["health", "checks", "protocol-listener", p], _) if get => protocol_listener(ctx, p),
+        (["health", "checks", "node-is-quorum-critical" | "node-is-mirror-sync-critical"], _)
+            if get =>
+        {
+            Ok(ApiResponse::ok(json!({ "status": "ok" })))
+        }
+        // policies arrive with the queue features; none can exist yet
+        (["policies"] | ["operator-policies"], _) if get => lists::reply(&req, vec![], &[]),
+        (["policies", v] | ["operator-policies", v], _) if get => {
+            require_vhost(shard, &caller, v)?;
+            lists::reply(&req, vec![], &[])
+        }
+        (["policies" | "operator-policies", ..], _) => Err(ApiError::NotImplemented(
+            "policies are not supported by Warren yet".into(),
+        )),
+        (
+            [
+                "overview" | "whoami" | "vhosts" | "users" | "permissions" | "queues"
+                | "exchanges" | "bindings" | "connections" | "channels" | "consumers" | "nodes"
+                | "definitions" | "aliveness-test" | "health" | "cluster-name",
+                ..,
+            ],
+            _,
+        ) if known(&segs) => Err(ApiError::MethodNotAllowed),
+        _ => Err(ApiError::NotFound),
+    }
+}
+
+/// Whether a path names something the API has (for 405 against 404).
+fn known(segs: &[&str]) -> bool {
+    match segs {
+        ["overview" | "whoami" | "cluster-name" | "definitions" | "nodes" | "vhosts" | "users"
+        | "permissions" | "queues" | "exchanges" | "bindings" | "connections" | "channels"
+        | "consumers"] => true,
+        ["vhosts" | "users" | "queues" | "exchanges" | "connections", _] => true,
+        ["permissions" | "queues" | "exchanges", _, _] => true,
+        ["queues", _, _, "get" | "contents" | "bindings"] => true,
+        ["exchanges", _, _, "publish"] => true,
+        ["bindings", _, "e", _, _, _] | ["bindings", _, "e", _, _, _, _] => true,
+        _ => false,
+    }
+}
+
+async fn admin(shard: &Rc<Shard>, op: AdminOp) -> Result<(), ApiError> {
+    match shard.leader(Admin(op)).await {
+        Ok(Ok(())) | Ok(Err(AdminError::VhostExists(_))) => Ok(()),
+        Ok(Err(AdminError::NoSuchUser(_) | AdminError::NoSuchVhost(_))) => Err(ApiError::NotFound),
+        Ok(Err(AdminError::Invalid(m))) => Err(ApiError::BadRequest(m)),
+        Ok(Err(e)) => Err(ApiError::BadRequest(format!("{e:?}"))),
+        Err(e) => Err(ApiError::Internal(e.text)),
+    }
+}
+
+fn user_json(name: &str, hash: &PasswordHash, tags: &[String]) -> Value {
+    serde_json::to_value(UserDef::new(name, hash, Tags(tags.to_vec()))).unwrap_or(Value::Null)
+}
+
+/// `PUT /api/users/{name}`: `password` or `password_hash` (with
+/// `hashing_algorithm`), and `tags` as a list or a comma-separated string.
+async fn put_user(shard: &Rc<Shard>, req: &ApiRequest, name: &str) -> ApiResult {
+    let mut body = req.json()?;
+    body.insert("name".into(), json!(name));
+    if !body.contains_key("tags") {
+        body.insert("tags".into(), json!(""));
+    }
+    if body.contains_key("password") && body.contains_key("password_hash") {
+        return Err(ApiError::BadRequest(
+            "both_password_and_password_hash_are_provided".into(),
+        ));
+    }
+    if !body.contains_key("password") && !body.contains_key("password_hash") {
+        return Err(ApiError::BadRequest(
+            "[{key_missing,password_or_password_hash}]".into(),
+        ));
+    }
+    let def: UserDef = serde_json::from_value(Value::Object(body))
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let hash = def
+        .credentials(Some(API_VERSION))
+        .map_err(ApiError::BadRequest)?;
+    let tags = def.tags.0;
+    let exists = shard.with_topology(|t| t.access.user(name).is_some());
+    if exists {
+        let op = AdminOp::ChangePassword {
+            name: name.into(),
+            hash,
+        };
+        admin(shard, op).await?;
+        admin(shard, AdminOp::SetTags { name: name.into(), tags }).await?;
+    } else {
+        admin(
+            shard,
+            AdminOp::AddUser {
+                name: name.into(),
+                hash,
+                tags,
+            },
+        )
+        .await?;
+    }
+    Ok(ApiResponse::created(!exists))
+}
+
+fn permissions(shard: &Shard, keep: impl Fn(&str, &str) -> bool) -> Vec<Value> {
+    shard.with_topology(|t| {
+        t.access
+            .all_permissions()
+            .into_iter()
+            .filter(|(u, v, _)| keep(u, v))
+            .map(|(u, v, p)| {
+                serde_json::to_value(PermissionDef {
+                    user: u.into(),
+                    vhost: v.into(),
+                    configure: p.spec.configure.clone(),
+                    write: p.spec.write.clone(),
+                    read: p.spec.read.clone(),
+                })
+                .unwrap_or(Value::Null)
+            })
+            .collect()
+    })
+}
+
+/// `PUT /api/permissions/{vhost}/{user}`.
+async fn put_permissions(shard: &Rc<Shard>, req: &ApiRequest, vhost: &str, user: &str) -> ApiResult {
+    let body = req.json()?;
+    if !shard.vhost_exists(vhost) {
+        return Err(ApiError::BadRequest(format!("vhost_not_found: {vhost}")));
+    }
+    if shard.with_topology(|t| t.access.user(user).is_none()) {
+        return Err(ApiError::BadRequest(format!("user_not_found: {user}")));
+    }
+    let field = |k: &str| -> Result<String, ApiError> {
+        field_str(&body, k)?
+            .map(str::to_string)
+            .ok_or_else(|| super::request::key_missing(k))
+    };
+    let spec = PermissionSpec {
+        configure: field("configure")?,
+        write: field("write")?,
+        read: field("read")?,
+    };
+    let existed = !permissions(shard, |u, v| u == user && v == vhost).is_empty();
+    let op = AdminOp::SetPermissions {
+        user: user.into(),
+        vhost: vhost.into(),
+        spec,
+    };
+    admin(shard, op).await?;
+    Ok(ApiResponse::created(!existed))
+}
+
+async fn vhost_json(shard: &Rc<Shard>, vhost: &str) -> Value {
+    let (ready, unacked) = match crate::mgmt::listings::queue_infos(shard, vhost).await {
+        Ok(v) => v.iter().fold((0u64, 0u64), |(r, u), (_, i)| {
+            let i = i.as_ref();
+            (
+                r + i.map_or(0, |i| i.ready as u64),
+                u + i.map_or(0, |i| i.unacked as u64),
+            )
+        }),
+        Err(_) => (0, 0),
+    };
+    let default = *shard.options().access.default_vhost == *vhost;
+    json!({
+        "name": vhost,
+        "description": if default { "Default virtual host" } else { "" },
+        "tags": [],
+        "metadata": { "description": if default { "Default virtual host" } else { "" }, "tags": [] },
+        "default_queue_type": "classic",
+        "tracing": false,
+        "cluster_state": { "warren": "running" },
+        "messages": ready + unacked,
+        "messages_ready": ready,
+        "messages_unacknowledged": unacked,
+    })
+}
+
+/// `GET /api/vhosts`: those the caller may reach, all for monitors.
+async fn list_vhosts(shard: &Rc<Shard>, caller: &Caller, req: &ApiRequest) -> ApiResult {
+    let names = if caller.monitoring() {
+        shard.with_topology(|t| t.vhost_names().into_iter().map(|v| v.to_string()).collect())
+    } else {
+        visible_vhosts(shard, caller)
+    };
+    let mut items = Vec::new();
+    for v in names {
+        items.push(vhost_json(shard, &v).await);
+    }
+    lists::reply(req, items, &["name"])
+}
+
+async fn import(shard: &Rc<Shard>, req: &ApiRequest) -> ApiResult {
+    let doc: Value = serde_json::from_slice(&req.body)
+        .map_err(|_| ApiError::BadRequest("not_json".into()))?;
+    match crate::mgmt::definitions::import(shard, &doc).await {
+        Ok(_) => Ok(ApiResponse::no_content()),
+        Err(Reply::Error { message, .. }) => Err(ApiError::BadRequest(message)),
+        Err(_) => Err(ApiError::BadRequest("import failed".into())),
+    }
+}
+
+async fn aliveness(shard: &Rc<Shard>, caller: &Caller, vhost: &str) -> ApiResult {
+    require_vhost(shard, caller, vhost)?;
+    // As RabbitMQ: declare a queue, publish to it, get it back.
+    let q = "aliveness-test";
+    let failed = |why: String| ApiError::Unavailable(json!({ "status": "failed", "reason": why }));
+    crate::mgmt::ops::declare_queue(shard, vhost, q, false, false, Default::default())
+        .await
+        .map_err(|e| failed(e.text))?;
+    let props = crate::codec::BasicProperties::default();
+    crate::mgmt::ops::publish(shard, vhost, "", q, &props, bytes::Bytes::from_static(b"test_message"))
+        .map_err(|e| failed(e.text))?;
+    let got = crate::mgmt::ops::get(shard, vhost, q, 1, crate::mgmt::ops::GetMode::Ack)
+        .await
+        .map_err(|e| failed(e.text))?;
+    if got.is_empty() {
+        return Err(failed("the test message did not come back".into()));
+    }
+    Ok(ApiResponse::ok(json!({ "status": "ok" })))
+}
+
+fn alarms(ctx: &Context) -> ApiResult {
+    let a = crate::alarm::local();
+    let mut set = Vec::new();
+    if a.memory() {
+        set.push(json!({ "node": ctx.node, "resource": "memory" }));
+    }
+    if a.disk() {
+        set.push(json!({ "node": ctx.node, "resource": "disk" }));
+    }
+    if set.is_empty() {
+        Ok(ApiResponse::ok(json!({ "status": "ok" })))
+    } else {
+        Err(ApiError::Unavailable(json!({
+            "status": "failed",
+            "reason": "resource alarm(s) in effect in the cluster",
+            "alarms": set,
+        })))
+    }
+}
+
+/// The listeners, as overview and the listener checks see them.
+fn listeners(ctx: &Context) -> Vec<(u16, &'static str, std::net::IpAddr)> {
+    let mut v = vec![(ctx.amqp.port(), "amqp", ctx.amqp.ip())];
+    if let Some(a) = ctx.management {
+        v.push((a.port(), "http", a.ip()));
+    }
+    if let Some(a) = ctx.prometheus {
+        v.push((a.port(), "http/prometheus", a.ip()));
+    }
+    v
+}
+
+fn port_listener(ctx: &Context, port: &str) -> ApiResult {
+    let p: u16 = port
+        .parse()
+        .map_err(|_| ApiError::BadRequest(format!("invalid port: {port}")))?;
+    let all = listeners(ctx);
+    if all.iter().any(|(lp, _, _)| *lp == p) {
+        Ok(ApiResponse::ok(json!({ "status": "ok", "port": p })))
+    } else {
+        let ports: Vec<u16> = all.iter().map(|(p, _, _)| *p).collect();
+        Err(ApiError::Unavailable(json!({
+            "status": "failed",
+            "reason": format!("No active listener on port {p}"),
+            "missing": p,
+            "ports": ports,
+        })))
+    }
+}
+
+fn protocol_listener(ctx: &Context, proto: &str) -> ApiResult {
+    let all = listeners(ctx);
+    let wanted = match proto {
+        "amqp091" | "amqp0-9-1" | "amqp" => "amqp",
+        "http" | "management" => "http",
+        "prometheus" | "http/prometheus" => "http/prometheus",
+        other => other,
+    };
+    if all.iter().any(|(_, p, _)| *p == wanted) {
+        Ok(ApiResponse::ok(json!({ "status": "ok", "protocol": wanted })))
+    } else {
+        let protocols: Vec<&str> = all.iter().map(|(_, p, _)| *p).collect();
+        Err(ApiError::Unavailable(json!({
+            "status": "failed",
+            "reason": format!("No active listener for protocol {proto}"),
+            "missing": proto,
+            "protocols": protocols,
+        })))
+    }
+}
+
+fn listeners_json(ctx: &Context) -> Value {
+    Value::Array(
+        listeners(ctx)
+            .into_iter()
+            .map(|(port, protocol, ip)| {
+                json!({
+                    "node": ctx.node,
+                    "protocol": protocol,
+                    "ip_address": ip.to_string(),
+                    "port": port,
+                })
+            })
+            .collect(),
+    )
+}
+
+async fn node(shard: &Rc<Shard>, ctx: &Context) -> Value {
+    let (fd_used, fd_total) = crate::mgmt::status::file_descriptors();
+    let alarms = crate::alarm::local();
+    let total = crate::mgmt::status::total_memory();
+    let _ = shard;
+    json!({
+        "name": ctx.node,
+        "type": "disc",
+        "running": true,
+        "being_drained": false,
+        "uptime": ctx.started.elapsed().as_millis() as u64,
+        "os_pid": std::process::id().to_string(),
+        "mem_used": crate::mgmt::status::resident_memory(),
+        "mem_limit": memory_limit(total),
+        "mem_alarm": alarms.memory(),
+        "mem_calculation_strategy": "rss",
+        "disk_free": crate::mgmt::status::disk_free(&ctx.data_dir),
+        "disk_free_limit": ctx.disk_free_limit,
+        "disk_free_alarm": alarms.disk(),
+        "fd_used": fd_used,
+        "fd_total": fd_total,
+        "sockets_used": fd_used,
+        "sockets_total": fd_total,
+        "proc_used": 0,
+        "proc_total": 0,
+        "processors": std::thread::available_parallelism().map_or(1, |n| n.get()),
+        "shards": ctx.shards,
+        "partitions": [],
+        "applications": [{ "name": "rabbit", "description": "Warren", "version": env!("CARGO_PKG_VERSION") }],
+        "exchange_types": exchange_types(),
+        "listeners": listeners_json(ctx),
+    })
+}
+
+/// The memory alarm's limit in bytes.
+fn memory_limit(total: u64) -> u64 {
+    (total as f64 * crate::mgmt::status::MEMORY_HIGH_WATERMARK) as u64
+}
+
+fn exchange_types() -> Value {
+    json!([
+        { "name": "direct", "description": "AMQP direct exchange, as per the AMQP specification", "enabled": true },
+        { "name": "fanout", "description": "AMQP fanout exchange, as per the AMQP specification", "enabled": true },
+        { "name": "headers", "description": "AMQP headers exchange, as per the AMQP specification", "enabled": true },
+        { "name": "topic", "description": "AMQP topic exchange, as per the AMQP specification", "enabled": true },
+    ])
+}
+
+async fn overview(shard: &Rc<Shard>, ctx: &Context, caller: &Caller, _req: &ApiRequest) -> ApiResult {
+    // Monitors see the node's totals; other users their vhosts'.
+    let vhosts = if caller.monitoring() {
+        shard.with_topology(|t| t.vhost_names().into_iter().map(|v| v.to_string()).collect())
+    } else {
+        visible_vhosts(shard, caller)
+    };
+    let (mut queues, mut consumers, mut exchanges) = (0u64, 0u64, 0u64);
+    let (mut ready, mut unacked) = (0u64, 0u64);
+    for v in &vhosts {
+        if let Ok(qs) = crate::mgmt::listings::queue_infos(shard, v).await {
+            for (_, info) in &qs {
+                queues += 1;
+                if let Some(i) = info {
+                    consumers += i.consumers.len() as u64;
+                    ready += i.ready as u64;
+                    unacked += i.unacked as u64;
+                }
+            }
+        }
+        exchanges += shard.with_topology(|t| t.vhost(v).map_or(0, |x| x.exchanges.len()) as u64);
+    }
+    let conns: Vec<_> = all_connections(shard)
+        .await
+        .into_iter()
+        .filter(|c| !c.user.is_empty())
+        .filter(|c| caller.monitoring() || c.user == caller.name)
+        .collect();
+    let channels: usize = conns.iter().map(|c| c.channels.len()).sum();
+    Ok(ApiResponse::ok(json!({
+        "management_version": API_VERSION,
+        "rates_mode": "basic",
+        "exchange_types": exchange_types(),
+        "product_version": env!("CARGO_PKG_VERSION"),
+        "product_name": "Warren",
+        "rabbitmq_version": API_VERSION,
+        "cluster_name": ctx.node,
+        "erlang_version": "none",
+        "erlang_full_version": "none (Warren is not an Erlang program)",
+        "disable_stats": false,
+        "enable_queue_totals": true,
+        "message_stats": {},
+        "queue_totals": {
+            "messages": ready + unacked,
+            "messages_ready": ready,
+            "messages_unacknowledged": unacked,
+        },
+        "object_totals": {
+            "channels": channels,
+            "connections": conns.len(),
+            "consumers": consumers,
+            "exchanges": exchanges,
+            "queues": queues,
+        },
+        "statistics_db_event_queue": 0,
+        "node": ctx.node,
+        "listeners": listeners_json(ctx),
+        "contexts": ctx.management.map(|a| vec![json!({
+            "node": ctx.node,
+            "description": "RabbitMQ Management",
+            "path": "/",
+            "port": a.port().to_string(),
+        })]).unwrap_or_default(),
+        "shards": ctx.shards,
+    })))
+}

@@ -1,0 +1,241 @@
+//! RabbitMQ's list parameters: `sort`, `sort_reverse`, `name` with
+//! `use_regex`, `page` and `page_size` (the paged reply), and `columns`.
+use serde_json::{json, Value};
+use std::cmp::Ordering;
+
+use super::request::{ApiError, ApiRequest, ApiResponse, ApiResult};
+
+/// RabbitMQ refuses larger pages.
+const MAX_PAGE_SIZE: u64 = 500;
+const DEFAULT_PAGE_SIZE: u64 = 100;
+
+/// Answers `items` (objects) with the request's list parameters applied.
+/// `default_sort` is the key RabbitMQ sorts that list by when none is
+/// asked for (`None`: the order given).
+pub fn reply(req: &ApiRequest, mut items: Vec<Value>, default_sort: &[&str]) -> ApiResult {
+    let reverse = req.query_flag("sort_reverse");
+    match req.query("sort").filter(|s| !s.is_empty()) {
+        Some(key) => {
+            let path: Vec<&str> = key.split('.').collect();
+            items.sort_by(|a, b| compare(lookup(a, &path), lookup(b, &path)));
+        }
+        None if !default_sort.is_empty() => items.sort_by(|a, b| {
+            default_sort
+                .iter()
+                .map(|k| compare(a.get(*k), b.get(*k)))
+                .find(|o| o.is_ne())
+                .unwrap_or(Ordering::Equal)
+        }),
+        None => {}
+    }
+    if reverse {
+        items.reverse();
+    }
+    let Some(page) = req.query("page") else {
+        let cols = columns(req);
+        return Ok(ApiResponse::ok(Value::Array(
+            items.into_iter().map(|i| project(i, &cols)).collect(),
+        )));
+    };
+    let page: u64 = page
+        .parse()
+        .ok()
+        .filter(|&p| p >= 1)
+        .ok_or_else(|| ApiError::BadRequest("page must be an integer greater than 0".into()))?;
+    let page_size: u64 = match req.query("page_size") {
+        None => DEFAULT_PAGE_SIZE,
+        Some(s) => s.parse().ok().filter(|&n| n >= 1).ok_or_else(|| {
+            ApiError::BadRequest("page_size must be an integer greater than 0".into())
+        })?,
+    };
+    if page_size > MAX_PAGE_SIZE {
+        return Err(ApiError::BadRequest(format!(
+            "page_size must be less than or equal to {MAX_PAGE_SIZE}"
+        )));
+    }
+    let total = items.len() as u64;
+    let filtered = filter_by_name(req, items)?;
+    let filtered_count = filtered.len() as u64;
+    let page_count = filtered_count.div_ceil(page_size).max(1);
+    if page > page_count {
+        return Err(ApiError::BadRequest(format!(
+            "page out of range: page {page} of {page_count}"
+        )));
+    }
+    let cols = columns(req);
+    let start = ((page - 1) * page_size) as usize;
+    let chunk: Vec<Value> = filtered
+        .into_iter()
+        .skip(start)
+        .take(page_size as usize)
+        .map(|i| project(i, &cols))
+        .collect();
+    Ok(ApiResponse::ok(json!({
+        "filtered_count": filtered_count,
+        "item_count": chunk.len(),
+        "items": chunk,
+        "page": page,
+        "page_count": page_count,
+        "page_size": page_size,
+        "total_count": total,
+    })))
+}
+
+/// `name` as a substring, or with `use_regex=true` as a regular
+/// expression, matched against each item's name.
+fn filter_by_name(req: &ApiRequest, items: Vec<Value>) -> Result<Vec<Value>, ApiError> {
+    let Some(pattern) = req.query("name").filter(|n| !n.is_empty()) else {
+        return Ok(items);
+    };
+    let name = |i: &Value| i.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+    if req.query_flag("use_regex") {
+        let re = regex::Regex::new(pattern)
+            .map_err(|e| ApiError::BadRequest(format!("invalid regular expression: {e}")))?;
+        Ok(items.into_iter().filter(|i| re.is_match(&name(i))).collect())
+    } else {
+        let lower = pattern.to_lowercase();
+        Ok(items
+            .into_iter()
+            .filter(|i| name(i).to_lowercase().contains(&lower))
+            .collect())
+    }
+}
+
+/// `columns=a,b.c`: the paths to keep (empty: everything).
+fn columns(req: &ApiRequest) -> Vec<Vec<String>> {
+    req.query("columns")
+        .map(|c| {
+            c.split(',')
+                .filter(|s| !s.is_empty())
+                .map(|s| s.split('.').map(str::to_string).collect())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Keeps only `cols` of `item` (nested paths keep their parents).
+fn project(item: Value, cols: &[Vec<String>]) -> Value {
+    if cols.is_empty() {
+        return item;
+    }
+    let mut out = Value::Object(serde_json::Map::new());
+    for path in cols {
+        let refs: Vec<&str> = path.iter().map(String::as_str).collect();
+        if let Some(v) = lookup(&item, &refs) {
+            insert(&mut out, &refs, v.clone());
+        }
+    }
+    out
+}
+
+fn lookup<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
+    path.iter().try_fold(v, |v, k| v.get(*k))
+}
+
+fn insert(out: &mut Value, path: &[&str], v: Value) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut at = out;
+    for p in parents {
+        let Some(obj) = at.as_object_mut() else {
+            return;
+        };
+        at = obj
+            .entry(p.to_string())
+            .or_insert_with(|| Value::Object(serde_json::Map::new()));
+    }
+    if let Some(obj) = at.as_object_mut() {
+        obj.insert(last.to_string(), v);
+    }
+}
+
+/// Missing first, then numbers by value, strings, others by their text.
+fn compare(a: Option<&Value>, b: Option<&Value>) -> Ordering {
+    match (a, b) {
+        (None, None) => Ordering::Equal,
+        (None, _) => Ordering::Less,
+        (_, None) => Ordering::Greater,
+        (Some(Value::Number(x)), Some(Value::Number(y))) => x
+            .as_f64()
+            .partial_cmp(&y.as_f64())
+            .unwrap_or(Ordering::Equal),
+        (Some(Value::String(x)), Some(Value::String(y))) => x.cmp(y),
+        (Some(x), Some(y)) => x.to_string().cmp(&y.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use super::super::request::Method;
+
+    fn req(query: &str) -> ApiRequest {
+        ApiRequest {
+            method: Method::Get,
+            segments: vec![],
+            query: query
+                .split('&')
+                .filter(|s| !s.is_empty())
+                .map(|kv| {
+                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                    (k.to_string(), v.to_string())
+                })
+                .collect(),
+            authorization: None,
+            reason: None,
+            body: bytes::Bytes::new(),
+            peer: None,
+        }
+    }
+
+    fn items() -> Vec<Value> {
+        vec![
+            json!({"name": "b", "messages": 5, "stats": {"rate": 1.5}}),
+            json!({"name": "a", "messages": 10, "stats": {"rate": 0.5}}),
+            json!({"name": "c-b", "messages": 1}),
+        ]
+    }
+
+    fn names(v: &Value) -> Vec<&str> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["name"].as_str().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn sorts_by_default_key_asked_key_and_reversed() {
+        let r = reply(&req(""), items(), &["name"]).unwrap();
+        assert_eq!(names(r.body.as_ref().unwrap()), ["a", "b", "c-b"]);
+        let r = reply(&req("sort=messages&sort_reverse=true"), items(), &["name"]).unwrap();
+        assert_eq!(names(r.body.as_ref().unwrap()), ["a", "b", "c-b"]);
+        let r = reply(&req("sort=stats.rate"), items(), &["name"]).unwrap();
+        assert_eq!(names(r.body.as_ref().unwrap()), ["c-b", "a", "b"], "missing first");
+    }
+
+    #[test]
+    fn pages_filter_and_columns() {
+        let r = reply(&req("page=1&page_size=2&name=b"), items(), &["name"]).unwrap();
+        let b = r.body.unwrap();
+        assert_eq!(b["total_count"], 3);
+        assert_eq!(b["filtered_count"], 2);
+        assert_eq!(b["page_count"], 1);
+        assert_eq!(b["item_count"], 2);
+        assert_eq!(names(&b["items"]), ["b", "c-b"]);
+        let r = reply(&req("page=2&page_size=2"), items(), &["name"]).unwrap();
+        assert_eq!(names(&r.body.unwrap()["items"]), ["c-b"]);
+        assert!(reply(&req("page=3&page_size=2"), items(), &["name"]).is_err());
+        assert!(reply(&req("page=1&page_size=501"), items(), &["name"]).is_err());
+        let r = reply(&req("page=1&name=%5Ec&use_regex=true"), items(), &[]);
+        assert!(r.is_ok());
+        let r = reply(&req("page=1&name=^c&use_regex=true"), items(), &[]).unwrap();
+        assert_eq!(names(&r.body.unwrap()["items"]), ["c-b"]);
+        let r = reply(&req("columns=name,stats.rate"), items(), &["name"]).unwrap();
+        assert_eq!(
+            r.body.unwrap()[0],
+            json!({"name": "a", "stats": {"rate": 0.5}})
+        );
+    }
+}

@@ -1,0 +1,260 @@
+//! The management HTTP API and web page (`management.tcp.port`, 15672) and
+//! the Prometheus endpoint (`prometheus.tcp.port`, 15692), RabbitMQ's.
+//!
+//! HTTP/1.1 is hyper's: it runs on shard 0's executor, beside the control
+//! socket, over the runtime's socket and timer (`io.rs`). Requests fan out
+//! to the shards through the same typed calls as `warren ctl`; nothing
+//! here is on the message path. A request's work is cut with yields
+//! (`runtime::yield_to_reactor`) where it walks long lists, so shard 0's
+//! AMQP connections are not held up behind it.
+mod api;
+mod auth;
+mod io;
+mod lists;
+mod objects;
+mod request;
+mod www;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use super::control::Context;
+use crate::runtime::net::{SoleListener, Stream};
+use crate::shard::Shard;
+pub use request::{ApiError, ApiRequest, ApiResponse, Method};
+
+/// Largest request body: a definitions import can be big.
+const BODY_LIMIT: usize = 64 << 20;
+/// A client has this long to send its request's headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Which service a listener gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Service {
+    Management,
+    Prometheus,
+}
+
+/// Binds the management and Prometheus listeners that `ctx` names and
+/// serves them on this shard. Fails when a port cannot be bound, as the
+/// broker does for its AMQP port.
+pub fn start(shard: Rc<Shard>, ctx: Rc<Context>) -> Result<(), String> {
+    for (addr, service) in [
+        (ctx.management, Service::Management),
+        (ctx.prometheus, Service::Prometheus),
+    ] {
+        let Some(addr) = addr else { continue };
+        let listener = SoleListener::bind(addr).map_err(|e| {
+            let what = match service {
+                Service::Management => "the management API",
+                Service::Prometheus => "the Prometheus endpoint",
+            };
+            format!("cannot listen on {addr} for {what}: {e}")
+        })?;
+        tracing::info!("serving {service:?} over HTTP on {addr}");
+        let (shard, ctx) = (shard.clone(), ctx.clone());
+        crate::runtime::spawn(accept_loop(listener, service, shard, ctx));
+    }
+    Ok(())
+}
+
+async fn accept_loop(listener: SoleListener, service: Service, shard: Rc<Shard>, ctx: Rc<Context>) {
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                let (shard, ctx) = (shard.clone(), ctx.clone());
+                crate::runtime::spawn(serve_connection(stream, service, shard, ctx));
+            }
+            Err(e) => {
+                if crate::runtime::net::stopped_listening() {
+                    return;
+                }
+                tracing::warn!("{service:?} listener: accept failed: {e}");
+                crate::runtime::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn serve_connection(stream: Stream, service: Service, shard: Rc<Shard>, ctx: Rc<Context>) {
+    let peer = stream.peer_addr().ok();
+    let svc = hyper::service::service_fn(move |req| {
+        let (shard, ctx) = (shard.clone(), ctx.clone());
+        async move {
+            Ok::<_, std::convert::Infallible>(handle(req, peer, service, shard, ctx).await)
+        }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(io::ShardTimer)
+        .header_read_timeout(HEADER_TIMEOUT)
+        .keep_alive(true);
+    if let Err(e) = builder.serve_connection(io::HyperIo(stream), svc).await {
+        tracing::debug!("HTTP connection from {peer:?}: {e}");
+    }
+}
+
+type HttpResponse = hyper::Response<Full<Bytes>>;
+
+async fn handle(
+    req: hyper::Request<Incoming>,
+    peer: Option<SocketAddr>,
+    service: Service,
+    shard: Rc<Shard>,
+    ctx: Rc<Context>,
+) -> HttpResponse {
+    let (parts, body) = req.into_parts();
+    let body = match Limited::new(body, BODY_LIMIT).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return json_response(
+                &ApiError::BadRequest("request body too large or cut off".into()),
+                None,
+            )
+        }
+    };
+    let path = parts.uri.path();
+    let method = match parts.method {
+        hyper::Method::GET => Method::Get,
+        hyper::Method::HEAD => Method::Head,
+        hyper::Method::PUT => Method::Put,
+        hyper::Method::POST => Method::Post,
+        hyper::Method::DELETE => Method::Delete,
+        hyper::Method::OPTIONS => Method::Options,
+        _ => Method::Other,
+    };
+    match service {
+        Service::Prometheus => prometheus(path, method, &shard, &ctx).await,
+        Service::Management => {
+            let Some(rest) = path.strip_prefix("/api") else {
+                return www::serve(path, method);
+            };
+            let header = |name: &str| {
+                parts
+                    .headers
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            };
+            let api_req = ApiRequest {
+                method,
+                segments: segments(rest),
+                query: query(parts.uri.query().unwrap_or("")),
+                authorization: header("authorization"),
+                reason: header("x-reason"),
+                body,
+                peer,
+            };
+            match api::route(&shard, &ctx, api_req).await {
+                Ok(r) => ok_response(r),
+                Err(e) => json_response(&e, None),
+            }
+        }
+    }
+}
+
+/// `/api/queues/%2F/q` → `["queues", "/", "q"]`.
+fn segments(path: &str) -> Vec<String> {
+    path.split('/')
+        .filter(|s| !s.is_empty())
+        .map(decode)
+        .collect()
+}
+
+fn query(q: &str) -> Vec<(String, String)> {
+    q.split('&')
+        .filter(|s| !s.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (decode(&k.replace('+', " ")), decode(&v.replace('+', " ")))
+        })
+        .collect()
+}
+
+fn decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+fn ok_response(r: ApiResponse) -> HttpResponse {
+    let mut b = hyper::Response::builder()
+        .status(r.status)
+        .header("cache-control", "no-cache");
+    if let Some(loc) = &r.location {
+        b = b.header("location", loc.as_str());
+    }
+    let body = match r.body {
+        Some(v) => {
+            b = b.header("content-type", "application/json");
+            Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
+        }
+        None => Bytes::new(),
+    };
+    b.body(Full::new(body)).unwrap_or_else(|_| internal())
+}
+
+fn json_response(e: &ApiError, _: Option<()>) -> HttpResponse {
+    let mut b = hyper::Response::builder()
+        .status(e.status())
+        .header("content-type", "application/json")
+        .header("cache-control", "no-cache");
+    if *e == ApiError::NoCredentials {
+        b = b.header("www-authenticate", "Basic realm=\"RabbitMQ Management\"");
+    }
+    let body = Bytes::from(serde_json::to_vec(&e.body()).unwrap_or_default());
+    b.body(Full::new(body)).unwrap_or_else(|_| internal())
+}
+
+fn internal() -> HttpResponse {
+    let mut r = hyper::Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
+    r
+}
+
+fn text_response(status: u16, content_type: &'static str, body: Bytes) -> HttpResponse {
+    hyper::Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .body(Full::new(body))
+        .unwrap_or_else(|_| internal())
+}
+
+async fn prometheus(path: &str, method: Method, shard: &Rc<Shard>, ctx: &Context) -> HttpResponse {
+    if !matches!(method, Method::Get | Method::Head) {
+        return text_response(405, "text/plain", Bytes::from_static(b"Method Not Allowed\n"));
+    }
+    let per_object = match path.trim_end_matches('/') {
+        "/metrics" | "" => false,
+        "/metrics/per-object" => true,
+        _ => return text_response(404, "text/plain", Bytes::from_static(b"Not Found\n")),
+    };
+    let text = super::prometheus::render(shard, ctx, per_object).await;
+    text_response(
+        200,
+        "text/plain; version=0.0.4; charset=utf-8",
+        Bytes::from(text),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_and_queries_are_decoded() {
+        assert_eq!(segments("/queues/%2F/my%20q/"), ["queues", "/", "my q"]);
+        assert_eq!(
+            query("columns=name,messages&name=a+b&x"),
+            vec![
+                ("columns".to_string(), "name,messages".to_string()),
+                ("name".to_string(), "a b".to_string()),
+                ("x".to_string(), String::new()),
+            ]
+        );
+    }
+}

@@ -1,0 +1,1 @@
+// the management page (to come)
