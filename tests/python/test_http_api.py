@@ -369,6 +369,43 @@ def test_queue_delete_if_empty_and_purge(api, vh):
     assert api.delete(path)[::2] == (404, NOT_FOUND)
 
 
+def test_delete_if_unused(api, objs, vh):
+    name = "q-" + short()
+    c = objs.connect(vh)
+    ch = c.channel()
+    ch.queue_declare(name)
+    ch.basic_consume(name, lambda *a: None)
+    in_use = (400, bad_request("queue '%s' in vhost '%s' in use" % (name, vh)))
+    assert api.delete(queue_path(vh, name) + "?if-unused=true")[::2] == in_use
+    assert api.delete(queue_path(vh, name) + "?if-unused=true&if-empty=true")[::2] == in_use
+    x = "x-" + short()
+    xpath = "/api/exchanges/%s/%s" % (q(vh), x)
+    api.ok("PUT", xpath, {"type": "direct"}, expect=(201,))
+    api.ok("POST", "/api/bindings/%s/e/%s/q/%s" % (q(vh), x, name), {"routing_key": "r"},
+           expect=(201,))
+    assert api.delete(xpath + "?if-unused=true")[::2] == (
+        400, bad_request("exchange '%s' in vhost '%s' in use" % (x, vh)))
+    api.ok("DELETE", "/api/bindings/%s/e/%s/q/%s/r" % (q(vh), x, name), expect=(204,))
+    assert api.delete(xpath + "?if-unused=true")[::2] == (204, None)
+    other = "q-" + short()
+    api.ok("PUT", queue_path(vh, other), {}, expect=(201,))
+    assert api.delete(queue_path(vh, other) + "?if-unused=true")[::2] == (204, None)
+
+
+def test_exclusive_queue_of_another_connection(api, objs, vh):
+    name = "q-" + short()
+    c = objs.connect(vh)
+    c.channel().queue_declare(name, exclusive=True)
+    assert api.get(queue_path(vh, name))[2]["exclusive"] is True
+    locked = (400, bad_request(
+        "cannot obtain exclusive access to locked queue '%s' in vhost '%s'. It could be "
+        "originally declared on another connection or the exclusive property value does "
+        "not match that of the original declaration." % (name, vh)))
+    assert api.put(queue_path(vh, name), {})[::2] == locked
+    assert api.delete(queue_path(vh, name))[::2] == locked
+    assert api.get(queue_path(vh, name))[0] == 200
+
+
 def test_queue_missing_404(api, vh):
     assert api.get(queue_path(vh, "nope-" + short()))[::2] == (404, NOT_FOUND)
     assert api.get("/api/queues/no-such-vhost-" + short())[::2] == (404, NOT_FOUND)
@@ -516,6 +553,15 @@ def test_publish_errors(api, vh):
     assert api.post(path, {"properties": {}, "routing_key": "k", "payload": "x"})[::2] == (
         400, bad_request("[{key_missing,payload_encoding}]"))
     nox = "nox-" + short()
+    ix = "ix-" + short()
+    api.ok("PUT", "/api/exchanges/%s/%s" % (q(vh), ix),
+           {"type": "direct", "internal": True, "auto_delete": "false"}, expect=(201,))
+    assert api.get("/api/exchanges/%s/%s" % (q(vh), ix))[2]["internal"] is True
+    assert api.post("/api/exchanges/%s/%s/publish" % (q(vh), ix),
+                    {"properties": {}, "routing_key": "", "payload": "x",
+                     "payload_encoding": "string"})[::2] == (
+        400, bad_request("403 ACCESS_REFUSED - cannot publish to internal exchange "
+                         "'%s' in vhost '%s'" % (ix, vh)))
     assert api.post("/api/exchanges/%s/%s/publish" % (q(vh), nox),
                     {"properties": {}, "routing_key": "k", "payload": "x",
                      "payload_encoding": "string"})[::2] == (
