@@ -208,7 +208,9 @@ def test_vhost_lifecycle(api, objs):
     names = [x["name"] for x in api.get("/api/vhosts")[2]]
     assert v in names and "/" in names
     assert api.put(path, {"description": "changed"})[::2] == (204, None)
-    assert api.get(path)[2]["description"] == "changed"
+    b = api.get(path)[2]
+    # a PUT replaces the metadata: tags not given are cleared
+    assert (b["description"], b["tags"]) == ("changed", [])
     assert api.delete(path)[::2] == (204, None)
     assert api.get(path)[::2] == (404, NOT_FOUND)
     assert api.delete(path)[::2] == (404, NOT_FOUND)
@@ -257,6 +259,17 @@ def test_user_put_with_password_hash(api, objs, broker, vh):
            {"configure": ".*", "write": ".*", "read": ".*"}, expect=(201,))
     c = objs.connect(vh, credentials=pika.PlainCredentials(u, "hashed-pw"))
     assert c.is_open
+
+
+def test_user_without_password(api, objs):
+    u = "pytest-hu-%s" % short()
+    objs.adopt_user(u)
+    assert api.put("/api/users/" + q(u), {"tags": "management"})[::2] == (201, None)
+    b = api.get("/api/users/" + q(u))[2]
+    # no password given: a hash of a password nobody knows, not ""
+    assert b["tags"] == ["management"] and len(b["password_hash"]) == 48
+    for pw in ("", "x"):
+        assert api.as_user(u, pw).get("/api/whoami")[::2] == (401, LOGIN_FAILED)
 
 
 def test_user_put_existing_without_tags(api, objs):
@@ -492,6 +505,22 @@ def test_queue_get_errors(api, vh):
                                     "encoding": "utf8"})[::2] == (
         400, bad_request("Unsupported encoding. Please use auto or base64."))
     assert api.post(path + "/get", raw_body="{")[::2] == (400, bad_request("not_json"))
+    assert api.post(path + "/get")[::2] == (400, bad_request(
+        "[{key_missing,ackmode},{key_missing,count},{key_missing,encoding}]"))
+
+
+def test_queue_get_utf8_payload(api, vh):
+    name = "q-" + short()
+    path = queue_path(vh, name)
+    api.ok("PUT", path, {}, expect=(201,))
+    publish(api, vh, name, "caf\u00e9 \u2603")       # a "string" payload is sent as UTF-8
+    [item] = api.post(path + "/get", {"count": 1, "ackmode": "ack_requeue_true",
+                                      "encoding": "auto"})[2]
+    assert (item["payload"], item["payload_encoding"], item["payload_bytes"]) == (
+        "caf\u00e9 \u2603", "string", 9)
+    [item] = api.post(path + "/get", {"count": 1, "ackmode": "ack_requeue_true",
+                                      "encoding": "base64"})[2]
+    assert base64.b64decode(item["payload"]) == "caf\u00e9 \u2603".encode("utf-8")
 
 
 # ---------------------------------------------------------------------------
@@ -923,7 +952,8 @@ def test_bad_credentials(api, objs):
 
 def test_user_without_tags(objs):
     _, _, as_n = objs.user(tags="")
-    for path in ("/api/whoami", "/api/overview", "/api/queues"):
+    for path in ("/api/whoami", "/api/overview", "/api/queues", "/api/health/checks/alarms",
+                 "/api/aliveness-test/%2F", "/api/definitions"):
         status, headers, body = as_n.get(path)
         assert (status, body) == (401, not_authorised("Not management user")), path
         assert headers.get("www-authenticate") is None
@@ -952,6 +982,21 @@ def test_management_user_scope(api, objs, vh):
 
 def test_unknown_path_404(api):
     assert api.get("/api/no-such-endpoint")[::2] == (404, NOT_FOUND)
+
+
+def test_method_not_allowed(api):
+    for method, path in (("POST", "/api/overview"), ("DELETE", "/api/overview"),
+                         ("PUT", "/api/queues/%2F")):
+        status, headers, body = api.request(method, path, body={})
+        assert (status, body) == (405, None), (method, path)
+        assert headers.get("allow") == "HEAD, GET, OPTIONS", (method, path)
+
+
+def test_declare_in_missing_vhost(api):
+    nv = "no-such-vhost-" + short()
+    missing = (404, {"error": "not_found", "reason": "vhost_not_found"})
+    assert api.put(queue_path(nv, "q"), {})[::2] == missing
+    assert api.put("/api/exchanges/%s/x" % nv, {"type": "direct"})[::2] == missing
 
 
 # ---------------------------------------------------------------------------
