@@ -252,9 +252,9 @@ def test_page_overview_queues_and_purge(page_url, browser, broker, cleanup, caps
         page.visible("[data-testid=view-queues]")
         page.visible("#queues-filter").send_keys(qname)
         row_css = 'tr[data-testid="queue-row"][data-name="%s"]' % qname
-        page.until(lambda: page.finds(row_css), "the queue's row in the list")
+        page.until(lambda: len(page.finds('tr[data-testid="queue-row"]')) == 1 and page.finds(row_css),
+                   "the name filter to leave the queue's row alone in the list")
         page.text_is(row_css + ' td[data-testid="queue-messages"]', str(MESSAGES))
-        assert len(page.finds('tr[data-testid="queue-row"]')) == 1, "the name filter"
 
         # Sorting by a column header changes the request's order.
         page.find('th[data-sort="messages"]').click()
@@ -289,3 +289,186 @@ def test_page_overview_queues_and_purge(page_url, browser, broker, cleanup, caps
         except Exception:
             pass
         raise
+
+
+def _api(page_url, method, path, user, password, body=None):
+    """(status, parsed JSON or None) of one management API call."""
+    import base64
+    import json
+    import urllib.error
+    import urllib.request
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(page_url + "/api" + path, data=data, method=method)
+    req.add_header("Authorization", "Basic " + base64.b64encode(
+        ("%s:%s" % (user, password)).encode()).decode())
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=WAIT_S) as r:
+            raw = r.read()
+            return r.status, (json.loads(raw) if raw else None)
+    except urllib.error.HTTPError as e:
+        return e.code, None
+
+
+def _login(page, username, password):
+    u = page.visible("#login-username")
+    u.clear()
+    u.send_keys(username)
+    p = page.find("#login-password")
+    p.clear()
+    p.send_keys(password)
+    page.find("#login-submit").click()
+
+
+def _answer_dialog(page, text=None):
+    from selenium.webdriver.support import expected_conditions as EC
+    alert = page.Wait(page.drv, WAIT_S).until(EC.alert_is_present())
+    if text is not None:
+        alert.send_keys(text)
+    alert.accept()
+
+
+@pytest.mark.timeout(240)
+def test_page_admin_publish_and_close(page_url, browser, broker, cleanup):
+    """Admin pages (users, tags, vhosts, permissions), the login refusal of a
+    user without management tags, publishing from an exchange's page (routed
+    or not) and closing a connection with a reason."""
+    drv = browser
+    page = Page(drv)
+    tag = uuid.uuid4().hex[:10]
+    mgmt_user, mgmt_pw = "page-u-" + tag, "pw-" + tag
+    plain_user = "page-n-" + tag
+    vhost = "page-v-" + tag
+    qname = cleanup.queue("page-test-pub-" + tag)
+    admin = (broker.username, broker.password)
+
+    pub = broker.connect()
+    held = None
+    try:
+        pub.channel().queue_declare(qname)
+        drv.get(page_url + "/")
+        if page.find("#login").is_displayed():
+            _login(page, *admin)
+        page.visible("#tab-admin").click()
+        page.visible("[data-testid=view-admin]")
+
+        # A user with the monitoring tag, added from the page.
+        page.find("#add-user-name").send_keys(mgmt_user)
+        page.find("#add-user-password").send_keys(mgmt_pw)
+        page.find("#add-user-tags").send_keys("monitoring")
+        page.find("#add-user-submit").click()
+        urow = 'tr[data-testid="user-row"][data-name="%s"]' % mgmt_user
+        page.until(lambda: "monitoring" in page.find(urow).text, "the new user's row")
+
+        # Its tags set to management; its password still works.
+        page.find(urow + ' [data-testid="user-set-tags"]').click()
+        _answer_dialog(page, "management")
+        page.until(lambda: "management" in page.find(urow).text and
+                   "monitoring" not in page.find(urow).text, "the user's new tags")
+        status, who = _api(page_url, "GET", "/whoami", mgmt_user, mgmt_pw)
+        assert status == 200 and who["name"] == mgmt_user, (status, who)
+
+        # A user without tags (no management access).
+        page.find("#add-user-name").send_keys(plain_user)
+        page.find("#add-user-password").send_keys(mgmt_pw)
+        page.find("#add-user-submit").click()
+        page.until(lambda: page.finds('tr[data-testid="user-row"][data-name="%s"]' % plain_user),
+                   "the tagless user's row")
+
+        # A vhost, and a permission for the new user in it; cleared again.
+        page.find("#add-vhost-name").send_keys(vhost)
+        page.find("#add-vhost-submit").click()
+        vrow = 'tr[data-testid="vhost-row"][data-name="%s"]' % vhost
+        page.until(lambda: page.finds(vrow), "the new vhost's row")
+        from selenium.webdriver.support.ui import Select
+        page.until(lambda: mgmt_user in [o.text for o in Select(page.find("#perm-user")).options]
+                   and vhost in [o.text for o in Select(page.find("#perm-vhost")).options],
+                   "the permission form's choices")
+        Select(page.find("#perm-user")).select_by_value(mgmt_user)
+        Select(page.find("#perm-vhost")).select_by_value(vhost)
+        page.find("#perm-submit").click()
+        prow = 'tr[data-testid="permission-row"][data-user="%s"][data-vhost="%s"]' % (mgmt_user, vhost)
+        page.until(lambda: page.finds(prow), "the new permission's row")
+        status, perm = _api(page_url, "GET", "/permissions/%s/%s" % (vhost, mgmt_user), *admin)
+        assert status == 200 and perm["configure"] == ".*", (status, perm)
+        page.find(prow + ' [data-testid="permission-clear"]').click()
+        _answer_dialog(page)
+        page.until(lambda: not page.finds(prow), "the cleared permission's row to go")
+        page.find(vrow + ' [data-testid="vhost-delete"]').click()
+        _answer_dialog(page)
+        page.until(lambda: not page.finds(vrow), "the deleted vhost's row to go")
+        assert _api(page_url, "GET", "/vhosts/" + vhost, *admin)[0] == 404
+
+        # Publishing from the default exchange's page: routed, then not.
+        drv.execute_script("location.hash = arguments[0]", "#/exchanges/%2F/amq.default")
+        page.visible("[data-testid=view-exchange]")
+        page.text_is("#exchange-name", "(AMQP default)")
+        page.find("#exchange-publish-rk").send_keys(qname)
+        page.find("#exchange-publish-payload").send_keys("from the page")
+        page.find("#exchange-publish").click()
+        page.until(lambda: page.find("#exchange-publish-result").get_attribute("data-routed") == "true",
+                   "the routed publish's result")
+        rk = page.find("#exchange-publish-rk")
+        rk.clear()
+        rk.send_keys("page-no-such-queue-" + tag)
+        page.find("#exchange-publish").click()
+        page.until(lambda: page.find("#exchange-publish-result").get_attribute("data-routed") == "false",
+                   "the unroutable publish's result")
+        assert "not routed" in page.find("#exchange-publish-result").text
+        assert _passive_count(broker, qname) == 1
+        body = pub.channel().basic_get(qname, auto_ack=True)[2]
+        assert body == b"from the page"
+
+        # Closing a connection from the connections list, with a reason.
+        held = broker.connect()
+        held_port = held._impl._transport._sock.getsockname()[1]
+        page.find("#tab-connections").click()
+        page.visible("#connections-filter").send_keys(":%d ->" % held_port)
+        crow = 'tr[data-testid="connection-row"]'
+        page.until(lambda: len(page.finds(crow)) == 1 and (":%d " % held_port) in page.find(crow).text,
+                   "the held connection's row")
+        page.find(crow + ' [data-testid="connection-close"]').click()
+        _answer_dialog(page, "page test " + tag)
+        closed = {}
+
+        def gone():
+            try:
+                held.process_data_events(time_limit=0)
+            except pika.exceptions.ConnectionClosedByBroker as e:
+                closed["reason"] = e.reply_text
+            except pika.exceptions.AMQPError as e:
+                closed["reason"] = repr(e)
+            return bool(closed)
+        page.until(gone, "the broker to close the held connection")
+        assert ("page test " + tag) in closed["reason"], closed
+
+        # Log out; a tagless user is refused; a management user has no admin tab.
+        page.find("#logout").click()
+        _login(page, plain_user, mgmt_pw)
+        page.text_is("#login-error", "Not management user")
+        _login(page, mgmt_user, mgmt_pw)
+        page.visible("[data-testid=view-overview]")
+        page.text_is("#current-user", mgmt_user)
+        assert not page.find("#tab-admin").is_displayed()
+        page.find("#logout").click()
+        page.visible("#login-username")
+    except BaseException:
+        try:
+            fail_shot = os.path.join(_artifacts_dir(), "web_page_admin_failure.png")
+            _fit_window(drv)
+            drv.save_screenshot(fail_shot)
+            print("failure screenshot: %s" % fail_shot)
+        except Exception:
+            pass
+        raise
+    finally:
+        for c in (held, pub):
+            try:
+                if c is not None and c.is_open:
+                    c.close()
+            except Exception:
+                pass
+        for u in (mgmt_user, plain_user):
+            _api(page_url, "DELETE", "/users/" + u, *admin)
+        _api(page_url, "DELETE", "/vhosts/" + vhost, *admin)

@@ -156,7 +156,15 @@
         var data = null;
         if (text) { try { data = JSON.parse(text); } catch (e) { data = { reason: text }; } }
         if (resp.status === 401 && !opts.noLogout) {
-          logout((data && data.reason) || 'Login failed');
+          // 401 is also the API's answer to a user lacking a tag (e.g. "Not
+          // monitor user"): only when the credentials themselves fail does
+          // the page go back to the login form.
+          return api('GET', '/whoami', undefined, { noLogout: true }).then(function () {
+            throw new ApiError(401, data);
+          }, function (e) {
+            if (e.status === 401) logout((e.body && e.body.reason) || 'Login failed');
+            throw new ApiError(401, data);
+          });
         }
         if (!resp.ok) throw new ApiError(resp.status, data);
         return data;
@@ -290,7 +298,6 @@
       if (state.bannerFromRefresh) clearBanner();
     }, function (e) {
       if (view !== state.view || !state.user) return;
-      if (e && e.status === 401) return;
       banner('Refresh failed: ' + errText(e), 'error', true);
     }).then(function () { state.inFlight = false; });
   }
@@ -717,8 +724,10 @@
           els.shardsPanel.hidden = true;
         }
         if (nodes && nodes.error) {
-          fill(els.nodes, h('p', { class: 'empty' }, nodes.error.status === 403 ?
-            'Node details need the monitoring or administrator tag.' : 'Nodes unavailable: ' + errText(nodes.error)));
+          fill(els.nodes, h('p', { class: 'empty', 'data-testid': 'nodes-refused' },
+            (nodes.error.status === 401 || nodes.error.status === 403) ?
+            'Node details need the monitoring or administrator tag (' + errText(nodes.error) + ').' :
+            'Nodes unavailable: ' + errText(nodes.error)));
           els.nodes._renderKey = null;
         } else {
           renderNodes(els.nodes, nodes || []);
@@ -1439,7 +1448,11 @@
       $('login-submit').disabled = true;
       checkLogin(b64(u + ':' + p)).then(function () { $('login-submit').disabled = false; });
     });
-    $('logout').addEventListener('click', function () { logout(''); });
+    $('logout').addEventListener('click', function () {
+      // the next user starts on the overview
+      if (location.hash && location.hash !== '#/') history.replaceState(null, '', '#/');
+      logout('');
+    });
     window.addEventListener('hashchange', route);
     var saved = sessionStorage.getItem(AUTH_KEY);
     if (saved) {
