@@ -451,8 +451,13 @@ def test_page_admin_publish_and_close(page_url, browser, broker, cleanup):
         page.visible("[data-testid=view-overview]")
         page.text_is("#current-user", mgmt_user)
         assert not page.find("#tab-admin").is_displayed()
-        page.find("#logout").click()
+
+        # Credentials that stop working (the user deleted) lead back to the
+        # login form at the next refresh.
+        assert _api(page_url, "DELETE", "/users/" + mgmt_user, *admin)[0] in (200, 204)
         page.visible("#login-username")
+        page.text_is("#login-error", "Login failed")
+        assert not page.find("#tabs").is_displayed()
     except BaseException:
         try:
             fail_shot = os.path.join(_artifacts_dir(), "web_page_admin_failure.png")

@@ -46,6 +46,7 @@
         else if (k === 'text') el.textContent = v;
         else if (k.slice(0, 2) === 'on' && typeof v === 'function') el.addEventListener(k.slice(2), v);
         else if (k === 'value') el.value = v;
+        else if (k === 'style') el.style.cssText = v;  // CSSOM: allowed under a strict style-src
         else if (k === 'checked') el.checked = !!v;
         else el.setAttribute(k, v === true ? '' : String(v));
       });
