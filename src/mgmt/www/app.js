@@ -121,17 +121,20 @@
     var t = null;
     return function () { clearTimeout(t); t = setTimeout(fn, ms); };
   }
-  function parseLines(text) {
-    // "key=value" per line -> object; numbers stay numbers.
+  function parseLines(text, numeric) {
+    // "key=value" per line -> object; digits become numbers for the keys
+    // numeric(key) accepts (all keys when it is not given).
     var out = {};
     String(text || '').split(/\r?\n/).forEach(function (line) {
       var i = line.indexOf('=');
       if (!line.trim() || i < 1) return;
       var k = line.slice(0, i).trim(), v = line.slice(i + 1).trim();
-      out[k] = /^-?\d+$/.test(v) ? Number(v) : v;
+      out[k] = (/^-?\d+$/.test(v) && (!numeric || numeric(k))) ? Number(v) : v;
     });
     return out;
   }
+
+  function numericProperty(k) { return k === 'priority' || k === 'timestamp' || k === 'delivery_mode'; }
 
   // ---------------------------------------------------------------- API
   function ApiError(status, body) {
@@ -249,7 +252,7 @@
   }
   function headerFromOverview(o) {
     if (!o) return;
-    if (o.node) fill($('node-name'), o.node);
+    if (o.node) { fill($('node-name'), o.node); document.title = 'Warren \u00b7 ' + o.node; }
     var prod = [o.product_name, o.product_version].filter(Boolean).join(' ');
     fill($('product-version'), prod);
     fill($('footer-api'), o.management_version ? 'Management API ' + o.management_version : '');
@@ -392,7 +395,9 @@
     function headCell(c) {
       if (!c.sort) return h('th', { class: c.cls || null }, c.label);
       var th = h('th', { class: 'sortable ' + (c.cls || ''), 'data-sort': c.sort, 'data-testid': p + '-sort-' + c.sort,
-        title: 'Sort by ' + c.label, onclick: function () {
+        title: 'Sort by ' + c.label, tabindex: '0', onkeydown: function (ev) {
+          if (ev.key === 'Enter' || ev.key === ' ') { ev.preventDefault(); th.click(); }
+        }, onclick: function () {
           if (st.sort === c.sort) st.reverse = !st.reverse; else { st.sort = c.sort; st.reverse = !!c.sortDesc; }
           st.page = 1;
           updateHead();
@@ -894,7 +899,7 @@
       var payload = h('textarea', { id: 'queue-publish-payload', 'data-testid': 'queue-publish-payload', rows: '3' });
       return h('form', { class: 'form-grid', id: 'queue-publish-form', onsubmit: function (ev) {
         ev.preventDefault();
-        var properties = parseLines(props.value);
+        var properties = parseLines(props.value, numericProperty);
         properties.delivery_mode = Number(mode.value);
         var hd = parseLines(headers.value);
         if (Object.keys(hd).length) properties.headers = hd;
@@ -1106,7 +1111,7 @@
       els.publishResult = h('div', { id: 'exchange-publish-result', 'data-testid': 'exchange-publish-result', class: 'result' });
       return [h('form', { class: 'form-grid', id: 'exchange-publish-form', onsubmit: function (ev) {
         ev.preventDefault();
-        var properties = parseLines(props.value);
+        var properties = parseLines(props.value, numericProperty);
         properties.delivery_mode = Number(mode.value);
         var hd = parseLines(headers.value);
         if (Object.keys(hd).length) properties.headers = hd;
