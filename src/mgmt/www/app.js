@@ -287,9 +287,15 @@
     var root = $('view');
     root.textContent = '';
     clearBanner();
+    if (state.flash) { ok(state.flash); state.flash = null; }
     view.mount(root);
     refresh(true);
     window.scrollTo(0, 0);
+  }
+  // Go to another view and say msg there (route() clears the banner).
+  function navigate(hash, msg) {
+    state.flash = msg;
+    if (location.hash === hash) route(); else location.hash = hash;
   }
   function refresh(force) {
     var view = state.view;
@@ -950,8 +956,7 @@
           if (ifEmpty.checked) qs.push('if-empty=true');
           if (ifUnused.checked) qs.push('if-unused=true');
           api('DELETE', base + (qs.length ? '?' + qs.join('&') : '')).then(function () {
-            location.hash = '#/queues';
-            ok('Queue "' + name + '" deleted.');
+            navigate('#/queues', 'Queue "' + name + '" deleted.');
           }, fail);
         }));
     }
@@ -1145,7 +1150,7 @@
         deletable ? section('Delete', 'exchange-actions-panel', h('div', { class: 'danger-row' },
           button('Delete exchange', { id: 'exchange-delete', 'data-testid': 'exchange-delete', class: 'btn-danger' }, function () {
             if (!window.confirm('Delete exchange "' + name + '"?')) return;
-            api('DELETE', base).then(function () { location.hash = '#/exchanges'; ok('Exchange "' + name + '" deleted.'); }, fail);
+            api('DELETE', base).then(function () { navigate('#/exchanges', 'Exchange "' + name + '" deleted.'); }, fail);
           }))) : null);
       root.appendChild(h('div', { id: 'view-exchange', 'data-testid': 'view-exchange', 'data-vhost': vhost, 'data-name': name },
         h('div', { class: 'crumbs' }, h('a', { href: '#/exchanges' }, 'Exchanges'), ' / ', vhost),
