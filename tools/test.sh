@@ -150,8 +150,22 @@ ensure_ip() {
     fi
 }
 
+# test_web_page.py drives headless Chromium (Debian's chromium and
+# chromium-driver); tools/install-browser.sh installs them when missing.
+ensure_browser() {
+    command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 && return 0
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        step "installing chromium and chromium-driver (test_web_page.py)"
+        "$ROOT/tools/install-browser.sh" \
+            || echo "tools/test.sh: tools/install-browser.sh failed; test_web_page.py will fail" >&2
+    else
+        echo "tools/test.sh: no chromium/chromedriver: run tools/install-browser.sh as root, or test_web_page.py fails" >&2
+    fi
+}
+
 if [[ $RUN_PY -eq 1 ]]; then
     ensure_ip
+    ensure_browser
     if ensure_venv; then
         record "python venv" PASS
         for shards in "${SHARDS_LIST[@]}"; do
