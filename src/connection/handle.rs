@@ -391,6 +391,10 @@ impl LocalConn for ConnHandle {
                 prefetch: c.prefetch,
                 global_prefetch: c.global_prefetch,
                 confirm: c.send_confirms,
+                unconfirmed: match &c.publishes {
+                    Some(t) if c.send_confirms => t.unconfirmed() as u32,
+                    _ => 0,
+                },
                 transactional: c.publishes.is_some() && !c.send_confirms,
             })
             .collect();

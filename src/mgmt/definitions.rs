@@ -27,6 +27,46 @@ pub fn export(shard: &Shard) -> Value {
     serde_json::to_value(&defs).unwrap_or_else(|_| json!({}))
 }
 
+/// One vhost's definitions, as RabbitMQ exports them for
+/// `GET /api/definitions/{vhost}`: its queues, exchanges and bindings,
+/// without their `vhost` keys (an import puts them into the vhost it is
+/// given), and no users, vhosts or permissions.
+pub fn export_vhost(shard: &Shard, vhost: &str) -> Value {
+    let all = export(shard);
+    let mut out = serde_json::Map::new();
+    for k in [
+        "rabbit_version",
+        "rabbitmq_version",
+        "product_name",
+        "product_version",
+    ] {
+        if let Some(v) = all.get(k) {
+            out.insert(k.into(), v.clone());
+        }
+    }
+    out.insert("parameters".into(), json!([]));
+    out.insert("policies".into(), json!([]));
+    for list in ["queues", "exchanges", "bindings"] {
+        let items: Vec<Value> = all[list]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|i| i["vhost"] == vhost)
+                    .map(|i| {
+                        let mut i = i.clone();
+                        if let Some(o) = i.as_object_mut() {
+                            o.remove("vhost");
+                        }
+                        i
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.insert(list.into(), Value::Array(items));
+    }
+    Value::Object(out)
+}
+
 fn build(t: &Topology) -> Definitions {
     let mut d = Definitions {
         rabbit_version: Some(FORMAT_VERSION.into()),

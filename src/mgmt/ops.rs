@@ -64,22 +64,34 @@ pub async fn declare_queue(
     shard.leader(op).await
 }
 
-/// queue.delete; answers how many messages it held. The operator may
-/// delete any queue, exclusive ones too.
+/// Whether an operator's delete may take another connection's exclusive
+/// queue: rabbitmqctl's may, the HTTP API's may not (as in RabbitMQ).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exclusive {
+    Override,
+    Respect,
+}
+
+/// queue.delete; answers how many messages it held.
 pub async fn delete_queue(
     shard: &Rc<Shard>,
     vhost: &str,
     name: &str,
     if_unused: bool,
     if_empty: bool,
+    exclusive: Exclusive,
 ) -> AmqpResult<u32> {
     let meta = find_queue(shard, vhost, name)?;
+    let conn = match (exclusive, meta.exclusive) {
+        (Exclusive::Override, Some(owner)) => owner,
+        _ => operator(shard),
+    };
     let op = DeleteQueue {
         vhost: vhost.into(),
         name: meta.name.clone(),
         if_unused,
         if_empty,
-        conn: meta.exclusive.unwrap_or(operator(shard)),
+        conn,
     };
     shard.leader(op).await
 }
@@ -226,14 +238,21 @@ fn settle_got(shard: &Rc<Shard>, meta: &QueueMeta, got: &[GetResult], mode: GetM
     }
 }
 
-/// Closes a connection with 320 CONNECTION_FORCED and `reason`.
+/// Closes a connection with 320 CONNECTION_FORCED and `reason`; fails
+/// when it was gone already.
 pub async fn close_connection(shard: &Rc<Shard>, c: &ConnInfo, reason: &str) -> AmqpResult<()> {
     let op = CloseConnections {
         which: CloseWhich::One(c.id),
         code: crate::codec::reply_code::CONNECTION_FORCED,
         text: reason.to_string(),
     };
-    shard.call(c.shard, op).await.map(|_| ())
+    match shard.call(c.shard, op).await? {
+        0 => Err(AmqpError::new(
+            crate::codec::reply_code::NOT_FOUND,
+            "connection gone",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// An exchange type by name, as declare takes it.

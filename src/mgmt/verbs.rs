@@ -13,7 +13,7 @@ use super::listings::{
 use super::proto::{exit, items, Reply, Request};
 use crate::access::{PasswordHash, PermissionSpec};
 use crate::ids::ShardId;
-use crate::shard::{Admin, AdminOp, CloseConnections, CloseWhich, SetAppRunning, Shard};
+use crate::shard::{Admin, AdminOp, SetAppRunning, Shard};
 use crate::topology::admin::AdminError;
 
 /// Runs one request.
@@ -361,12 +361,8 @@ async fn run_verb(shard: &Rc<Shard>, ctx: &Context, req: &Request) -> VerbResult
         "purge_queue" => {
             arity(req, 1)?;
             let vhost = vhost_of(req);
-            let meta = find_queue(shard, &vhost, &a[0])
-                .ok_or_else(|| err(exit::UNAVAILABLE, "not_found"))?;
-            match shard
-                .call(meta.owner_shard, crate::shard::PurgeQueue(meta.id))
-                .await
-            {
+            find_queue(shard, &vhost, &a[0]).ok_or_else(|| err(exit::UNAVAILABLE, "not_found"))?;
+            match super::ops::purge_queue(shard, &vhost, &a[0]).await {
                 Ok(n) => Ok(Reply::Document(json!({ "messages": n }))),
                 Err(e) => Err(software(e.text)),
             }
@@ -374,19 +370,17 @@ async fn run_verb(shard: &Rc<Shard>, ctx: &Context, req: &Request) -> VerbResult
         "delete_queue" => {
             arity(req, 1)?;
             let vhost = vhost_of(req);
-            let meta = find_queue(shard, &vhost, &a[0])
-                .ok_or_else(|| err(exit::USAGE, "Queue not found"))?;
-            let op = crate::shard::DeleteQueue {
-                vhost: vhost.as_str().into(),
-                name: meta.name.clone(),
-                if_unused: flag(req, "if_unused"),
-                if_empty: flag(req, "if_empty"),
-                // The operator may delete any queue, exclusive ones too.
-                conn: meta
-                    .exclusive
-                    .unwrap_or(shard.conn_ref(crate::ids::ConnId::OPERATOR)),
-            };
-            match shard.leader(op).await {
+            find_queue(shard, &vhost, &a[0]).ok_or_else(|| err(exit::USAGE, "Queue not found"))?;
+            // rabbitmqctl may delete any queue, exclusive ones too.
+            let deleted = super::ops::delete_queue(
+                shard,
+                &vhost,
+                &a[0],
+                flag(req, "if_unused"),
+                flag(req, "if_empty"),
+                super::ops::Exclusive::Override,
+            );
+            match deleted.await {
                 Ok(n) => Ok(Reply::Document(json!({ "messages": n }))),
                 Err(e) if e.text.ends_with("in use") => Err(err(exit::USAGE, "Queue is in use")),
                 Err(e) if e.text.ends_with("not empty") => {
@@ -416,12 +410,7 @@ async fn run_verb(shard: &Rc<Shard>, ctx: &Context, req: &Request) -> VerbResult
                     format!("Error:\n{{:invalid_pid_syntax, \"{}\"}}", a[0]),
                 ));
             };
-            let op = CloseConnections {
-                which: CloseWhich::One(c.id),
-                code: crate::codec::reply_code::CONNECTION_FORCED,
-                text: a[1].clone(),
-            };
-            let _ = shard.call(c.shard, op).await;
+            let _ = super::ops::close_connection(shard, c, &a[1]).await;
             Ok(Reply::Done)
         }
         "close_all_connections" => {
@@ -448,12 +437,9 @@ async fn run_verb(shard: &Rc<Shard>, ctx: &Context, req: &Request) -> VerbResult
                 if let (Some(ms), true) = (delay, closed > 0) {
                     crate::runtime::sleep(std::time::Duration::from_millis(ms)).await;
                 }
-                let op = CloseConnections {
-                    which: CloseWhich::One(c.id),
-                    code: crate::codec::reply_code::CONNECTION_FORCED,
-                    text: a[0].clone(),
-                };
-                closed += shard.call(c.shard, op).await.unwrap_or(0) as u64;
+                if super::ops::close_connection(shard, &c, &a[0]).await.is_ok() {
+                    closed += 1;
+                }
             }
             Ok(Reply::Document(json!({ "closed": closed })))
         }

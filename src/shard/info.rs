@@ -83,6 +83,8 @@ pub struct ChannelInfo {
     pub global_prefetch: u32,
     /// In confirm mode.
     pub confirm: bool,
+    /// Publishes not yet confirmed (confirm mode).
+    pub unconfirmed: u32,
     /// In tx mode.
     pub transactional: bool,
 }

@@ -134,7 +134,7 @@ sync_call!(DeleteOwned => u32, |op, shard| {
         }
         if op.if_empty && oq.queue.message_count() > 0 {
             return Err(AmqpError::precondition(format!(
-                "queue '{name}' in vhost '{vhost}' is not empty"
+                "queue '{name}' in vhost '{vhost}' not empty"
             )));
         }
         Ok(())

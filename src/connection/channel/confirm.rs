@@ -79,6 +79,11 @@ impl PublishTracker {
         }
     }
 
+    /// Publishes numbered but not yet confirmed to the client.
+    pub fn unconfirmed(&self) -> u64 {
+        (self.next_seq - 1).saturating_sub(self.acked_upto)
+    }
+
     pub fn is_idle(&self) -> bool {
         self.pending.is_empty()
     }

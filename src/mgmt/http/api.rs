@@ -20,15 +20,26 @@ use crate::topology::admin::AdminError;
 /// The RabbitMQ release whose management API this is.
 pub const API_VERSION: &str = "3.10.8";
 
-/// Routes one request.
+/// Routes one request; `?columns=` applies to single objects too.
 pub async fn route(shard: &Rc<Shard>, ctx: &Context, req: ApiRequest) -> ApiResult {
-    let caller = authenticate(shard, &req)?;
+    let mut r = dispatch(shard, ctx, &req).await?;
+    // A paged list is an object too, but `lists` projected its items.
+    if let (Some(Value::Object(_)), None) = (&r.body, req.query("page")) {
+        if let Some(body) = r.body.take() {
+            r.body = Some(lists::project_columns(&req, body));
+        }
+    }
+    Ok(r)
+}
+
+async fn dispatch(shard: &Rc<Shard>, ctx: &Context, req: &ApiRequest) -> ApiResult {
+    let caller = authenticate(shard, req)?;
     let segs: Vec<&str> = req.segments.iter().map(String::as_str).collect();
     let m = req.method;
     use Method::{Delete, Get, Post, Put};
     let get = matches!(m, Get | Method::Head);
     match (segs.as_slice(), m) {
-        (["overview"], _) if get => overview(shard, ctx, &caller, &req).await,
+        (["overview"], _) if get => overview(shard, ctx, &caller, req).await,
         (["whoami"], _) if get => Ok(ApiResponse::ok(
             json!({ "name": caller.name, "tags": caller.tags }),
         )),
@@ -36,7 +47,7 @@ pub async fn route(shard: &Rc<Shard>, ctx: &Context, req: ApiRequest) -> ApiResu
         (["extensions"], _) if get => Ok(ApiResponse::ok(json!([]))),
         (["nodes"], _) if get => {
             caller.require_monitor()?;
-            lists::reply(&req, vec![node(shard, ctx).await], &[])
+            lists::reply(req, vec![node(shard, ctx).await], &[])
         }
         (["nodes", n], _) if get => {
             caller.require_monitor()?;
@@ -46,13 +57,29 @@ pub async fn route(shard: &Rc<Shard>, ctx: &Context, req: ApiRequest) -> ApiResu
             Ok(ApiResponse::ok(node(shard, ctx).await))
         }
         // users, vhosts, permissions
-        (["vhosts"], _) if get => list_vhosts(shard, &caller, &req).await,
+        (["vhosts"], _) if get => list_vhosts(shard, &caller, req).await,
         (["vhosts", v], _) if get => {
-            require_vhost(shard, &caller, v)?;
+            caller.require_admin()?;
+            if !shard.vhost_exists(v) {
+                return Err(ApiError::NotFound);
+            }
             Ok(ApiResponse::ok(vhost_json(shard, v).await))
         }
         (["vhosts", v], Put) => {
             caller.require_admin()?;
+            // Vhost metadata is not stored yet: refused, not dropped.
+            let body = req.json()?;
+            let given = |k: &str| match body.get(k) {
+                None | Some(Value::Null) => false,
+                Some(Value::String(s)) => !s.is_empty(),
+                Some(Value::Array(a)) => !a.is_empty(),
+                Some(_) => true,
+            };
+            if given("description") || given("tags") {
+                return Err(ApiError::NotImplemented(
+                    "vhost descriptions and tags are not supported by Warren yet".into(),
+                ));
+            }
             let existed = shard.vhost_exists(v);
             admin(shard, AdminOp::AddVhost(v.to_string())).await?;
             Ok(ApiResponse::created(!existed))
@@ -70,13 +97,13 @@ pub async fn route(shard: &Rc<Shard>, ctx: &Context, req: ApiRequest) -> ApiResu
             if !shard.vhost_exists(v) {
                 return Err(ApiError::NotFound);
             }
-            lists::reply(&req, permissions(shard, |_, vh| vh == *v), &[])
+            lists::reply(req, permissions(shard, |_, vh| vh == *v), &[])
         }
         (["vhosts", v, "connections"], _) if get => {
-            obj::list_connections(shard, ctx, &caller, &req, Some(v)).await
+            obj::list_connections(shard, ctx, &caller, req, Some(v)).await
         }
         (["vhosts", v, "channels"], _) if get => {
-            obj::list_channels(shard, ctx, &caller, &req, ChannelFilter::Vhost(v)).await
+            obj::list_channels(shard, ctx, &caller, req, ChannelFilter::Vhost(v)).await
         }
         (["users"], _) if get => {
             caller.require_admin()?;
@@ -87,18 +114,22 @@ pub async fn route(shard: &Rc<Shard>, ctx: &Context, req: ApiRequest) -> ApiResu
                     .map(|u| user_json(&u.name, &u.hash, &u.tags))
                     .collect()
             });
-            lists::reply(&req, users, &["name"])
+            lists::reply(req, users, &["name"])
         }
         (["users", u], _) if get => {
             caller.require_admin()?;
             shard
-                .with_topology(|t| t.access.user(u).map(|u| user_json(&u.name, &u.hash, &u.tags)))
+                .with_topology(|t| {
+                    t.access
+                        .user(u)
+                        .map(|u| user_json(&u.name, &u.hash, &u.tags))
+                })
                 .map(ApiResponse::ok)
                 .ok_or(ApiError::NotFound)
         }
         (["users", u], Put) => {
             caller.require_admin()?;
-            put_user(shard, &req, u).await
+            put_user(shard, req, u).await
         }
         (["users", u], Delete) => {
             caller.require_admin()?;
@@ -113,11 +144,11 @@ pub async fn route(shard: &Rc<Shard>, ctx: &Context, req: ApiRequest) -> ApiResu
             if shard.with_topology(|t| t.access.user(u).is_none()) {
                 return Err(ApiError::NotFound);
             }
-            lists::reply(&req, permissions(shard, |user, _| user == *u), &[])
+            lists::reply(req, permissions(shard, |user, _| user == *u), &[])
         }
         (["permissions"], _) if get => {
             caller.require_admin()?;
-            lists::reply(&req, permissions(shard, |_, _| true), &[])
+            lists::reply(req, permissions(shard, |_, _| true), &[])
         }
         (["permissions", v, u], _) if get => {
             caller.require_admin()?;
@@ -129,7 +160,7 @@ pub async fn route(shard: &Rc<Shard>, ctx: &Context, req: ApiRequest) -> ApiResu
         }
         (["permissions", v, u], Put) => {
             caller.require_admin()?;
-            put_permissions(shard, &req, v, u).await
+            put_permissions(shard, req, v, u).await
         }
         (["permissions", v, u], Delete) => {
             caller.require_admin()?;
@@ -144,72 +175,92 @@ pub async fn route(shard: &Rc<Shard>, ctx: &Context, req: ApiRequest) -> ApiResu
             Ok(ApiResponse::no_content())
         }
         // queues
-        (["queues"], _) if get => obj::list_queues(shard, ctx, &caller, &req, None).await,
-        (["queues", v], _) if get => obj::list_queues(shard, ctx, &caller, &req, Some(v)).await,
+        (["queues"], _) if get => obj::list_queues(shard, ctx, &caller, req, None).await,
+        (["queues", v], _) if get => obj::list_queues(shard, ctx, &caller, req, Some(v)).await,
         (["queues", v, q], _) if get => obj::get_queue(shard, ctx, &caller, v, q).await,
-        (["queues", v, q], Put) => obj::put_queue(shard, &caller, &req, v, q).await,
-        (["queues", v, q], Delete) => obj::delete_queue(shard, &caller, &req, v, q).await,
+        (["queues", v, q], Put) => obj::put_queue(shard, &caller, req, v, q).await,
+        (["queues", v, q], Delete) => obj::delete_queue(shard, &caller, req, v, q).await,
         (["queues", v, q, "contents"], Delete) => obj::purge_queue(shard, &caller, v, q).await,
-        (["queues", v, q, "get"], Post) => obj::get_messages(shard, &caller, &req, v, q).await,
+        (["queues", v, q, "get"], Post) => obj::get_messages(shard, &caller, req, v, q).await,
         (["queues", v, q, "bindings"], _) if get => {
-            obj::list_bindings(shard, &caller, &req, Some(v), BindingFilter::Queue(q))
+            obj::list_bindings(shard, &caller, req, Some(v), BindingFilter::Queue(q))
         }
         // exchanges
-        (["exchanges"], _) if get => obj::list_exchanges(shard, &caller, &req, None).await,
-        (["exchanges", v], _) if get => obj::list_exchanges(shard, &caller, &req, Some(v)).await,
+        (["exchanges"], _) if get => obj::list_exchanges(shard, &caller, req, None).await,
+        (["exchanges", v], _) if get => obj::list_exchanges(shard, &caller, req, Some(v)).await,
         (["exchanges", v, x], _) if get => obj::get_exchange(shard, &caller, v, x),
-        (["exchanges", v, x], Put) => obj::put_exchange(shard, &caller, &req, v, x).await,
-        (["exchanges", v, x], Delete) => obj::delete_exchange(shard, &caller, &req, v, x).await,
-        (["exchanges", v, x, "publish"], Post) => obj::publish(shard, &caller, &req, v, x),
+        (["exchanges", v, x], Put) => obj::put_exchange(shard, &caller, req, v, x).await,
+        (["exchanges", v, x], Delete) => obj::delete_exchange(shard, &caller, req, v, x).await,
+        (["exchanges", v, x, "publish"], Post) => obj::publish(shard, &caller, req, v, x),
         (["exchanges", v, x, "bindings", "source"], _) if get => {
-            obj::list_bindings(shard, &caller, &req, Some(v), BindingFilter::Source(x))
+            obj::list_bindings(shard, &caller, req, Some(v), BindingFilter::Source(x))
         }
         (["exchanges", v, x, "bindings", "destination"], _) if get => {
-            obj::list_bindings(shard, &caller, &req, Some(v), BindingFilter::Destination(x))
+            obj::list_bindings(shard, &caller, req, Some(v), BindingFilter::Destination(x))
         }
         // bindings
-        (["bindings"], _) if get => obj::list_bindings(shard, &caller, &req, None, BindingFilter::All),
+        (["bindings"], _) if get => {
+            obj::list_bindings(shard, &caller, req, None, BindingFilter::All)
+        }
         (["bindings", v], _) if get => {
-            obj::list_bindings(shard, &caller, &req, Some(v), BindingFilter::All)
+            obj::list_bindings(shard, &caller, req, Some(v), BindingFilter::All)
         }
         (["bindings", v, "e", s, k @ ("q" | "e"), d], _) if get => obj::list_bindings(
             shard,
             &caller,
-            &req,
+            req,
             Some(v),
             BindingFilter::Between(s, k, d),
         ),
         (["bindings", v, "e", s, k @ ("q" | "e"), d], Post) => {
-            obj::create_binding(shard, &caller, &req, v, (s, k, d)).await
+            obj::create_binding(shard, &caller, req, v, (s, k, d)).await
         }
         (["bindings", v, "e", s, k @ ("q" | "e"), d, p], _) if get || m == Delete => {
             obj::one_binding(shard, &caller, m == Delete, v, (s, k, d, p)).await
         }
         // connections, channels, consumers
-        (["connections"], _) if get => obj::list_connections(shard, ctx, &caller, &req, None).await,
+        (["connections"], _) if get => obj::list_connections(shard, ctx, &caller, req, None).await,
         (["connections", n], _) if get => obj::get_connection(shard, ctx, &caller, n).await,
-        (["connections", n], Delete) => obj::close_connection(shard, &caller, &req, n).await,
+        (["connections", n], Delete) => obj::close_connection(shard, &caller, req, n).await,
         (["connections", n, "channels"], _) if get => {
-            obj::list_channels(shard, ctx, &caller, &req, ChannelFilter::Connection(n)).await
+            obj::list_channels(shard, ctx, &caller, req, ChannelFilter::Connection(n)).await
         }
         (["channels"], _) if get => {
-            obj::list_channels(shard, ctx, &caller, &req, ChannelFilter::All).await
+            obj::list_channels(shard, ctx, &caller, req, ChannelFilter::All).await
         }
         (["channels", n], _) if get => {
-            obj::list_channels(shard, ctx, &caller, &req, ChannelFilter::One(n)).await
+            obj::list_channels(shard, ctx, &caller, req, ChannelFilter::One(n)).await
         }
-        (["consumers"], _) if get => obj::list_consumers(shard, ctx, &caller, &req, None).await,
+        (["consumers"], _) if get => obj::list_consumers(shard, ctx, &caller, req, None).await,
         (["consumers", v], _) if get => {
-            obj::list_consumers(shard, ctx, &caller, &req, Some(v)).await
+            obj::list_consumers(shard, ctx, &caller, req, Some(v)).await
         }
         // definitions
         (["definitions"], _) if get => {
             caller.require_admin()?;
-            Ok(ApiResponse::ok(crate::mgmt::definitions::export(shard)))
+            Ok(ApiResponse::ok(http_export(
+                crate::mgmt::definitions::export(shard),
+            )))
+        }
+        (["definitions", v], _) if get => {
+            caller.require_admin()?;
+            if !shard.vhost_exists(v) {
+                return Err(ApiError::NotFound);
+            }
+            Ok(ApiResponse::ok(http_export(
+                crate::mgmt::definitions::export_vhost(shard, v),
+            )))
         }
         (["definitions"], Post) => {
             caller.require_admin()?;
-            import(shard, &req).await
+            import(shard, req, None).await
+        }
+        (["definitions", v], Post) => {
+            caller.require_admin()?;
+            if !shard.vhost_exists(v) {
+                return Err(ApiError::NotFound);
+            }
+            import(shard, req, Some(v)).await
         }
         // health
         (["aliveness-test", v], _) if get => aliveness(shard, &caller, v).await,
@@ -225,40 +276,55 @@ pub async fn route(shard: &Rc<Shard>, ctx: &Context, req: ApiRequest) -> ApiResu
             Ok(ApiResponse::ok(json!({ "status": "ok" })))
         }
         // policies arrive with the queue features; none can exist yet
-        (["policies"] | ["operator-policies"], _) if get => lists::reply(&req, vec![], &[]),
+        (["policies"] | ["operator-policies"], _) if get => lists::reply(req, vec![], &[]),
         (["policies", v] | ["operator-policies", v], _) if get => {
             require_vhost(shard, &caller, v)?;
-            lists::reply(&req, vec![], &[])
+            lists::reply(req, vec![], &[])
         }
         (["policies" | "operator-policies", ..], _) => Err(ApiError::NotImplemented(
             "policies are not supported by Warren yet".into(),
         )),
-        (
-            [
-                "overview" | "whoami" | "vhosts" | "users" | "permissions" | "queues"
-                | "exchanges" | "bindings" | "connections" | "channels" | "consumers" | "nodes"
-                | "definitions" | "aliveness-test" | "health" | "cluster-name",
-                ..,
-            ],
-            _,
-        ) if known(&segs) => Err(ApiError::MethodNotAllowed),
-        _ => Err(ApiError::NotFound),
+        _ => match allowed(&segs) {
+            Some(allow) => Err(ApiError::MethodNotAllowed(allow)),
+            None => Err(ApiError::NotFound),
+        },
     }
 }
 
-/// Whether a path names something the API has (for 405 against 404).
-fn known(segs: &[&str]) -> bool {
-    match segs {
-        ["overview" | "whoami" | "cluster-name" | "definitions" | "nodes" | "vhosts" | "users"
+/// The methods a path has (`None`: no such resource), for 405's `Allow`.
+fn allowed(segs: &[&str]) -> Option<&'static str> {
+    const READ: &str = "HEAD, GET, OPTIONS";
+    const OBJECT: &str = "HEAD, GET, PUT, DELETE, OPTIONS";
+    Some(match segs {
+        ["definitions"] | ["definitions", _] => "HEAD, GET, POST, OPTIONS",
+        ["overview" | "whoami" | "cluster-name" | "extensions" | "nodes" | "vhosts" | "users"
         | "permissions" | "queues" | "exchanges" | "bindings" | "connections" | "channels"
-        | "consumers"] => true,
-        ["vhosts" | "users" | "queues" | "exchanges" | "connections", _] => true,
-        ["permissions" | "queues" | "exchanges", _, _] => true,
-        ["queues", _, _, "get" | "contents" | "bindings"] => true,
-        ["exchanges", _, _, "publish"] => true,
-        ["bindings", _, "e", _, _, _] | ["bindings", _, "e", _, _, _, _] => true,
-        _ => false,
+        | "consumers"]
+        | ["queues" | "exchanges" | "bindings" | "consumers", _] => READ,
+        ["vhosts" | "users", _] | ["permissions" | "queues" | "exchanges", _, _] => OBJECT,
+        ["connections", _] => "HEAD, GET, DELETE, OPTIONS",
+        ["queues", _, _, "get"] | ["exchanges", _, _, "publish"] => "POST, OPTIONS",
+        ["queues", _, _, "contents"] => "DELETE, OPTIONS",
+        ["bindings", _, "e", _, _, _] => "HEAD, GET, POST, OPTIONS",
+        ["bindings", _, "e", _, _, _, _] => "HEAD, GET, DELETE, OPTIONS",
+        _ => return None,
+    })
+}
+
+/// The HTTP API's export differs from rabbitmqctl's: its queues carry no
+/// `type`, its exchanges always say `internal`.
+fn http_export(mut doc: Value) -> Value {
+    if let Some(Value::Array(qs)) = doc.get_mut("queues") {
+        for q in qs.iter_mut().filter_map(Value::as_object_mut) {
+            q.remove("type");
+        }
     }
+    if let Some(Value::Array(xs)) = doc.get_mut("exchanges") {
+        for x in xs.iter_mut().filter_map(Value::as_object_mut) {
+            x.entry("internal").or_insert(json!(false));
+        }
+    }
+    doc
 }
 
 async fn admin(shard: &Rc<Shard>, op: AdminOp) -> Result<(), ApiError> {
@@ -288,10 +354,16 @@ async fn put_user(shard: &Rc<Shard>, req: &ApiRequest, name: &str) -> ApiResult 
             "both_password_and_password_hash_are_provided".into(),
         ));
     }
+    let exists = shard.with_topology(|t| t.access.user(name).is_some());
+    if exists && !req.json()?.contains_key("tags") {
+        return Err(ApiError::BadRequest("tags_not_present".into()));
+    }
     if !body.contains_key("password") && !body.contains_key("password_hash") {
-        return Err(ApiError::BadRequest(
-            "[{key_missing,password_or_password_hash}]".into(),
-        ));
+        // As RabbitMQ: a user made without a password gets a random one,
+        // so it cannot log in until one is set.
+        let random: [u8; 16] = rand::random();
+        let secret: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        body.insert("password".into(), json!(secret));
     }
     let def: UserDef = serde_json::from_value(Value::Object(body))
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
@@ -299,14 +371,20 @@ async fn put_user(shard: &Rc<Shard>, req: &ApiRequest, name: &str) -> ApiResult 
         .credentials(Some(API_VERSION))
         .map_err(ApiError::BadRequest)?;
     let tags = def.tags.0;
-    let exists = shard.with_topology(|t| t.access.user(name).is_some());
     if exists {
         let op = AdminOp::ChangePassword {
             name: name.into(),
             hash,
         };
         admin(shard, op).await?;
-        admin(shard, AdminOp::SetTags { name: name.into(), tags }).await?;
+        admin(
+            shard,
+            AdminOp::SetTags {
+                name: name.into(),
+                tags,
+            },
+        )
+        .await?;
     } else {
         admin(
             shard,
@@ -342,18 +420,19 @@ fn permissions(shard: &Shard, keep: impl Fn(&str, &str) -> bool) -> Vec<Value> {
 }
 
 /// `PUT /api/permissions/{vhost}/{user}`.
-async fn put_permissions(shard: &Rc<Shard>, req: &ApiRequest, vhost: &str, user: &str) -> ApiResult {
+async fn put_permissions(
+    shard: &Rc<Shard>,
+    req: &ApiRequest,
+    vhost: &str,
+    user: &str,
+) -> ApiResult {
     let body = req.json()?;
-    if !shard.vhost_exists(vhost) {
-        return Err(ApiError::BadRequest(format!("vhost_not_found: {vhost}")));
-    }
-    if shard.with_topology(|t| t.access.user(user).is_none()) {
-        return Err(ApiError::BadRequest(format!("user_not_found: {user}")));
+    super::request::require_keys(&body, &["configure", "write", "read"])?;
+    if !shard.vhost_exists(vhost) || shard.with_topology(|t| t.access.user(user).is_none()) {
+        return Err(ApiError::BadRequest("vhost_or_user_not_found".into()));
     }
     let field = |k: &str| -> Result<String, ApiError> {
-        field_str(&body, k)?
-            .map(str::to_string)
-            .ok_or_else(|| super::request::key_missing(k))
+        Ok(field_str(&body, k)?.unwrap_or("").to_string())
     };
     let spec = PermissionSpec {
         configure: field("configure")?,
@@ -387,7 +466,7 @@ async fn vhost_json(shard: &Rc<Shard>, vhost: &str) -> Value {
         "description": if default { "Default virtual host" } else { "" },
         "tags": [],
         "metadata": { "description": if default { "Default virtual host" } else { "" }, "tags": [] },
-        "default_queue_type": "classic",
+        "default_queue_type": "undefined",
         "tracing": false,
         "cluster_state": { "warren": "running" },
         "messages": ready + unacked,
@@ -410,9 +489,45 @@ async fn list_vhosts(shard: &Rc<Shard>, caller: &Caller, req: &ApiRequest) -> Ap
     lists::reply(req, items, &["name"])
 }
 
-async fn import(shard: &Rc<Shard>, req: &ApiRequest) -> ApiResult {
-    let doc: Value = serde_json::from_slice(&req.body)
-        .map_err(|_| ApiError::BadRequest("not_json".into()))?;
+async fn import(shard: &Rc<Shard>, req: &ApiRequest, vhost: Option<&str>) -> ApiResult {
+    let mut doc: Value = serde_json::from_slice(&req.body)
+        .map_err(|_| ApiError::BadRequest("failed_to_parse_json".into()))?;
+    // As RabbitMQ: objects in a vhost that neither exists nor is defined
+    // in the document refuse the whole import.
+    let defined: Vec<String> = doc
+        .get("vhosts")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v["name"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    for list in ["queues", "exchanges", "bindings"] {
+        for item in doc
+            .get(list)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let Some(v) = item.get("vhost").and_then(Value::as_str) else {
+                continue;
+            };
+            if vhost.is_none() && !shard.vhost_exists(v) && !defined.iter().any(|d| d == v) {
+                return Err(ApiError::BadRequestValue(json!(["no_such_vhost", v])));
+            }
+        }
+    }
+    if let Some(v) = vhost {
+        // A vhost's definitions name no vhost: they land in this one.
+        for list in ["queues", "exchanges", "bindings"] {
+            if let Some(Value::Array(items)) = doc.get_mut(list) {
+                for i in items.iter_mut().filter_map(Value::as_object_mut) {
+                    i.insert("vhost".into(), json!(v));
+                }
+            }
+        }
+    }
     match crate::mgmt::definitions::import(shard, &doc).await {
         Ok(_) => Ok(ApiResponse::no_content()),
         Err(Reply::Error { message, .. }) => Err(ApiError::BadRequest(message)),
@@ -429,8 +544,15 @@ async fn aliveness(shard: &Rc<Shard>, caller: &Caller, vhost: &str) -> ApiResult
         .await
         .map_err(|e| failed(e.text))?;
     let props = crate::codec::BasicProperties::default();
-    crate::mgmt::ops::publish(shard, vhost, "", q, &props, bytes::Bytes::from_static(b"test_message"))
-        .map_err(|e| failed(e.text))?;
+    crate::mgmt::ops::publish(
+        shard,
+        vhost,
+        "",
+        q,
+        &props,
+        bytes::Bytes::from_static(b"test_message"),
+    )
+    .map_err(|e| failed(e.text))?;
     let got = crate::mgmt::ops::get(shard, vhost, q, 1, crate::mgmt::ops::GetMode::Ack)
         .await
         .map_err(|e| failed(e.text))?;
@@ -475,7 +597,7 @@ fn listeners(ctx: &Context) -> Vec<(u16, &'static str, std::net::IpAddr)> {
 fn port_listener(ctx: &Context, port: &str) -> ApiResult {
     let p: u16 = port
         .parse()
-        .map_err(|_| ApiError::BadRequest(format!("invalid port: {port}")))?;
+        .map_err(|_| ApiError::BadRequest("Invalid port".into()))?;
     let all = listeners(ctx);
     if all.iter().any(|(lp, _, _)| *lp == p) {
         Ok(ApiResponse::ok(json!({ "status": "ok", "port": p })))
@@ -483,7 +605,7 @@ fn port_listener(ctx: &Context, port: &str) -> ApiResult {
         let ports: Vec<u16> = all.iter().map(|(p, _, _)| *p).collect();
         Err(ApiError::Unavailable(json!({
             "status": "failed",
-            "reason": format!("No active listener on port {p}"),
+            "reason": "No active listener",
             "missing": p,
             "ports": ports,
         })))
@@ -499,12 +621,14 @@ fn protocol_listener(ctx: &Context, proto: &str) -> ApiResult {
         other => other,
     };
     if all.iter().any(|(_, p, _)| *p == wanted) {
-        Ok(ApiResponse::ok(json!({ "status": "ok", "protocol": wanted })))
+        Ok(ApiResponse::ok(
+            json!({ "status": "ok", "protocol": wanted }),
+        ))
     } else {
         let protocols: Vec<&str> = all.iter().map(|(_, p, _)| *p).collect();
         Err(ApiError::Unavailable(json!({
             "status": "failed",
-            "reason": format!("No active listener for protocol {proto}"),
+            "reason": "No active listener",
             "missing": proto,
             "protocols": protocols,
         })))
@@ -575,7 +699,12 @@ fn exchange_types() -> Value {
     ])
 }
 
-async fn overview(shard: &Rc<Shard>, ctx: &Context, caller: &Caller, _req: &ApiRequest) -> ApiResult {
+async fn overview(
+    shard: &Rc<Shard>,
+    ctx: &Context,
+    caller: &Caller,
+    _req: &ApiRequest,
+) -> ApiResult {
     // Monitors see the node's totals; other users their vhosts'.
     let vhosts = if caller.monitoring() {
         shard.with_topology(|t| t.vhost_names().into_iter().map(|v| v.to_string()).collect())

@@ -52,10 +52,12 @@ impl Caller {
     }
 }
 
-/// Whether `caller` may reach `vhost`'s objects: any permission entry in
-/// it, as RabbitMQ's management plugin checks (for administrators too).
+/// Whether `caller` may reach `vhost`'s objects: administrators reach
+/// every vhost; others need a permission entry in it (any), as RabbitMQ's
+/// management plugin checks.
 pub fn vhost_access(shard: &Shard, caller: &Caller, vhost: &str) -> bool {
-    shard.with_topology(|t| t.access.permission(&caller.name, vhost).is_some())
+    caller.administrator()
+        || shard.with_topology(|t| t.access.permission(&caller.name, vhost).is_some())
 }
 
 /// Fails unless the vhost exists (404) and the caller may reach it (401).
@@ -76,7 +78,7 @@ pub fn visible_vhosts(shard: &Shard, caller: &Caller) -> Vec<String> {
         t.vhost_names()
             .into_iter()
             .map(|v| v.to_string())
-            .filter(|v| t.access.permission(&caller.name, v).is_some())
+            .filter(|v| caller.administrator() || t.access.permission(&caller.name, v).is_some())
             .collect()
     })
 }
@@ -87,7 +89,9 @@ pub fn authenticate(shard: &Shard, req: &ApiRequest) -> Result<Caller, ApiError>
         return Err(ApiError::NoCredentials);
     };
     let (user, pass) = basic_credentials(header).ok_or(ApiError::NoCredentials)?;
-    let remote = req.peer.is_some_and(|p| !p.ip().to_canonical().is_loopback());
+    let remote = req
+        .peer
+        .is_some_and(|p| !p.ip().to_canonical().is_loopback());
     let result = shard.with_topology(|t| {
         let loopback_only = shard
             .options()

@@ -37,30 +37,29 @@ pub fn reply(req: &ApiRequest, mut items: Vec<Value>, default_sort: &[&str]) -> 
             items.into_iter().map(|i| project(i, &cols)).collect(),
         )));
     };
-    let page: u64 = page
-        .parse()
-        .ok()
-        .filter(|&p| p >= 1)
-        .ok_or_else(|| ApiError::BadRequest("page must be an integer greater than 0".into()))?;
+    let invalid = || ApiError::BadRequest("Pagination parameters are invalid".into());
+    let page: u64 = page.parse().map_err(|_| invalid())?;
     let page_size: u64 = match req.query("page_size") {
         None => DEFAULT_PAGE_SIZE,
-        Some(s) => s.parse().ok().filter(|&n| n >= 1).ok_or_else(|| {
-            ApiError::BadRequest("page_size must be an integer greater than 0".into())
-        })?,
+        Some(s) => s.parse().map_err(|_| invalid())?,
     };
-    if page_size > MAX_PAGE_SIZE {
-        return Err(ApiError::BadRequest(format!(
-            "page_size must be less than or equal to {MAX_PAGE_SIZE}"
-        )));
+    if page == 0 || page_size == 0 || page_size > MAX_PAGE_SIZE {
+        return Err(ApiError::BadRequestNamed(
+            "invalid_pagination_parameters",
+            format!("Invalid pagination parameters: page number {page}, page size {page_size}"),
+        ));
     }
     let total = items.len() as u64;
     let filtered = filter_by_name(req, items)?;
     let filtered_count = filtered.len() as u64;
     let page_count = filtered_count.div_ceil(page_size).max(1);
     if page > page_count {
-        return Err(ApiError::BadRequest(format!(
-            "page out of range: page {page} of {page_count}"
-        )));
+        return Err(ApiError::BadRequestNamed(
+            "page_out_of_range",
+            format!(
+                "Page out of range, page: {page} page size: {page_size}, len: {filtered_count}"
+            ),
+        ));
     }
     let cols = columns(req);
     let start = ((page - 1) * page_size) as usize;
@@ -87,11 +86,19 @@ fn filter_by_name(req: &ApiRequest, items: Vec<Value>) -> Result<Vec<Value>, Api
     let Some(pattern) = req.query("name").filter(|n| !n.is_empty()) else {
         return Ok(items);
     };
-    let name = |i: &Value| i.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+    let name = |i: &Value| {
+        i.get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
     if req.query_flag("use_regex") {
         let re = regex::Regex::new(pattern)
             .map_err(|e| ApiError::BadRequest(format!("invalid regular expression: {e}")))?;
-        Ok(items.into_iter().filter(|i| re.is_match(&name(i))).collect())
+        Ok(items
+            .into_iter()
+            .filter(|i| re.is_match(&name(i)))
+            .collect())
     } else {
         let lower = pattern.to_lowercase();
         Ok(items
@@ -99,6 +106,11 @@ fn filter_by_name(req: &ApiRequest, items: Vec<Value>) -> Result<Vec<Value>, Api
             .filter(|i| name(i).to_lowercase().contains(&lower))
             .collect())
     }
+}
+
+/// A single object with the request's `columns` applied.
+pub fn project_columns(req: &ApiRequest, item: Value) -> Value {
+    project(item, &columns(req))
 }
 
 /// `columns=a,b.c`: the paths to keep (empty: everything).
@@ -113,41 +125,23 @@ fn columns(req: &ApiRequest) -> Vec<Vec<String>> {
         .unwrap_or_default()
 }
 
-/// Keeps only `cols` of `item` (nested paths keep their parents).
+/// Keeps only `cols` of `item`; as RabbitMQ, a nested column `a.b` keeps
+/// all of `a`.
 fn project(item: Value, cols: &[Vec<String>]) -> Value {
     if cols.is_empty() {
         return item;
     }
-    let mut out = Value::Object(serde_json::Map::new());
+    let mut out = serde_json::Map::new();
     for path in cols {
-        let refs: Vec<&str> = path.iter().map(String::as_str).collect();
-        if let Some(v) = lookup(&item, &refs) {
-            insert(&mut out, &refs, v.clone());
+        if let Some(v) = path.first().and_then(|k| item.get(k)) {
+            out.insert(path[0].clone(), v.clone());
         }
     }
-    out
+    Value::Object(out)
 }
 
 fn lookup<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
     path.iter().try_fold(v, |v, k| v.get(*k))
-}
-
-fn insert(out: &mut Value, path: &[&str], v: Value) {
-    let Some((last, parents)) = path.split_last() else {
-        return;
-    };
-    let mut at = out;
-    for p in parents {
-        let Some(obj) = at.as_object_mut() else {
-            return;
-        };
-        at = obj
-            .entry(p.to_string())
-            .or_insert_with(|| Value::Object(serde_json::Map::new()));
-    }
-    if let Some(obj) = at.as_object_mut() {
-        obj.insert(last.to_string(), v);
-    }
 }
 
 /// Missing first, then numbers by value, strings, others by their text.
@@ -167,8 +161,8 @@ fn compare(a: Option<&Value>, b: Option<&Value>) -> Ordering {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use super::super::request::Method;
+    use super::*;
 
     fn req(query: &str) -> ApiRequest {
         ApiRequest {
@@ -212,7 +206,11 @@ mod tests {
         let r = reply(&req("sort=messages&sort_reverse=true"), items(), &["name"]).unwrap();
         assert_eq!(names(r.body.as_ref().unwrap()), ["a", "b", "c-b"]);
         let r = reply(&req("sort=stats.rate"), items(), &["name"]).unwrap();
-        assert_eq!(names(r.body.as_ref().unwrap()), ["c-b", "a", "b"], "missing first");
+        assert_eq!(
+            names(r.body.as_ref().unwrap()),
+            ["c-b", "a", "b"],
+            "missing first"
+        );
     }
 
     #[test]
@@ -235,7 +233,8 @@ mod tests {
         let r = reply(&req("columns=name,stats.rate"), items(), &["name"]).unwrap();
         assert_eq!(
             r.body.unwrap()[0],
-            json!({"name": "a", "stats": {"rate": 0.5}})
+            json!({"name": "a", "stats": {"rate": 0.5}}),
+            "a nested column keeps its whole parent"
         );
     }
 }

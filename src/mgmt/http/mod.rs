@@ -84,9 +84,7 @@ async fn serve_connection(stream: Stream, service: Service, shard: Rc<Shard>, ct
     let peer = stream.peer_addr().ok();
     let svc = hyper::service::service_fn(move |req| {
         let (shard, ctx) = (shard.clone(), ctx.clone());
-        async move {
-            Ok::<_, std::convert::Infallible>(handle(req, peer, service, shard, ctx).await)
-        }
+        async move { Ok::<_, std::convert::Infallible>(handle(req, peer, service, shard, ctx).await) }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -203,10 +201,16 @@ fn json_response(e: &ApiError, _: Option<()>) -> HttpResponse {
         .status(e.status())
         .header("content-type", "application/json")
         .header("cache-control", "no-cache");
-    if *e == ApiError::NoCredentials {
+    if matches!(e, ApiError::NoCredentials | ApiError::LoginFailed(_)) {
         b = b.header("www-authenticate", "Basic realm=\"RabbitMQ Management\"");
     }
-    let body = Bytes::from(serde_json::to_vec(&e.body()).unwrap_or_default());
+    if let ApiError::MethodNotAllowed(allow) = e {
+        b = b.header("allow", *allow);
+    }
+    let body = match e.body() {
+        Some(v) => Bytes::from(serde_json::to_vec(&v).unwrap_or_default()),
+        None => Bytes::new(),
+    };
     b.body(Full::new(body)).unwrap_or_else(|_| internal())
 }
 
@@ -226,7 +230,11 @@ fn text_response(status: u16, content_type: &'static str, body: Bytes) -> HttpRe
 
 async fn prometheus(path: &str, method: Method, shard: &Rc<Shard>, ctx: &Context) -> HttpResponse {
     if !matches!(method, Method::Get | Method::Head) {
-        return text_response(405, "text/plain", Bytes::from_static(b"Method Not Allowed\n"));
+        return text_response(
+            405,
+            "text/plain",
+            Bytes::from_static(b"Method Not Allowed\n"),
+        );
     }
     let per_object = match path.trim_end_matches('/') {
         "/metrics" | "" => false,

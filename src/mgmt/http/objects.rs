@@ -11,7 +11,7 @@ use std::rc::Rc;
 use super::auth::{require_vhost, visible_vhosts, Caller};
 use super::lists;
 use super::request::{
-    field_bool, field_str, field_u64, key_missing, refused, ApiError, ApiRequest, ApiResponse,
+    field_bool, field_str, field_u64, refused, require_keys, ApiError, ApiRequest, ApiResponse,
     ApiResult,
 };
 use crate::access::PermissionKind;
@@ -58,6 +58,19 @@ pub fn permit(
     } else {
         Err(ApiError::Forbidden(refused::ACCESS_REFUSED))
     }
+}
+
+/// A PUT into a missing vhost says so, as RabbitMQ's does.
+fn require_vhost_for_put(shard: &Shard, caller: &Caller, vhost: &str) -> Result<(), ApiError> {
+    if !shard.vhost_exists(vhost) {
+        return Err(ApiError::NotFoundBecause("vhost_not_found".into()));
+    }
+    require_vhost(shard, caller, vhost)
+}
+
+/// An AMQP refusal as the publish endpoint reports it: the code in front.
+fn coded(e: AmqpError) -> ApiError {
+    ApiError::BadRequest(format!("{} {}", e.code, e.text))
 }
 
 /// The vhosts a list covers: one (checked) or every visible one.
@@ -157,7 +170,12 @@ pub async fn get_queue(
         .map_err(amqp_error)?
         .into_iter()
         .next();
-    Ok(ApiResponse::ok(queue_json(ctx, vhost, &meta, info.as_ref())))
+    Ok(ApiResponse::ok(queue_json(
+        ctx,
+        vhost,
+        &meta,
+        info.as_ref(),
+    )))
 }
 
 /// `PUT /api/queues/{vhost}/{name}`.
@@ -168,10 +186,10 @@ pub async fn put_queue(
     vhost: &str,
     name: &str,
 ) -> ApiResult {
-    require_vhost(shard, caller, vhost)?;
+    require_vhost_for_put(shard, caller, vhost)?;
     let body = req.json()?;
     permit(shard, caller, vhost, PermissionKind::Configure, name)?;
-    let durable = field_bool(&body, "durable", true)?;
+    let durable = field_bool(&body, "durable", false)?;
     let auto_delete = field_bool(&body, "auto_delete", false)?;
     let args = body_arguments(&body)?;
     let d = ops::declare_queue(shard, vhost, name, durable, auto_delete, args)
@@ -197,6 +215,7 @@ pub async fn delete_queue(
         name,
         req.query_flag("if-unused"),
         req.query_flag("if-empty"),
+        ops::Exclusive::Respect,
     )
     .await
     .map_err(amqp_error)?;
@@ -224,21 +243,32 @@ pub async fn get_messages(
 ) -> ApiResult {
     require_vhost(shard, caller, vhost)?;
     let body = req.json()?;
-    ops::find_queue(shard, vhost, name).map_err(|_| ApiError::NotFound)?;
+    if let Err(e) = ops::find_queue(shard, vhost, name) {
+        return Err(ApiError::NotFoundBecause(e.text));
+    }
     permit(shard, caller, vhost, PermissionKind::Read, name)?;
-    let count = field_u64(&body, "count")?.ok_or_else(|| key_missing("count"))?;
+    require_keys(&body, &["ackmode", "count", "encoding"])?;
+    let count = field_u64(&body, "count")?.unwrap_or(0);
     let mode = match field_str(&body, "ackmode")? {
         Some("ack_requeue_true") | Some("reject_requeue_true") => GetMode::Requeue,
         Some("ack_requeue_false") => GetMode::Ack,
         Some("reject_requeue_false") => GetMode::Reject,
-        Some(other) => return Err(ApiError::BadRequest(format!("Unknown ackmode: {other}"))),
-        None => return Err(key_missing("ackmode")),
+        // RabbitMQ answers 500 here; a 400 says more.
+        other => {
+            return Err(ApiError::BadRequest(format!(
+                "Unknown ackmode: {}",
+                other.unwrap_or("")
+            )))
+        }
     };
     let base64_only = match field_str(&body, "encoding")? {
         Some("auto") => false,
         Some("base64") => true,
-        Some(other) => return Err(ApiError::BadRequest(format!("Unknown encoding: {other}"))),
-        None => return Err(key_missing("encoding")),
+        _ => {
+            return Err(ApiError::BadRequest(
+                "Unsupported encoding. Please use auto or base64.".into(),
+            ))
+        }
     };
     let truncate = field_u64(&body, "truncate")?;
     let got = ops::get(shard, vhost, name, count, mode)
@@ -266,7 +296,11 @@ pub async fn get_messages(
                 "exchange": g.msg.exchange.to_string(),
                 "routing_key": g.msg.routing_key.to_string(),
                 "message_count": g.remaining,
-                "properties": properties_json(&props),
+                // RabbitMQ sends no properties as an empty list.
+                "properties": match properties_json(&props) {
+                    Value::Object(m) if m.is_empty() => json!([]),
+                    p => p,
+                },
                 "payload": payload,
                 "payload_encoding": encoding,
             })
@@ -390,7 +424,10 @@ pub async fn list_exchanges(
 pub fn get_exchange(shard: &Shard, caller: &Caller, vhost: &str, name: &str) -> ApiResult {
     require_vhost(shard, caller, vhost)?;
     shard
-        .with_topology(|t| t.exchange(vhost, exchange_name(name)).map(|x| exchange_json(vhost, x)))
+        .with_topology(|t| {
+            t.exchange(vhost, exchange_name(name))
+                .map(|x| exchange_json(vhost, x))
+        })
         .map(ApiResponse::ok)
         .ok_or(ApiError::NotFound)
 }
@@ -403,22 +440,22 @@ pub async fn put_exchange(
     vhost: &str,
     name: &str,
 ) -> ApiResult {
-    require_vhost(shard, caller, vhost)?;
+    require_vhost_for_put(shard, caller, vhost)?;
     let body = req.json()?;
     let name = exchange_name(name);
     if name.is_empty() {
         return Err(ApiError::Forbidden(refused::ACCESS_REFUSED));
     }
     permit(shard, caller, vhost, PermissionKind::Configure, name)?;
-    let kind_name = field_str(&body, "type")?.ok_or_else(|| key_missing("type"))?;
-    let kind = ops::exchange_kind(kind_name).ok_or_else(|| {
-        ApiError::BadRequest(format!("invalid exchange type '{kind_name}'"))
-    })?;
+    require_keys(&body, &["type"])?;
+    let kind_name = field_str(&body, "type")?.unwrap_or("");
+    let kind = ops::exchange_kind(kind_name)
+        .ok_or_else(|| ApiError::BadRequest(format!("invalid exchange type '{kind_name}'")))?;
     let existed = shard.exchange_exists(vhost, name);
     let meta = ExchangeMeta {
         name: name.into(),
         kind,
-        durable: field_bool(&body, "durable", true)?,
+        durable: field_bool(&body, "durable", false)?,
         auto_delete: field_bool(&body, "auto_delete", false)?,
         internal: field_bool(&body, "internal", false)?,
         arguments: body_arguments(&body)?,
@@ -460,14 +497,14 @@ pub fn publish(
     require_vhost(shard, caller, vhost)?;
     let body = req.json()?;
     let name = exchange_name(name);
-    if !shard.exchange_exists(vhost, name) {
-        return Err(ApiError::NotFound);
-    }
     permit(shard, caller, vhost, PermissionKind::Write, name)?;
-    let routing_key = field_str(&body, "routing_key")?.ok_or_else(|| key_missing("routing_key"))?;
-    let payload = field_str(&body, "payload")?.ok_or_else(|| key_missing("payload"))?;
-    let encoding = field_str(&body, "payload_encoding")?
-        .ok_or_else(|| key_missing("payload_encoding"))?;
+    require_keys(
+        &body,
+        &["routing_key", "properties", "payload", "payload_encoding"],
+    )?;
+    let routing_key = field_str(&body, "routing_key")?.unwrap_or("");
+    let payload = field_str(&body, "payload")?.unwrap_or("");
+    let encoding = field_str(&body, "payload_encoding")?.unwrap_or("");
     let payload = match encoding {
         "string" => Bytes::copy_from_slice(payload.as_bytes()),
         "base64" => Bytes::from(
@@ -482,7 +519,7 @@ pub fn publish(
         }
     };
     let props = properties_from(body.get("properties"))?;
-    let routed = ops::publish(shard, vhost, name, routing_key, &props, payload).map_err(amqp_error)?;
+    let routed = ops::publish(shard, vhost, name, routing_key, &props, payload).map_err(coded)?;
     Ok(ApiResponse::ok(json!({ "routed": routed })))
 }
 
@@ -507,7 +544,14 @@ pub fn properties_key(routing_key: &str, args: &FieldTable) -> String {
     }
 }
 
-fn binding_json(vhost: &str, source: &str, dest: &str, kind: &str, key: &str, args: &FieldTable) -> Value {
+fn binding_json(
+    vhost: &str,
+    source: &str,
+    dest: &str,
+    kind: &str,
+    key: &str,
+    args: &FieldTable,
+) -> Value {
     json!({
         "source": source,
         "vhost": vhost,
@@ -598,7 +642,9 @@ pub fn list_bindings(
             let s = |k: &str| b[k].as_str().unwrap_or("");
             match filter {
                 BindingFilter::All => true,
-                BindingFilter::Queue(q) => s("destination_type") == "queue" && s("destination") == q,
+                BindingFilter::Queue(q) => {
+                    s("destination_type") == "queue" && s("destination") == q
+                }
                 BindingFilter::Source(x) => s("source") == exchange_name(x),
                 BindingFilter::Destination(x) => {
                     s("destination_type") == "exchange" && s("destination") == exchange_name(x)
@@ -645,8 +691,16 @@ fn binding_ends(
     } else {
         shard.with_topology(|t| t.queue(vhost, dest).is_some())
     };
-    if !shard.exchange_exists(vhost, source) || !dest_exists {
-        return Err(ApiError::NotFound);
+    if !shard.exchange_exists(vhost, source) {
+        return Err(ApiError::NotFoundBecause(format!(
+            "no exchange '{source}' in vhost '{vhost}'"
+        )));
+    }
+    if !dest_exists {
+        let what = if kind == "e" { "exchange" } else { "queue" };
+        return Err(ApiError::NotFoundBecause(format!(
+            "no {what} '{dest}' in vhost '{vhost}'"
+        )));
     }
     permit(shard, caller, vhost, PermissionKind::Write, dest)?;
     permit(shard, caller, vhost, PermissionKind::Read, source)
@@ -662,6 +716,9 @@ pub async fn create_binding(
     (source, kind, dest): (&str, &str, &str),
 ) -> ApiResult {
     let source = exchange_name(source);
+    if source.is_empty() {
+        return Err(ApiError::Forbidden(refused::ACCESS_REFUSED));
+    }
     binding_ends(shard, caller, vhost, source, kind, dest)?;
     let body = req.json()?;
     let key = field_str(&body, "routing_key")?.unwrap_or("").to_string();
@@ -674,16 +731,10 @@ pub async fn create_binding(
         arguments: args,
     };
     ops::bind(shard, vhost, binding).await.map_err(amqp_error)?;
-    let enc = |s: &str| {
-        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-    };
+    // RabbitMQ's Location is relative to the URL posted to.
     let mut r = ApiResponse::created(true);
-    r.location = Some(pkey_location(&enc(vhost), &enc(source), kind, &enc(dest), &enc(&pkey)));
+    r.location = Some(format!("{dest}/{pkey}"));
     Ok(r)
-}
-
-fn pkey_location(vhost: &str, source: &str, kind: &str, dest: &str, pkey: &str) -> String {
-    format!("/api/bindings/{vhost}/e/{source}/{kind}/{dest}/{pkey}")
 }
 
 /// `GET|DELETE /api/bindings/{vhost}/e/{source}/{q|e}/{dest}/{props}`.
@@ -719,7 +770,9 @@ pub async fn one_binding(
         routing_key: b["routing_key"].as_str().unwrap_or("").into(),
         arguments: args,
     };
-    ops::unbind(shard, vhost, binding).await.map_err(amqp_error)?;
+    ops::unbind(shard, vhost, binding)
+        .await
+        .map_err(amqp_error)?;
     Ok(ApiResponse::no_content())
 }
 
@@ -750,6 +803,11 @@ pub fn connection_json(ctx: &Context, c: &ConnInfo) -> Value {
         "frame_max": c.frame_max,
         "channel_max": c.channel_max,
         "client_properties": arguments(&c.client_properties),
+        "user_provided_name": c
+            .client_properties
+            .get("connection_name")
+            .and_then(|v| v.as_str())
+            .map(str::to_string),
         "connected_at": c.connected_at_ms,
     })
 }
@@ -784,16 +842,31 @@ pub async fn list_connections(
     lists::reply(req, items, &[])
 }
 
-async fn find_connection(shard: &Rc<Shard>, caller: &Caller, name: &str) -> Result<ConnInfo, ApiError> {
-    visible_connections(shard, caller)
+async fn find_connection(
+    shard: &Rc<Shard>,
+    caller: &Caller,
+    name: &str,
+) -> Result<ConnInfo, ApiError> {
+    let c = all_connections(shard)
         .await
         .into_iter()
+        .filter(|c| !c.user.is_empty())
         .find(|c| connection_name(c) == name)
-        .ok_or(ApiError::NotFound)
+        .ok_or(ApiError::NotFound)?;
+    if caller.monitoring() || c.user == caller.name {
+        Ok(c)
+    } else {
+        Err(ApiError::NotYours)
+    }
 }
 
 /// `GET /api/connections/{name}`.
-pub async fn get_connection(shard: &Rc<Shard>, ctx: &Context, caller: &Caller, name: &str) -> ApiResult {
+pub async fn get_connection(
+    shard: &Rc<Shard>,
+    ctx: &Context,
+    caller: &Caller,
+    name: &str,
+) -> ApiResult {
     let c = find_connection(shard, caller, name).await?;
     Ok(ApiResponse::ok(connection_json(ctx, &c)))
 }
@@ -817,7 +890,7 @@ pub async fn close_connection(
 }
 
 fn channel_json(ctx: &Context, c: &ConnInfo, ch: &crate::shard::ChannelInfo) -> Value {
-    json!({
+    let mut v = json!({
         "name": format!("{} ({})", connection_name(c), ch.number),
         "number": ch.number,
         "node": ctx.node,
@@ -831,12 +904,20 @@ fn channel_json(ctx: &Context, c: &ConnInfo, ch: &crate::shard::ChannelInfo) -> 
         "global_prefetch_count": ch.global_prefetch,
         "confirm": ch.confirm,
         "transactional": ch.transactional,
+        "messages_unconfirmed": ch.unconfirmed,
         "connection_details": {
             "name": connection_name(c),
             "peer_host": host(c.peer),
             "peer_port": port(c.peer),
         },
-    })
+    });
+    // Outside a transaction nothing is uncommitted; inside one Warren does
+    // not count yet, so the figures are left out rather than made up.
+    if !ch.transactional {
+        v["messages_uncommitted"] = json!(0);
+        v["acks_uncommitted"] = json!(0);
+    }
+    v
 }
 
 /// Which channels a list shows.
@@ -878,12 +959,15 @@ pub async fn list_channels(
             }
         }
     }
-    if let ChannelFilter::One(_) = filter {
-        return items
+    if let ChannelFilter::One(name) = filter {
+        let mut one = items.into_iter().next().ok_or(ApiError::NotFound)?;
+        let mine: Vec<Value> = consumers(shard, ctx, caller, None)
+            .await?
             .into_iter()
-            .next()
-            .map(ApiResponse::ok)
-            .ok_or(ApiError::NotFound);
+            .filter(|c| c["channel_details"]["name"] == name)
+            .collect();
+        one["consumer_details"] = Value::Array(mine);
+        return Ok(ApiResponse::ok(one));
     }
     lists::reply(req, items, &[])
 }
@@ -896,6 +980,16 @@ pub async fn list_consumers(
     req: &ApiRequest,
     vhost: Option<&str>,
 ) -> ApiResult {
+    let items = consumers(shard, ctx, caller, vhost).await?;
+    lists::reply(req, items, &[])
+}
+
+async fn consumers(
+    shard: &Rc<Shard>,
+    ctx: &Context,
+    caller: &Caller,
+    vhost: Option<&str>,
+) -> Result<Vec<Value>, ApiError> {
     let conns: HashMap<u64, ConnInfo> = all_connections(shard)
         .await
         .into_iter()
@@ -929,5 +1023,5 @@ pub async fn list_consumers(
             }
         }
     }
-    lists::reply(req, items, &[])
+    Ok(items)
 }

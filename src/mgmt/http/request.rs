@@ -105,10 +105,19 @@ pub enum ApiError {
     Forbidden(&'static str),
     /// 404.
     NotFound,
+    /// 404 naming what is missing, as RabbitMQ answers for objects its
+    /// AMQP side reports (`{"error":"not_found","reason":...}`).
+    NotFoundBecause(String),
+    /// 401 `not_authorised` for another user's object.
+    NotYours,
+    /// 400 with RabbitMQ's own error name (pagination).
+    BadRequestNamed(&'static str, String),
+    /// 400 whose reason is not text (RabbitMQ's import: a list).
+    BadRequestValue(Value),
     /// 400 `bad_request` with the reason.
     BadRequest(String),
-    /// 405.
-    MethodNotAllowed,
+    /// 405, with the methods the resource has.
+    MethodNotAllowed(&'static str),
     /// 503 with a document (failed health checks).
     Unavailable(Value),
     /// 501: what Warren does not do yet.
@@ -131,30 +140,35 @@ impl ApiError {
     pub fn status(&self) -> u16 {
         match self {
             ApiError::NoCredentials | ApiError::LoginFailed(_) | ApiError::Forbidden(_) => 401,
-            ApiError::NotFound => 404,
+            ApiError::NotFound | ApiError::NotFoundBecause(_) => 404,
+            ApiError::NotYours => 401,
+            ApiError::BadRequestNamed(..) | ApiError::BadRequestValue(_) => 400,
             ApiError::BadRequest(_) => 400,
-            ApiError::MethodNotAllowed => 405,
+            ApiError::MethodNotAllowed(_) => 405,
             ApiError::Unavailable(_) => 503,
             ApiError::NotImplemented(_) => 501,
             ApiError::Internal(_) => 500,
         }
     }
 
-    /// The JSON body.
-    pub fn body(&self) -> Value {
-        match self {
-            ApiError::NoCredentials => json!({"error": "not_authorized", "reason": "Not_Authorized"}),
+    /// The JSON body (`None`: empty, as RabbitMQ sends it).
+    pub fn body(&self) -> Option<Value> {
+        Some(match self {
+            ApiError::NoCredentials | ApiError::MethodNotAllowed(_) => return None,
+            ApiError::NotFoundBecause(r) => json!({"error": "not_found", "reason": r}),
+            ApiError::NotYours => {
+                json!({"error": "not_authorised", "reason": "User not authorised to access object"})
+            }
+            ApiError::BadRequestNamed(e, r) => json!({"error": e, "reason": r}),
+            ApiError::BadRequestValue(r) => json!({"error": "bad_request", "reason": r}),
             ApiError::LoginFailed(r) => json!({"error": "not_authorized", "reason": r}),
             ApiError::Forbidden(r) => json!({"error": "not_authorised", "reason": r}),
             ApiError::NotFound => json!({"error": "Object Not Found", "reason": "Not Found"}),
             ApiError::BadRequest(r) => json!({"error": "bad_request", "reason": r}),
-            ApiError::MethodNotAllowed => {
-                json!({"error": "method_not_allowed", "reason": "Method Not Allowed"})
-            }
             ApiError::Unavailable(doc) => doc.clone(),
             ApiError::NotImplemented(r) => json!({"error": "not_implemented", "reason": r}),
             ApiError::Internal(r) => json!({"error": "internal_server_error", "reason": r}),
-        }
+        })
     }
 }
 
@@ -172,14 +186,15 @@ pub fn field_bool(
         Some(Value::Bool(b)) => Ok(*b),
         Some(Value::String(s)) if s == "true" => Ok(true),
         Some(Value::String(s)) if s == "false" => Ok(false),
-        Some(_) => Err(ApiError::BadRequest(format!(
-            "{key} must be true or false"
-        ))),
+        Some(_) => Err(ApiError::BadRequest(format!("{key} must be true or false"))),
     }
 }
 
 /// A count as clients send it: `5` or `"5"`.
-pub fn field_u64(body: &serde_json::Map<String, Value>, key: &str) -> Result<Option<u64>, ApiError> {
+pub fn field_u64(
+    body: &serde_json::Map<String, Value>,
+    key: &str,
+) -> Result<Option<u64>, ApiError> {
     match body.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => n
@@ -209,9 +224,27 @@ pub fn field_str<'a>(
     }
 }
 
-/// RabbitMQ's reason for a missing required field.
-pub fn key_missing(key: &str) -> ApiError {
-    ApiError::BadRequest(format!("[{{key_missing,{key}}}]"))
+/// RabbitMQ's reason for missing required fields, all of them in order.
+pub fn key_missing(keys: &[&str]) -> ApiError {
+    let list: Vec<String> = keys
+        .iter()
+        .map(|k| format!("{{key_missing,{k}}}"))
+        .collect();
+    ApiError::BadRequest(format!("[{}]", list.join(",")))
+}
+
+/// Fails with every one of `keys` that `body` lacks.
+pub fn require_keys(body: &serde_json::Map<String, Value>, keys: &[&str]) -> Result<(), ApiError> {
+    let missing: Vec<&str> = keys
+        .iter()
+        .copied()
+        .filter(|k| body.get(*k).is_none_or(Value::is_null))
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(key_missing(&missing))
+    }
 }
 
 #[cfg(test)]
@@ -241,9 +274,13 @@ mod tests {
         assert_eq!(ApiError::Forbidden(refused::NOT_ADMIN).status(), 401);
         assert_eq!(
             ApiError::Forbidden(refused::NOT_ADMIN).body(),
-            json!({"error": "not_authorised", "reason": "Not administrator user"})
+            Some(json!({"error": "not_authorised", "reason": "Not administrator user"}))
         );
         assert_eq!(ApiError::NotFound.status(), 404);
-        assert_eq!(key_missing("ackmode").body()["reason"], "[{key_missing,ackmode}]");
+        assert_eq!(
+            key_missing(&["ackmode"]).body().unwrap()["reason"],
+            "[{key_missing,ackmode}]"
+        );
+        assert_eq!(ApiError::NoCredentials.body(), None);
     }
 }

@@ -27,7 +27,11 @@ const FILES: &[(&str, &str, &[u8])] = &[
 /// Answers a request for the page's files.
 pub fn serve(path: &str, method: Method) -> HttpResponse {
     if !matches!(method, Method::Get | Method::Head) {
-        return text_response(405, "text/plain", Bytes::from_static(b"Method Not Allowed\n"));
+        return text_response(
+            405,
+            "text/plain",
+            Bytes::from_static(b"Method Not Allowed\n"),
+        );
     }
     let path = if path == "/" { "/index.html" } else { path };
     match FILES.iter().find(|(p, _, _)| *p == path) {
