@@ -145,22 +145,69 @@ def rss_kib(pid):
 
 # ------------------------------------------------------------------ brokers
 
+class PagePoller:
+    """What an open overview page asks of the management API: every 5 s
+    the overview with its chart samples, the nodes and the first page of
+    queues, and (as a Prometheus scrape would) /metrics."""
+
+    PATHS = ["/api/overview?lengths_age=600&lengths_incr=5&msg_rates_age=600&msg_rates_incr=5",
+             "/api/nodes", "/api/queues?page=1&page_size=100&pagination=true"]
+
+    def __init__(self, mgmt_port, prom_port, period=5.0):
+        import threading
+        self.urls = [f"http://127.0.0.1:{mgmt_port}{p}" for p in self.PATHS]
+        self.urls.append(f"http://127.0.0.1:{prom_port}/metrics")
+        self.period = period
+        self.stop_flag = threading.Event()
+        self.requests = 0
+        self.failures = 0
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        import base64
+        import urllib.request
+        auth = "Basic " + base64.b64encode(b"guest:guest").decode()
+        while not self.stop_flag.is_set():
+            for u in self.urls:
+                try:
+                    req = urllib.request.Request(u, headers={"Authorization": auth})
+                    with urllib.request.urlopen(req, timeout=10) as r:
+                        r.read()
+                    self.requests += 1
+                except Exception:
+                    self.failures += 1
+            self.stop_flag.wait(self.period)
+
+    def stop(self):
+        self.stop_flag.set()
+        self.thread.join(timeout=15)
+
+
 class Warren:
     name = "warren"
 
-    def __init__(self, binary, logdir):
+    def __init__(self, binary, logdir, management=False):
         self.binary = binary
         self.logdir = logdir
         self.proc = None
         self.crashes = []
+        # --warren-management: serve the HTTP API and poll it as a page does.
+        self.management = management
+        self.poller = None
 
     def start(self):
         self.tmp = tempfile.mkdtemp(prefix="warren-bench-")
         self.port = free_port()
         self.logfile = self.logdir / f"warren-{int(time.time())}-{self.port}.log"
+        if self.management:
+            self.mgmt_port, self.prom_port = free_port(), free_port()
+            http = ["--management-port", str(self.mgmt_port),
+                    "--prometheus-port", str(self.prom_port)]
+        else:
+            http = ["--management-port", "0", "--prometheus-port", "0"]
         self.cmd = [str(self.binary), "serve", "--bind", "127.0.0.1", "--port", str(self.port),
-                    "--data-dir", self.tmp, "--log", "warn",
-                    "--management-port", "0", "--prometheus-port", "0"]
+                    "--data-dir", self.tmp, "--log", "warn", *http]
         self.proc = subprocess.Popen(self.cmd, stdout=open(self.logfile, "w"),
                                      stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.time() + 30
@@ -169,6 +216,8 @@ class Warren:
                 die(f"Warren did not start; see {self.logfile}")
             time.sleep(0.1)
         self.pid = self.proc.pid
+        if self.management:
+            self.poller = PagePoller(self.mgmt_port, self.prom_port)
 
     @property
     def uri(self):
@@ -181,6 +230,11 @@ class Warren:
         return "panicked" not in self.logfile.read_text(errors="replace")
 
     def stop(self):
+        if self.poller:
+            self.poller.stop()
+            log(f"  management poller: {self.poller.requests} requests, "
+                f"{self.poller.failures} failed")
+            self.poller = None
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -450,7 +504,8 @@ class Bench:
                if not wanted or s["id"] in wanted or s["id"].rstrip("ab") in wanted]
         if not scs:
             die(f"no scenario matches {a.scenarios!r}")
-        brokers = {"warren": Warren(warren_bin, logs), "rabbitmq": RabbitMQ(logs)}
+        brokers = {"warren": Warren(warren_bin, logs, management=a.warren_management),
+                   "rabbitmq": RabbitMQ(logs)}
         try:
             for b in brokers.values():
                 log(f"starting {LABEL[b.name]}")
@@ -736,6 +791,9 @@ def main():
     p.add_argument("--latency-seconds", type=float, help="seconds per latency run")
     p.add_argument("--out", help="output folder (default bench-results/<date>-<sha>)")
     p.add_argument("--no-chart", action="store_true", help="skip the matplotlib chart")
+    p.add_argument("--warren-management", action="store_true",
+                   help="Warren serves its management API and Prometheus endpoint, polled "
+                        "every 5 s as an open overview page and a scraper do")
     p.add_argument("--redraw", metavar="RUN_DIR",
                    help="only redraw RUN_DIR/chart.png from its chart-data.json")
     a = p.parse_args()

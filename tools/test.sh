@@ -163,9 +163,24 @@ ensure_browser() {
     fi
 }
 
+# test_rabbitmqadmin.py runs RabbitMQ's own rabbitmqadmin script against
+# Warren; tools/install-rabbitmqadmin.sh takes it from Debian's package
+# without installing a RabbitMQ server.
+ensure_rabbitmqadmin() {
+    command -v rabbitmqadmin >/dev/null 2>&1 && return 0
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        step "installing rabbitmqadmin (test_rabbitmqadmin.py)"
+        "$ROOT/tools/install-rabbitmqadmin.sh" \
+            || echo "tools/test.sh: tools/install-rabbitmqadmin.sh failed; test_rabbitmqadmin.py will fail" >&2
+    else
+        echo "tools/test.sh: no rabbitmqadmin: run tools/install-rabbitmqadmin.sh as root, or test_rabbitmqadmin.py fails" >&2
+    fi
+}
+
 if [[ $RUN_PY -eq 1 ]]; then
     ensure_ip
     ensure_browser
+    ensure_rabbitmqadmin
     if ensure_venv; then
         record "python venv" PASS
         for shards in "${SHARDS_LIST[@]}"; do
