@@ -66,6 +66,8 @@ pub struct ConnInfo {
     pub channel_max: u16,
     /// Its open channels.
     pub channels: Vec<ChannelInfo>,
+    /// Its traffic and publish counts so far.
+    pub stats: crate::metrics::ConnTotals,
 }
 
 /// One channel of a connection.
@@ -124,6 +126,65 @@ pub struct ListConnections;
 
 /// Figures of the queues among these that this shard owns.
 pub struct ListQueues(pub Vec<QueueId>);
+
+/// This shard's counters for metrics and message rates: answers
+/// [`ShardStats`]. Gathered in one synchronous step from plain cells.
+pub struct GatherStats;
+
+/// One queue's counters, as its owner has them.
+#[derive(Debug, Clone)]
+pub struct QueueStatsInfo {
+    /// The queue.
+    pub id: QueueId,
+    /// Its vhost.
+    pub vhost: ShortStr,
+    /// Its name.
+    pub name: ShortStr,
+    /// Ready messages now.
+    pub ready: u32,
+    /// Unacknowledged messages now.
+    pub unacked: u32,
+    /// What it did so far.
+    pub counters: crate::metrics::QueueCounters,
+}
+
+/// One exchange's counts on one shard.
+#[derive(Debug, Clone)]
+pub struct ExchangeStatsInfo {
+    /// Its vhost.
+    pub vhost: ShortStr,
+    /// Its name (`""`: the default exchange).
+    pub name: ShortStr,
+    /// Publishes to it from this shard's clients.
+    pub counters: crate::metrics::ExchangeTotals,
+}
+
+/// What [`GatherStats`] answers.
+#[derive(Debug, Clone, Default)]
+pub struct ShardStats {
+    /// The shard.
+    pub shard: usize,
+    /// Its own counters.
+    pub totals: crate::metrics::ShardTotals,
+    /// Its queues' counters, with those of the queues deleted so far.
+    pub queue_totals: crate::metrics::QueueCounters,
+    /// Mesh batches it sent.
+    pub mesh_batches_sent: u64,
+    /// Time its executor spent running tasks.
+    pub busy: std::time::Duration,
+    /// Its open connections.
+    pub connections: u32,
+    /// Its channels: open ones, over its connections.
+    pub channels: u32,
+    /// Consumers on its queues.
+    pub consumers: u32,
+    /// The queues it owns.
+    pub queues: Vec<QueueStatsInfo>,
+    /// Exchanges published to from this shard.
+    pub exchanges: Vec<ExchangeStatsInfo>,
+    /// Its connections' traffic counts.
+    pub conns: Vec<(ConnId, crate::metrics::ConnTotals)>,
+}
 
 /// Which connections an operator's close is for.
 #[derive(Debug, Clone)]
@@ -188,6 +249,55 @@ impl Call for ListQueues {
                     .collect(),
             })
             .collect();
+        ready(out)
+    }
+}
+
+impl Call for GatherStats {
+    type Output = ShardStats;
+    fn run(self, shard: Rc<Shard>) -> BoxedLocal<AmqpResult<ShardStats>> {
+        let mut out = ShardStats {
+            shard: shard.id.index(),
+            totals: shard.metrics.snapshot(),
+            queue_totals: shard.retired.get(),
+            mesh_batches_sent: shard.mailbox.batches_sent(),
+            busy: crate::runtime::busy_time(),
+            ..Default::default()
+        };
+        for oq in shard.queues.borrow().values() {
+            let counters = *oq.queue.counters();
+            out.queue_totals.add(&counters);
+            out.consumers += oq.queue.consumer_count();
+            out.queues.push(QueueStatsInfo {
+                id: oq.meta.id,
+                vhost: oq.vhost.clone(),
+                name: oq.meta.name.clone(),
+                ready: oq.queue.message_count(),
+                unacked: oq.queue.unacked_count(),
+                counters,
+            });
+        }
+        let conns: Vec<_> = shard.conns.borrow().values().cloned().collect();
+        for c in conns {
+            let info = c.info();
+            out.connections += 1;
+            out.channels += info.channels.len() as u32;
+            out.conns.push((info.id, info.stats));
+        }
+        shard.with_topology(|t| {
+            for (vname, v) in &t.vhosts {
+                for (name, x) in &v.exchange_counters {
+                    let counters = x.snapshot();
+                    if counters.publish_in > 0 {
+                        out.exchanges.push(ExchangeStatsInfo {
+                            vhost: vname.clone(),
+                            name: name.clone(),
+                            counters,
+                        });
+                    }
+                }
+            }
+        });
         ready(out)
     }
 }

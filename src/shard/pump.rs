@@ -84,6 +84,7 @@ impl Shard {
 
     /// A batch from another shard's mailbox.
     pub fn handle_batch(self: &Rc<Self>, batch: Vec<ShardMsg>) {
+        self.metrics.mesh_batches_received.inc();
         for msg in batch {
             self.handle(msg);
         }
@@ -126,16 +127,24 @@ impl Shard {
                     }
                 }
             }
+            // The exchange's counts live beside it in this shard's replica:
+            // one lookup, nothing allocated.
+            if let Some(x) = vh.exchange_counters.get(exchange) {
+                x.publish_in.inc();
+                x.publish_out.add(!targets.is_empty() as u64);
+            }
         }
         let (mut pending, mut refused) = (0, 0);
         for t in &targets {
             if t.owner == self.id {
+                self.metrics.routed_local.inc();
                 match self.enqueue(t.id, msg.clone(), from.confirm()) {
                     Enqueued::Now => {}
                     Enqueued::AfterSync => pending += 1,
                     Enqueued::Refused => refused += 1,
                 }
             } else {
+                self.metrics.routed_remote.inc();
                 pending += 1;
                 let publish = ShardMsg::Publish {
                     queue: t.id,

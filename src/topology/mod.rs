@@ -97,6 +97,9 @@ pub struct VHost {
     pub queues: AHashMap<ShortStr, QueueMeta>,
     /// Bindings, compiled for routing.
     pub routing: RoutingTable,
+    /// Each exchange's publish counts on this shard (publishes are
+    /// routed, and counted, on the publisher's shard).
+    pub exchange_counters: AHashMap<ShortStr, crate::metrics::ExchangeCounters>,
 }
 
 /// The exchanges every virtual host starts with, as RabbitMQ declares them
@@ -133,6 +136,7 @@ impl VHost {
 
     fn add_exchange(&mut self, meta: ExchangeMeta) {
         self.routing.add_exchange(meta.name.clone(), meta.kind);
+        self.exchange_counters.entry(meta.name.clone()).or_default();
         self.exchanges.insert(meta.name.clone(), meta);
     }
 }
@@ -244,6 +248,7 @@ impl Topology {
             TopologyChange::ExchangeAdded(_, meta) => vhost.add_exchange(meta.clone()),
             TopologyChange::ExchangeRemoved(_, name) => {
                 vhost.exchanges.remove(name);
+                vhost.exchange_counters.remove(name);
                 vhost.routing.remove_exchange(name);
             }
             TopologyChange::QueueAdded(_, meta) => {

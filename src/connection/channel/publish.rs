@@ -242,6 +242,25 @@ impl Conn {
             &p.msg,
             from,
         );
+        // Counted where RabbitMQ's channel counts them: received, and then
+        // routed or unroutable (returned when mandatory, else dropped).
+        let m = self.shard.metrics();
+        m.received.inc();
+        self.handle.stats.published.inc();
+        if self
+            .channels
+            .get(&number)
+            .is_some_and(|c| matches!(c.mode, Mode::Confirm))
+        {
+            m.received_confirm.inc();
+        }
+        if routed.queues > 0 {
+            m.routed.inc();
+        } else if p.mandatory {
+            m.unroutable_returned.inc();
+        } else {
+            m.unroutable_dropped.inc();
+        }
         if routed.refused > 0 && seq.is_none() {
             // Not stored, and no confirm to say so: as a failed write in
             // RabbitMQ, the connection goes.
