@@ -5,7 +5,9 @@ pub mod control;
 pub mod definitions;
 pub mod definitions_json;
 mod listings;
+pub mod prometheus;
 pub mod proto;
+pub mod stats;
 mod status;
 
 pub use status::total_memory;

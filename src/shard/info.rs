@@ -183,7 +183,8 @@ pub struct ShardStats {
     /// Exchanges published to from this shard.
     pub exchanges: Vec<ExchangeStatsInfo>,
     /// Its connections' traffic counts.
-    pub conns: Vec<(ConnId, crate::metrics::ConnTotals)>,
+    /// Each with its vhost (empty before connection.open).
+    pub conns: Vec<(ConnId, String, crate::metrics::ConnTotals)>,
 }
 
 /// Which connections an operator's close is for.
@@ -282,7 +283,7 @@ impl Call for GatherStats {
             let info = c.info();
             out.connections += 1;
             out.channels += info.channels.len() as u32;
-            out.conns.push((info.id, info.stats));
+            out.conns.push((info.id, info.vhost, info.stats));
         }
         shard.with_topology(|t| {
             for (vname, v) in &t.vhosts {
