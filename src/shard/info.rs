@@ -366,3 +366,155 @@ impl Shard {
         self.app_changed.wait().await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Two real shards on glommio executors: the counters move where the
+    //! work happens and [`GatherStats`] answers them.
+    use super::*;
+    use crate::codec::ShortStr;
+    use crate::ids::QueueId;
+    use crate::queue::{MessageData, Settle};
+    use crate::runtime::ShardStart;
+    use crate::shard::{PublishRef, ShardMsg, ShardOptions, ShardStore};
+    use crate::topology::{owner_shard, QueueMeta, TopologyChange};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    /// A queue name of `/` that shard `owner` of 2 owns.
+    fn name_on(owner: usize) -> String {
+        (0..)
+            .map(|i| format!("met-q{i}"))
+            .find(|n| owner_shard("/", n, 2).index() == owner)
+            .unwrap()
+    }
+
+    fn meta(id: u64, name: &str) -> QueueMeta {
+        QueueMeta {
+            id: QueueId(id),
+            owner_shard: owner_shard("/", name, 2),
+            name: name.into(),
+            durable: false,
+            exclusive: None,
+            auto_delete: false,
+            arguments: Default::default(),
+        }
+    }
+
+    #[test]
+    fn counters_move_with_publish_get_and_ack() {
+        let dir = std::env::temp_dir().join(format!("warren-met-{}", std::process::id()));
+        let memlock = crate::runtime::preflight().expect("glommio can start");
+        let done = Arc::new(AtomicBool::new(false));
+        let seen: Arc<Mutex<Vec<ShardStats>>> = Arc::default();
+        let (d, s, dir2) = (done.clone(), seen.clone(), dir.clone());
+        crate::runtime::run(
+            2,
+            memlock,
+            std::time::Duration::ZERO,
+            move |start: ShardStart<ShardMsg>| async move {
+                let id = start.id;
+                let (log, _, _) = crate::storage::log::MessageLog::open(
+                    &dir2.join(id.to_string()),
+                    1 << 20,
+                    |_| true,
+                )
+                .unwrap();
+                let store = ShardStore::new(log, Default::default());
+                let shard = Shard::new(
+                    ShardId::from_index(id),
+                    2,
+                    start.mailbox,
+                    store,
+                    QueueId(1),
+                    ShardOptions {
+                        call_timeout: std::time::Duration::from_secs(5),
+                        stall_calls: false,
+                        access: Default::default(),
+                        limits: Default::default(),
+                    },
+                );
+                let receiver = shard.clone();
+                start.inbox.serve(move |batch| receiver.handle_batch(batch));
+                let (local, remote) = (name_on(0), name_on(1));
+                shard.apply_change(&TopologyChange::VhostAdded("/".into()));
+                shard.apply_change(&TopologyChange::QueueAdded("/".into(), meta(1, &local)));
+                shard.apply_change(&TopologyChange::QueueAdded("/".into(), meta(2, &remote)));
+                if id != 0 {
+                    while !d.load(Ordering::SeqCst) {
+                        crate::runtime::sleep(std::time::Duration::from_millis(5)).await;
+                    }
+                    return;
+                }
+                let from = PublishRef {
+                    ch: shard.channel_ref(ConnId(1), 1, 1),
+                    seq: None,
+                };
+                for key in [&local, &remote, &remote, &"nowhere".to_string()] {
+                    let msg = Arc::new(MessageData {
+                        exchange: ShortStr::new(),
+                        routing_key: key.as_str().into(),
+                        raw_properties: Default::default(),
+                        body: bytes::Bytes::from_static(b"m"),
+                        persistent: false,
+                    });
+                    shard.publish("/", "", key, None, &msg, from);
+                }
+                shard.pump();
+                // A get with ack and its ack, on the other shard's queue.
+                let got = shard
+                    .call(
+                        ShardId::from_index(1),
+                        crate::shard::GetMessage {
+                            queue: QueueId(2),
+                            holder: from.ch,
+                            no_ack: false,
+                        },
+                    )
+                    .await
+                    .unwrap()
+                    .unwrap();
+                let q = crate::ids::QueueRef {
+                    id: QueueId(2),
+                    owner: ShardId::from_index(1),
+                };
+                shard.settle(q, vec![got.msg_id], Settle::Ack);
+                shard.pump();
+                // A call after the ack: the mesh keeps order per pair.
+                let _ = shard.call(ShardId::from_index(1), ListQueues(vec![])).await;
+                let mut all = Vec::new();
+                for to in 0..2 {
+                    all.push(
+                        shard
+                            .call(ShardId::from_index(to), GatherStats)
+                            .await
+                            .unwrap(),
+                    );
+                }
+                *s.lock().unwrap() = all;
+                d.store(true, Ordering::SeqCst);
+            },
+        )
+        .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let stats = seen.lock().unwrap().clone();
+        assert_eq!(stats.len(), 2);
+        let (a, b) = (&stats[0], &stats[1]);
+        assert_eq!(a.totals.routed_local, 1);
+        assert_eq!(a.totals.routed_remote, 2);
+        assert!(a.mesh_batches_sent >= 1);
+        assert!(b.totals.mesh_batches_received >= 1);
+        assert!(a.busy > std::time::Duration::ZERO);
+        assert_eq!(a.queues.len(), 1);
+        assert_eq!(a.queues[0].counters.publish, 1);
+        assert_eq!(b.queues.len(), 1);
+        let q = &b.queues[0];
+        assert_eq!(q.counters.publish, 2);
+        assert_eq!(q.counters.get, 1);
+        assert_eq!(q.counters.ack, 1);
+        assert_eq!((q.ready, q.unacked), (1, 0));
+        assert_eq!(b.queue_totals.ack, 1);
+        let x = a.exchanges.iter().find(|x| x.name.is_empty()).unwrap();
+        assert_eq!((x.counters.publish_in, x.counters.publish_out), (4, 3));
+    }
+}
