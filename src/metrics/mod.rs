@@ -12,7 +12,7 @@
 use std::cell::Cell;
 
 /// One counter of one shard.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Counter(Cell<u64>);
 
 impl Counter {
@@ -45,7 +45,7 @@ macro_rules! counters {
         }
     ) => {
         $(#[$cm])*
-        #[derive(Debug, Default)]
+        #[derive(Debug, Default, Clone)]
         pub struct $cells {
             $($(#[$fm])* pub $f: Counter,)*
         }

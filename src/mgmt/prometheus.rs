@@ -60,6 +60,8 @@ pub struct NodeFigures {
     pub memory_alarm: bool,
     /// The disk alarm is set.
     pub disk_alarm: bool,
+    /// Seconds since the broker started.
+    pub uptime_secs: u64,
 }
 
 /// Everything one exposition shows.
@@ -125,6 +127,7 @@ pub async fn render(shard: &Rc<Shard>, ctx: &Context, per_object: bool) -> Strin
             disk_free_limit: ctx.disk_free_limit,
             memory_alarm: alarms.memory(),
             disk_alarm: alarms.disk(),
+            uptime_secs: ctx.started.elapsed().as_secs(),
         },
     };
     write(&input, per_object)
@@ -348,10 +351,16 @@ pub fn write(input: &Input, per_object: bool) -> String {
         "Free disk space low watermark in bytes",
         n.disk_free_limit,
     );
+    w.one(
+        "rabbitmq_erlang_uptime_seconds",
+        Gauge,
+        "Node uptime",
+        n.uptime_secs,
+    );
 
     // Queues: one series per queue, or their sums.
     type QueueFigure = fn(&QueueRow) -> u64;
-    let queue_families: [(&'static str, Kind, &str, QueueFigure); 6] = [
+    let queue_families: [(&'static str, Kind, &str, QueueFigure); 5] = [
         (
             "rabbitmq_queue_messages_ready",
             Gauge,
@@ -382,12 +391,6 @@ pub fn write(input: &Input, per_object: bool) -> String {
             "Total number of messages published to queues",
             |r| r.counters.publish,
         ),
-        (
-            "rabbitmq_queue_messages_delivered_total",
-            Counter,
-            "Total number of messages delivered or fetched from queues",
-            |r| r.counters.deliver_get(),
-        ),
     ];
     for (name, kind, help, f) in queue_families {
         w.family(name, kind, help);
@@ -395,11 +398,9 @@ pub fn write(input: &Input, per_object: bool) -> String {
             for r in &input.queues {
                 w.sample(name, &[("vhost", &r.vhost), ("queue", &r.name)], f(r));
             }
-        } else if kind == Counter && name == "rabbitmq_queue_messages_published_total" {
+        } else if kind == Counter {
             // The sum keeps counting what deleted queues took.
             w.sample(name, &[], q.publish);
-        } else if kind == Counter {
-            w.sample(name, &[], q.deliver_get());
         } else {
             w.sample(name, &[], input.queues.iter().map(f).sum::<u64>());
         }
@@ -566,7 +567,10 @@ pub fn write(input: &Input, per_object: bool) -> String {
 
     // The global counters.
     let amqp = [("protocol", "amqp091")];
-    let classic = [("protocol", "amqp091"), ("queue_type", "rabbit_classic_queue")];
+    let classic = [
+        ("protocol", "amqp091"),
+        ("queue_type", "rabbit_classic_queue"),
+    ];
     w.family(
         "rabbitmq_global_consumers",
         Gauge,
@@ -691,12 +695,9 @@ pub fn write(input: &Input, per_object: bool) -> String {
             "Channels open on the shard's connections",
             |s| s.channels as f64,
         ),
-        (
-            "warren_shard_queues",
-            Gauge,
-            "Queues the shard owns",
-            |s| s.queues.len() as f64,
-        ),
+        ("warren_shard_queues", Gauge, "Queues the shard owns", |s| {
+            s.queues.len() as f64
+        }),
         (
             "warren_shard_messages_routed_local_total",
             Counter,
@@ -801,9 +802,8 @@ mod tests {
     fn label_values_are_escaped() {
         assert_eq!(escape_label("a\\b\"c\nd"), "a\\\\b\\\"c\\nd");
         let text = write(&input(), true);
-        assert!(text.contains(
-            "rabbitmq_queue_messages_ready{vhost=\"v\\\"h\",queue=\"a\\\\b\\nc\"} 4\n"
-        ));
+        assert!(text
+            .contains("rabbitmq_queue_messages_ready{vhost=\"v\\\"h\",queue=\"a\\\\b\\nc\"} 4\n"));
     }
 
     #[test]
@@ -856,9 +856,9 @@ mod tests {
         assert!(agg.contains("\n# TYPE rabbitmq_build_info untyped\n"));
         assert!(!agg.contains("queue=\""));
         let per = write(&input(), true);
-        assert!(per.contains(
-            "\nrabbitmq_queue_messages_published_total{vhost=\"/\",queue=\"q\"} 9\n"
-        ));
+        assert!(
+            per.contains("\nrabbitmq_queue_messages_published_total{vhost=\"/\",queue=\"q\"} 9\n")
+        );
         assert!(per.contains("\nrabbitmq_queue_consumers{vhost=\"/\",queue=\"q\"} 1\n"));
         assert_eq!(cluster_id("a"), cluster_id("a"));
         assert_ne!(cluster_id("a"), cluster_id("b"));

@@ -97,10 +97,13 @@ fn round(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
+/// A queue's counters, ready and unacked messages.
+type QueueSample = (QueueCounters, u64, u64);
+
 #[derive(Default)]
 struct State {
     history: VecDeque<At<Totals>>,
-    queues: AHashMap<(String, String), Pair<(QueueCounters, u64, u64)>>,
+    queues: AHashMap<(String, String), Pair<QueueSample>>,
     exchanges: AHashMap<(String, String), Pair<ExchangeTotals>>,
     conns: AHashMap<ConnId, Pair<ConnTotals>>,
     vhosts: AHashMap<String, Pair<VhostTotals>>,
@@ -178,10 +181,7 @@ impl Sampler {
     pub fn record(&self, ms: u64, shards: &[ShardStats]) {
         let mut st = self.state.borrow_mut();
         let st = &mut *st;
-        st.history.push_back(At {
-            ms,
-            v: sum(shards),
-        });
+        st.history.push_back(At { ms, v: sum(shards) });
         while st.history.len() > HISTORY {
             st.history.pop_front();
         }
@@ -248,7 +248,9 @@ impl Sampler {
         let st = self.state.borrow();
         let h = &st.history;
         let (value, r) = match (h.len().checked_sub(2).map(|i| h[i]), h.back()) {
-            (Some(prev), Some(last)) => (f(&last.v), rate(f(&prev.v), prev.ms, f(&last.v), last.ms)),
+            (Some(prev), Some(last)) => {
+                (f(&last.v), rate(f(&prev.v), prev.ms, f(&last.v), last.ms))
+            }
             (None, Some(last)) => (f(&last.v), 0.0),
             _ => (0, 0.0),
         };
@@ -335,7 +337,12 @@ impl Sampler {
         let st = self.state.borrow();
         let p = st.exchanges.get(&(vhost.to_string(), name.to_string()))?;
         let mut m = Map::new();
-        counter(&mut m, "publish_in", p.last.v.publish_in, p.rate(|v| v.publish_in));
+        counter(
+            &mut m,
+            "publish_in",
+            p.last.v.publish_in,
+            p.rate(|v| v.publish_in),
+        );
         counter(
             &mut m,
             "publish_out",
@@ -365,9 +372,19 @@ impl Sampler {
         let p = st.vhosts.get(vhost)?;
         let mut m = Map::new();
         let v = p.last.v;
-        counter(&mut m, "messages", v.ready + v.unacked, p.rate(|v| v.ready + v.unacked));
+        counter(
+            &mut m,
+            "messages",
+            v.ready + v.unacked,
+            p.rate(|v| v.ready + v.unacked),
+        );
         counter(&mut m, "messages_ready", v.ready, p.rate(|v| v.ready));
-        counter(&mut m, "messages_unacknowledged", v.unacked, p.rate(|v| v.unacked));
+        counter(
+            &mut m,
+            "messages_unacknowledged",
+            v.unacked,
+            p.rate(|v| v.unacked),
+        );
         counter(&mut m, "recv_oct", v.recv_oct, p.rate(|v| v.recv_oct));
         counter(&mut m, "send_oct", v.send_oct, p.rate(|v| v.send_oct));
         Some(Value::Object(m))
@@ -400,7 +417,10 @@ impl Default for Sampler {
 impl<T: Copy> Pair<T> {
     fn map<U: Copy>(&self, f: impl Fn(T) -> U) -> Pair<U> {
         Pair {
-            prev: self.prev.map(|a| At { ms: a.ms, v: f(a.v) }),
+            prev: self.prev.map(|a| At {
+                ms: a.ms,
+                v: f(a.v),
+            }),
             last: At {
                 ms: self.last.ms,
                 v: f(self.last.v),
@@ -415,7 +435,12 @@ fn queue_counters(p: &Pair<QueueCounters>) -> Value {
     let v = p.last.v;
     counter(&mut m, "ack", v.ack, p.rate(|v| v.ack));
     counter(&mut m, "deliver", v.deliver, p.rate(|v| v.deliver));
-    counter(&mut m, "deliver_get", v.deliver_get(), p.rate(|v| v.deliver_get()));
+    counter(
+        &mut m,
+        "deliver_get",
+        v.deliver_get(),
+        p.rate(|v| v.deliver_get()),
+    );
     counter(
         &mut m,
         "deliver_no_ack",

@@ -287,8 +287,9 @@ impl Call for GatherStats {
         }
         shard.with_topology(|t| {
             for (vname, v) in &t.vhosts {
-                for (name, x) in &v.exchange_counters {
-                    let counters = x.snapshot();
+                let default = (&ShortStr::new(), v.default_exchange.snapshot());
+                let named = v.routing.exchange_counters().filter(|(n, _)| !n.is_empty());
+                for (name, counters) in named.chain(std::iter::once(default)) {
                     if counters.publish_in > 0 {
                         out.exchanges.push(ExchangeStatsInfo {
                             vhost: vname.clone(),

@@ -117,6 +117,9 @@ impl Shard {
                 if let Some(q) = vh.queues.get(routing_key) {
                     targets.push(q.queue_ref());
                 }
+                let x = &vh.default_exchange;
+                x.publish_in.inc();
+                x.publish_out.add(!targets.is_empty() as u64);
             } else {
                 let mut names = self.route_scratch.borrow_mut();
                 names.clear();
@@ -126,12 +129,6 @@ impl Shard {
                         targets.push(q.queue_ref());
                     }
                 }
-            }
-            // The exchange's counts live beside it in this shard's replica:
-            // one lookup, nothing allocated.
-            if let Some(x) = vh.exchange_counters.get(exchange) {
-                x.publish_in.inc();
-                x.publish_out.add(!targets.is_empty() as u64);
             }
         }
         let (mut pending, mut refused) = (0, 0);

@@ -192,20 +192,17 @@ impl Shard {
     pub fn apply_change(self: &Rc<Self>, change: &TopologyChange) {
         if let TopologyChange::QueueAdded(vhost, meta) = change {
             if meta.owner_shard == self.id {
-                self.queues
-                    .borrow_mut()
-                    .entry(meta.id)
-                    .or_insert_with(|| {
-                        self.metrics.queues_created.inc();
-                        OwnedQueue {
+                self.queues.borrow_mut().entry(meta.id).or_insert_with(|| {
+                    self.metrics.queues_created.inc();
+                    OwnedQueue {
                         meta: meta.clone(),
                         vhost: vhost.clone(),
                         queue: Queue::new(),
                         had_consumer: false,
                         logged: meta.durable && meta.exclusive.is_none(),
                         dirty: false,
-                        }
-                    });
+                    }
+                });
             }
         }
         self.topology.borrow_mut().apply(change);

@@ -97,9 +97,9 @@ pub struct VHost {
     pub queues: AHashMap<ShortStr, QueueMeta>,
     /// Bindings, compiled for routing.
     pub routing: RoutingTable,
-    /// Each exchange's publish counts on this shard (publishes are
-    /// routed, and counted, on the publisher's shard).
-    pub exchange_counters: AHashMap<ShortStr, crate::metrics::ExchangeCounters>,
+    /// The default exchange's publish counts on this shard (the routing
+    /// table counts the others as it routes).
+    pub default_exchange: crate::metrics::ExchangeCounters,
 }
 
 /// The exchanges every virtual host starts with, as RabbitMQ declares them
@@ -136,7 +136,6 @@ impl VHost {
 
     fn add_exchange(&mut self, meta: ExchangeMeta) {
         self.routing.add_exchange(meta.name.clone(), meta.kind);
-        self.exchange_counters.entry(meta.name.clone()).or_default();
         self.exchanges.insert(meta.name.clone(), meta);
     }
 }
@@ -248,7 +247,6 @@ impl Topology {
             TopologyChange::ExchangeAdded(_, meta) => vhost.add_exchange(meta.clone()),
             TopologyChange::ExchangeRemoved(_, name) => {
                 vhost.exchanges.remove(name);
-                vhost.exchange_counters.remove(name);
                 vhost.routing.remove_exchange(name);
             }
             TopologyChange::QueueAdded(_, meta) => {

@@ -229,7 +229,10 @@ impl Conn {
             .get_mut(&number)
             .and_then(|d| d.publishes.as_mut())
             .map(|t| t.next());
-        let epoch = self.channels.get(&number).map_or(0, |c| c.epoch);
+        let (epoch, confirm_mode) = self
+            .channels
+            .get(&number)
+            .map_or((0, false), |c| (c.epoch, matches!(c.mode, Mode::Confirm)));
         let from = PublishRef {
             ch: self.shard.channel_ref(self.handle.id, number, epoch),
             seq,
@@ -247,13 +250,7 @@ impl Conn {
         let m = self.shard.metrics();
         m.received.inc();
         self.handle.stats.published.inc();
-        if self
-            .channels
-            .get(&number)
-            .is_some_and(|c| matches!(c.mode, Mode::Confirm))
-        {
-            m.received_confirm.inc();
-        }
+        m.received_confirm.add(confirm_mode as u64);
         if routed.queues > 0 {
             m.routed.inc();
         } else if p.mandatory {
