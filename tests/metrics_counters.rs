@@ -212,7 +212,7 @@ fn counters_move_with_a_clients_work() {
     let x = st
         .exchanges
         .iter()
-        .find(|x| x.name.as_str() == "amq.direct")
+        .find(|x| &*x.name == "amq.direct")
         .expect("amq.direct was published to");
     assert_eq!((x.counters.publish_in, x.counters.publish_out), (2, 0));
     let default = st.exchanges.iter().find(|x| x.name.is_empty()).unwrap();
