@@ -122,6 +122,8 @@ pub fn start(shard: Rc<Shard>) -> Rc<Sampler> {
     });
     let s = sampler.clone();
     crate::runtime::spawn(async move {
+        // `spawn` polls at once, inside the caller's step: sample after it.
+        futures_lite::future::yield_now().await;
         loop {
             let gathered = gather(&shard).await;
             s.record(now_ms(), &gathered);
