@@ -3,6 +3,7 @@
 //! Layers, bottom up (see ARCHITECTURE.md; `tools/check-module-cycles.py`
 //! keeps the imports between them a tree):
 //! - [`ids`]: small identifiers every layer names (shards, queues, channels...).
+//! - [`metrics`]: per-shard counter cells, summed on demand by `mgmt`.
 //! - [`daemon`]: running under systemd: the `sd_notify` readiness messages.
 //! - [`codec`]: zero-copy AMQP frame and method codec over `bytes`.
 //! - [`error`]: AMQP errors with RabbitMQ's reply codes and texts.
@@ -28,6 +29,7 @@ pub mod ctl;
 pub mod daemon;
 pub mod error;
 pub mod ids;
+pub mod metrics;
 pub mod mgmt;
 pub mod queue;
 pub mod routing;

@@ -98,6 +98,9 @@ pub struct ConnHandle {
     pub store_failed: Cell<bool>,
     /// For listings.
     pub meta: RefCell<ConnMeta>,
+    /// Bytes and reads, writes, publishes and confirms, for listings and
+    /// rates.
+    pub stats: crate::metrics::ConnCounters,
     /// An operator closed the connection: the reader sends this
     /// connection.close once its read ends.
     pub forced: RefCell<Option<(u16, String)>>,
@@ -123,6 +126,7 @@ impl ConnHandle {
         };
         Rc::new(ConnHandle {
             meta: RefCell::new(meta),
+            stats: Default::default(),
             forced: RefCell::new(None),
             socket,
             id,
@@ -231,7 +235,9 @@ impl ConnHandle {
             else {
                 return;
             };
-            t.take_confirms(&mut confirms);
+            let acked = t.take_confirms(&mut confirms);
+            self.stats.confirmed.add(acked);
+            self.shard.metrics().confirmed.add(acked);
         }
         for c in confirms {
             let method = if c.ack {
@@ -418,6 +424,7 @@ impl LocalConn for ConnHandle {
             heartbeat: m.heartbeat,
             channel_max: m.channel_max,
             channels,
+            stats: self.stats.snapshot(),
         }
     }
 

@@ -118,6 +118,7 @@ async fn write_loop(handle: Rc<ConnHandle>, socket: ConnSocket) {
             continue;
         }
         let mut out = std::mem::replace(&mut *handle.out.borrow_mut(), spare);
+        let bytes = out.total_len() as u64;
         let written = if out.contiguous() {
             socket.write_all(&out).await
         } else {
@@ -131,6 +132,8 @@ async fn write_loop(handle: Rc<ConnHandle>, socket: ConnSocket) {
             break;
         }
         handle.last_write.set(Instant::now());
+        handle.stats.send_oct.add(bytes);
+        handle.stats.send_cnt.inc();
         handle.return_credits();
         // Keep a big buffer for the next burst; a small write's buffer goes,
         // so idle connections hold none.
@@ -249,6 +252,8 @@ impl Conn {
             &mut self.scratch[..],
         )
         .await?;
+        self.handle.stats.recv_oct.add(n as u64);
+        self.handle.stats.recv_cnt.inc();
         if self.buf.is_empty() && n < FIRST_READ_CHUNK {
             // A quiet connection: a fresh, right-sized buffer rather than
             // keeping a big one around between rare reads.
@@ -281,6 +286,10 @@ impl Conn {
             &mut self.buf[have..],
         )
         .await;
+        if let Ok(n) = got {
+            self.handle.stats.recv_oct.add(n as u64);
+            self.handle.stats.recv_cnt.inc();
+        }
         self.buf.truncate(have + *got.as_ref().unwrap_or(&0));
         got.map(|_| ())
     }

@@ -37,6 +37,11 @@ impl Output {
         self.buf.is_empty() && self.bodies.is_empty()
     }
 
+    /// Bytes to send: the buffer and the referenced bodies.
+    pub fn total_len(&self) -> usize {
+        self.buf.len() + self.bodies.iter().map(|(_, b)| b.len()).sum::<usize>()
+    }
+
     /// The buffer's capacity (referenced bodies are not counted).
     pub fn capacity(&self) -> usize {
         self.buf.capacity()

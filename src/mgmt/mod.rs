@@ -10,6 +10,7 @@ mod listings;
 pub mod ops;
 pub mod prometheus;
 pub mod proto;
+pub mod stats;
 mod status;
 
 pub use status::total_memory;

@@ -16,6 +16,7 @@ pub use paged::PagedEntry;
 
 use crate::codec::ShortStr;
 use crate::ids::{ChannelRef, ConsumerId, Loc, MsgId};
+use crate::metrics::QueueCounters;
 use paged::PagedList;
 
 /// Most deliveries a consumer may have on their way to its socket (delivered
@@ -173,6 +174,8 @@ pub struct Queue {
     /// Body bytes of the messages in `ready`.
     ready_bytes: u64,
     log_events: Vec<LogEvent>,
+    /// What the queue did, for message rates.
+    counters: QueueCounters,
 }
 
 impl Queue {
@@ -208,6 +211,11 @@ impl Queue {
         self.ready_bytes
     }
 
+    /// What the queue did so far (publishes, deliveries, acks...).
+    pub fn counters(&self) -> &QueueCounters {
+        &self.counters
+    }
+
     /// Whether consumer `id` consumes from this queue.
     pub fn has_consumer(&self, id: ConsumerId) -> bool {
         self.consumers.iter().any(|c| c.spec.id == id)
@@ -223,6 +231,7 @@ impl Queue {
     pub fn publish(&mut self, msg: Message, loc: Option<Loc>) -> MsgId {
         let id = self.next_id;
         self.next_id += 1;
+        self.counters.publish += 1;
         let over_window =
             self.ready.len() >= MEMORY_WINDOW_MESSAGES || self.ready_bytes >= MEMORY_WINDOW_BYTES;
         if !self.paged.is_empty() || (loc.is_some() && over_window) {
@@ -419,6 +428,12 @@ impl Queue {
             };
             let no_ack = self.consumers[idx].spec.no_ack;
             self.note_delivery(&ready, no_ack);
+            if no_ack {
+                self.counters.deliver_no_ack += 1;
+            } else {
+                self.counters.deliver += 1;
+            }
+            self.counters.redeliver += ready.redelivered as u64;
             let c = &mut self.consumers[idx];
             c.unsent += 1;
             if !c.spec.no_ack {
@@ -457,6 +472,12 @@ impl Queue {
     pub fn get(&mut self, holder: ChannelRef, no_ack: bool) -> Option<GetResult> {
         let ready = self.pop_ready()?;
         self.note_delivery(&ready, no_ack);
+        if no_ack {
+            self.counters.get_no_ack += 1;
+        } else {
+            self.counters.get += 1;
+        }
+        self.counters.redeliver += ready.redelivered as u64;
         if !no_ack {
             self.unacked.insert(
                 ready.id,
@@ -484,6 +505,7 @@ impl Queue {
             let Some(u) = self.unacked.remove(&id) else {
                 continue;
             };
+            self.counters.ack += (how == Settle::Ack) as u64;
             if let Some(cid) = u.consumer {
                 if let Some(c) = self.consumer_mut(cid) {
                     c.unacked = c.unacked.saturating_sub(1);

@@ -99,6 +99,9 @@ struct Exchange {
     /// a queue cost O(its bindings), not O(all bindings of the exchange).
     by_dest: AHashMap<Destination, AHashMap<ShortStr, SmallVec<[Binding; 1]>>>,
     router: Router,
+    /// Messages routed from it on this shard (plain cells, counted by
+    /// `route`, which has the exchange in hand).
+    counters: crate::metrics::ExchangeCounters,
 }
 
 impl Exchange {
@@ -113,6 +116,7 @@ impl Exchange {
             kind,
             by_dest: AHashMap::new(),
             router,
+            counters: Default::default(),
         }
     }
 }
@@ -408,6 +412,7 @@ impl RoutingTable {
             return;
         };
         let start = out.len();
+        let source = x;
         let mut visited: ScratchSet<&str> = ScratchSet::new();
         visited.insert(&**name);
         let mut pending: SmallVec<[&Exchange; 8]> = SmallVec::new();
@@ -457,6 +462,18 @@ impl RoutingTable {
         if may_dup || contributors > 1 {
             dedup_tail(out, start);
         }
+        source.counters.publish_in.inc();
+        source.counters.publish_out.add((out.len() > start) as u64);
+    }
+
+    /// Each exchange's counts: messages routed from it, and how many of
+    /// them reached a destination.
+    pub fn exchange_counters(
+        &self,
+    ) -> impl Iterator<Item = (&ShortStr, crate::metrics::ExchangeTotals)> {
+        self.exchanges
+            .iter()
+            .map(|(name, x)| (name, x.counters.snapshot()))
     }
 }
 

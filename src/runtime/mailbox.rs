@@ -28,6 +28,8 @@ pub struct Mailbox<T: Send + 'static> {
     draining: Vec<Cell<bool>>,
     /// Notified whenever a backlog shrinks.
     drained: Event,
+    /// Batches handed to the mesh (or its backlog), for metrics.
+    batches_sent: Cell<u64>,
 }
 
 impl<T: Send + 'static> Mailbox<T> {
@@ -41,6 +43,7 @@ impl<T: Send + 'static> Mailbox<T> {
             backlog: RefCell::new((0..n).map(|_| VecDeque::new()).collect()),
             draining: (0..n).map(|_| Cell::new(false)).collect(),
             drained: Event::default(),
+            batches_sent: Cell::new(0),
         })
     }
 
@@ -59,6 +62,7 @@ impl<T: Send + 'static> Mailbox<T> {
                 continue;
             }
             let batch = std::mem::take(batch);
+            self.batches_sent.set(self.batches_sent.get() + 1);
             if self.backlog.borrow()[to].is_empty() {
                 match self.senders.try_send_to(to, batch) {
                     Ok(()) => continue,
@@ -91,6 +95,11 @@ impl<T: Send + 'static> Mailbox<T> {
         }
         self.draining[to].set(false);
         self.drained.notify();
+    }
+
+    /// Batches sent to other shards so far.
+    pub fn batches_sent(&self) -> u64 {
+        self.batches_sent.get()
     }
 
     /// Whether a destination's backlog is long enough that publishers

@@ -90,6 +90,23 @@ impl<T> Future for Joinable<T> {
     }
 }
 
+thread_local! {
+    static BUSY: std::cell::Cell<Duration> = const { std::cell::Cell::new(Duration::ZERO) };
+}
+
+/// How long this shard's executor has spent running tasks since it
+/// started (glommio's executor statistics; the time it spins, polls the
+/// reactor or sleeps is not counted). glommio hands its statistics out
+/// once and starts them again, so they are added up here.
+pub fn busy_time() -> Duration {
+    let taken = glommio::executor().executor_stats().total_runtime();
+    BUSY.with(|b| {
+        let total = b.get() + taken;
+        b.set(total);
+        total
+    })
+}
+
 /// Resolves after `d` (a reactor timer: it fires only when the reactor runs).
 pub async fn sleep(d: Duration) {
     glommio::timer::sleep(d).await;

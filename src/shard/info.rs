@@ -66,6 +66,8 @@ pub struct ConnInfo {
     pub channel_max: u16,
     /// Its open channels.
     pub channels: Vec<ChannelInfo>,
+    /// Its traffic and publish counts so far.
+    pub stats: crate::metrics::ConnTotals,
 }
 
 /// One channel of a connection.
@@ -126,6 +128,66 @@ pub struct ListConnections;
 
 /// Figures of the queues among these that this shard owns.
 pub struct ListQueues(pub Vec<QueueId>);
+
+/// This shard's counters for metrics and message rates: answers
+/// [`ShardStats`]. Gathered in one synchronous step from plain cells.
+pub struct GatherStats;
+
+/// One queue's counters, as its owner has them.
+#[derive(Debug, Clone)]
+pub struct QueueStatsInfo {
+    /// The queue.
+    pub id: QueueId,
+    /// Its vhost.
+    pub vhost: ShortStr,
+    /// Its name.
+    pub name: ShortStr,
+    /// Ready messages now.
+    pub ready: u32,
+    /// Unacknowledged messages now.
+    pub unacked: u32,
+    /// What it did so far.
+    pub counters: crate::metrics::QueueCounters,
+}
+
+/// One exchange's counts on one shard.
+#[derive(Debug, Clone)]
+pub struct ExchangeStatsInfo {
+    /// Its vhost.
+    pub vhost: ShortStr,
+    /// Its name (`""`: the default exchange).
+    pub name: ShortStr,
+    /// Publishes to it from this shard's clients.
+    pub counters: crate::metrics::ExchangeTotals,
+}
+
+/// What [`GatherStats`] answers.
+#[derive(Debug, Clone, Default)]
+pub struct ShardStats {
+    /// The shard.
+    pub shard: usize,
+    /// Its own counters.
+    pub totals: crate::metrics::ShardTotals,
+    /// Its queues' counters, with those of the queues deleted so far.
+    pub queue_totals: crate::metrics::QueueCounters,
+    /// Mesh batches it sent.
+    pub mesh_batches_sent: u64,
+    /// Time its executor spent running tasks.
+    pub busy: std::time::Duration,
+    /// Its open connections.
+    pub connections: u32,
+    /// Its channels: open ones, over its connections.
+    pub channels: u32,
+    /// Consumers on its queues.
+    pub consumers: u32,
+    /// The queues it owns.
+    pub queues: Vec<QueueStatsInfo>,
+    /// Exchanges published to from this shard.
+    pub exchanges: Vec<ExchangeStatsInfo>,
+    /// Its connections' traffic counts.
+    /// Each with its vhost (empty before connection.open).
+    pub conns: Vec<(ConnId, String, crate::metrics::ConnTotals)>,
+}
 
 /// Which connections an operator's close is for.
 #[derive(Debug, Clone)]
@@ -194,6 +256,56 @@ impl Call for ListQueues {
     }
 }
 
+impl Call for GatherStats {
+    type Output = ShardStats;
+    fn run(self, shard: Rc<Shard>) -> BoxedLocal<AmqpResult<ShardStats>> {
+        let mut out = ShardStats {
+            shard: shard.id.index(),
+            totals: shard.metrics.snapshot(),
+            queue_totals: shard.retired.get(),
+            mesh_batches_sent: shard.mailbox.batches_sent(),
+            busy: crate::runtime::busy_time(),
+            ..Default::default()
+        };
+        for oq in shard.queues.borrow().values() {
+            let counters = *oq.queue.counters();
+            out.queue_totals.add(&counters);
+            out.consumers += oq.queue.consumer_count();
+            out.queues.push(QueueStatsInfo {
+                id: oq.meta.id,
+                vhost: oq.vhost.clone(),
+                name: oq.meta.name.clone(),
+                ready: oq.queue.message_count(),
+                unacked: oq.queue.unacked_count(),
+                counters,
+            });
+        }
+        let conns: Vec<_> = shard.conns.borrow().values().cloned().collect();
+        for c in conns {
+            let info = c.info();
+            out.connections += 1;
+            out.channels += info.channels.len() as u32;
+            out.conns.push((info.id, info.vhost, info.stats));
+        }
+        shard.with_topology(|t| {
+            for (vname, v) in &t.vhosts {
+                let default = (&ShortStr::new(), v.default_exchange.snapshot());
+                let named = v.routing.exchange_counters().filter(|(n, _)| !n.is_empty());
+                for (name, counters) in named.chain(std::iter::once(default)) {
+                    if counters.publish_in > 0 {
+                        out.exchanges.push(ExchangeStatsInfo {
+                            vhost: vname.clone(),
+                            name: name.clone(),
+                            counters,
+                        });
+                    }
+                }
+            }
+        });
+        ready(out)
+    }
+}
+
 impl Call for CloseConnections {
     type Output = u32;
     fn run(self, shard: Rc<Shard>) -> BoxedLocal<AmqpResult<u32>> {
@@ -255,5 +367,157 @@ impl Shard {
     /// Waits until `stop_app` or `start_app` changes [`Shard::app_running`].
     pub async fn app_changed(&self) {
         self.app_changed.wait().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Two real shards on glommio executors: the counters move where the
+    //! work happens and [`GatherStats`] answers them.
+    use super::*;
+    use crate::codec::ShortStr;
+    use crate::ids::QueueId;
+    use crate::queue::{MessageData, Settle};
+    use crate::runtime::ShardStart;
+    use crate::shard::{PublishRef, ShardMsg, ShardOptions, ShardStore};
+    use crate::topology::{owner_shard, QueueMeta, TopologyChange};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    /// A queue name of `/` that shard `owner` of 2 owns.
+    fn name_on(owner: usize) -> String {
+        (0..)
+            .map(|i| format!("met-q{i}"))
+            .find(|n| owner_shard("/", n, 2).index() == owner)
+            .unwrap()
+    }
+
+    fn meta(id: u64, name: &str) -> QueueMeta {
+        QueueMeta {
+            id: QueueId(id),
+            owner_shard: owner_shard("/", name, 2),
+            name: name.into(),
+            durable: false,
+            exclusive: None,
+            auto_delete: false,
+            arguments: Default::default(),
+        }
+    }
+
+    #[test]
+    fn counters_move_with_publish_get_and_ack() {
+        let dir = std::env::temp_dir().join(format!("warren-met-{}", std::process::id()));
+        let memlock = crate::runtime::preflight().expect("glommio can start");
+        let done = Arc::new(AtomicBool::new(false));
+        let seen: Arc<Mutex<Vec<ShardStats>>> = Arc::default();
+        let (d, s, dir2) = (done.clone(), seen.clone(), dir.clone());
+        crate::runtime::run(
+            2,
+            memlock,
+            std::time::Duration::ZERO,
+            move |start: ShardStart<ShardMsg>| async move {
+                let id = start.id;
+                let (log, _, _) = crate::storage::log::MessageLog::open(
+                    &dir2.join(id.to_string()),
+                    1 << 20,
+                    |_| true,
+                )
+                .unwrap();
+                let store = ShardStore::new(log, Default::default());
+                let shard = Shard::new(
+                    ShardId::from_index(id),
+                    2,
+                    start.mailbox,
+                    store,
+                    QueueId(1),
+                    ShardOptions {
+                        call_timeout: std::time::Duration::from_secs(5),
+                        stall_calls: false,
+                        access: Default::default(),
+                        limits: Default::default(),
+                    },
+                );
+                let receiver = shard.clone();
+                start.inbox.serve(move |batch| receiver.handle_batch(batch));
+                let (local, remote) = (name_on(0), name_on(1));
+                shard.apply_change(&TopologyChange::VhostAdded("/".into()));
+                shard.apply_change(&TopologyChange::QueueAdded("/".into(), meta(1, &local)));
+                shard.apply_change(&TopologyChange::QueueAdded("/".into(), meta(2, &remote)));
+                if id != 0 {
+                    while !d.load(Ordering::SeqCst) {
+                        crate::runtime::sleep(std::time::Duration::from_millis(5)).await;
+                    }
+                    return;
+                }
+                let from = PublishRef {
+                    ch: shard.channel_ref(ConnId(1), 1, 1),
+                    seq: None,
+                };
+                for key in [&local, &remote, &remote, &"nowhere".to_string()] {
+                    let msg = Arc::new(MessageData {
+                        exchange: ShortStr::new(),
+                        routing_key: key.as_str().into(),
+                        raw_properties: Default::default(),
+                        body: bytes::Bytes::from_static(b"m"),
+                        persistent: false,
+                    });
+                    shard.publish("/", "", key, None, &msg, from);
+                }
+                shard.pump();
+                // A get with ack and its ack, on the other shard's queue.
+                let got = shard
+                    .call(
+                        ShardId::from_index(1),
+                        crate::shard::GetMessage {
+                            queue: QueueId(2),
+                            holder: from.ch,
+                            no_ack: false,
+                        },
+                    )
+                    .await
+                    .unwrap()
+                    .unwrap();
+                let q = crate::ids::QueueRef {
+                    id: QueueId(2),
+                    owner: ShardId::from_index(1),
+                };
+                shard.settle(q, vec![got.msg_id], Settle::Ack);
+                shard.pump();
+                // A call after the ack: the mesh keeps order per pair.
+                let _ = shard.call(ShardId::from_index(1), ListQueues(vec![])).await;
+                let mut all = Vec::new();
+                for to in 0..2 {
+                    all.push(
+                        shard
+                            .call(ShardId::from_index(to), GatherStats)
+                            .await
+                            .unwrap(),
+                    );
+                }
+                *s.lock().unwrap() = all;
+                d.store(true, Ordering::SeqCst);
+            },
+        )
+        .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let stats = seen.lock().unwrap().clone();
+        assert_eq!(stats.len(), 2);
+        let (a, b) = (&stats[0], &stats[1]);
+        assert_eq!(a.totals.routed_local, 1);
+        assert_eq!(a.totals.routed_remote, 2);
+        assert!(a.mesh_batches_sent >= 1);
+        assert!(b.totals.mesh_batches_received >= 1);
+        assert!(a.busy > std::time::Duration::ZERO);
+        assert_eq!(a.queues.len(), 1);
+        assert_eq!(a.queues[0].counters.publish, 1);
+        assert_eq!(b.queues.len(), 1);
+        let q = &b.queues[0];
+        assert_eq!(q.counters.publish, 2);
+        assert_eq!(q.counters.get, 1);
+        assert_eq!(q.counters.ack, 1);
+        assert_eq!((q.ready, q.unacked), (1, 0));
+        assert_eq!(b.queue_totals.ack, 1);
+        let x = a.exchanges.iter().find(|x| x.name.is_empty()).unwrap();
+        assert_eq!((x.counters.publish_in, x.counters.publish_out), (4, 3));
     }
 }

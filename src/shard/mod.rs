@@ -35,8 +35,9 @@ use std::rc::Rc;
 pub use admin::{Admin, AdminOp};
 pub use call::Call;
 pub use info::{
-    ChannelInfo, CloseConnections, CloseWhich, ConnInfo, ConnState, ConsumerInfo, ListConnections,
-    ListQueues, QueueInfo, SetAppRunning,
+    ChannelInfo, CloseConnections, CloseWhich, ConnInfo, ConnState, ConsumerInfo,
+    ExchangeStatsInfo, GatherStats, ListConnections, ListQueues, QueueInfo, QueueStatsInfo,
+    SetAppRunning, ShardStats,
 };
 pub use leader::{
     AutoDeleteQueue, Bind, ConnectionClosed, DeclareExchange, DeclareQueue, Declared,
@@ -195,6 +196,11 @@ pub struct Shard {
     /// Seconds since the shard started, by a once-a-second task: a clock
     /// the message path reads for free.
     seconds: Cell<u32>,
+    /// What this shard did (see [`Shard::metrics`]).
+    metrics: crate::metrics::ShardCounters,
+    /// The counts of the owned queues deleted so far, so the shard's
+    /// totals never go back when a queue goes.
+    retired: Cell<crate::metrics::QueueCounters>,
 }
 
 impl Shard {
@@ -230,6 +236,8 @@ impl Shard {
             app_running: Cell::new(true),
             app_changed: Event::default(),
             seconds: Cell::new(0),
+            metrics: Default::default(),
+            retired: Cell::new(Default::default()),
         })
     }
 
@@ -249,6 +257,12 @@ impl Shard {
             crate::runtime::sleep(std::time::Duration::from_secs(1)).await;
             self.seconds.set(self.seconds.get().wrapping_add(1));
         }
+    }
+
+    /// This shard's counters, for the connections on it to count what
+    /// they do (publishes, confirms, channels...).
+    pub fn metrics(&self) -> &crate::metrics::ShardCounters {
+        &self.metrics
     }
 
     /// How many shards the broker runs.
@@ -288,13 +302,16 @@ impl Shard {
 
     /// A connection accepted by this shard starts taking deliveries.
     pub fn register_conn(&self, id: ConnId, conn: Rc<dyn LocalConn>) {
+        self.metrics.connections_opened.inc();
         self.conns.borrow_mut().insert(id, conn);
     }
 
     /// A connection closed: what is still on its way to it is dropped
     /// (its channels' release requeues anything unacked).
     pub fn unregister_conn(&self, id: ConnId) {
-        self.conns.borrow_mut().remove(&id);
+        if self.conns.borrow_mut().remove(&id).is_some() {
+            self.metrics.connections_closed.inc();
+        }
     }
 
     /// Connection `id` has confirms to send: the pump sends them after

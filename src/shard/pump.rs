@@ -84,6 +84,7 @@ impl Shard {
 
     /// A batch from another shard's mailbox.
     pub fn handle_batch(self: &Rc<Self>, batch: Vec<ShardMsg>) {
+        self.metrics.mesh_batches_received.inc();
         for msg in batch {
             self.handle(msg);
         }
@@ -116,6 +117,9 @@ impl Shard {
                 if let Some(q) = vh.queues.get(routing_key) {
                     targets.push(q.queue_ref());
                 }
+                let x = &vh.default_exchange;
+                x.publish_in.inc();
+                x.publish_out.add(!targets.is_empty() as u64);
             } else {
                 let mut names = self.route_scratch.borrow_mut();
                 names.clear();
@@ -130,12 +134,14 @@ impl Shard {
         let (mut pending, mut refused) = (0, 0);
         for t in &targets {
             if t.owner == self.id {
+                self.metrics.routed_local.inc();
                 match self.enqueue(t.id, msg.clone(), from.confirm()) {
                     Enqueued::Now => {}
                     Enqueued::AfterSync => pending += 1,
                     Enqueued::Refused => refused += 1,
                 }
             } else {
+                self.metrics.routed_remote.inc();
                 pending += 1;
                 let publish = ShardMsg::Publish {
                     queue: t.id,

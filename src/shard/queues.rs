@@ -192,17 +192,17 @@ impl Shard {
     pub fn apply_change(self: &Rc<Self>, change: &TopologyChange) {
         if let TopologyChange::QueueAdded(vhost, meta) = change {
             if meta.owner_shard == self.id {
-                self.queues
-                    .borrow_mut()
-                    .entry(meta.id)
-                    .or_insert_with(|| OwnedQueue {
+                self.queues.borrow_mut().entry(meta.id).or_insert_with(|| {
+                    self.metrics.queues_created.inc();
+                    OwnedQueue {
                         meta: meta.clone(),
                         vhost: vhost.clone(),
                         queue: Queue::new(),
                         had_consumer: false,
                         logged: meta.durable && meta.exclusive.is_none(),
                         dirty: false,
-                    });
+                    }
+                });
             }
         }
         self.topology.borrow_mut().apply(change);
@@ -220,6 +220,10 @@ impl Shard {
     fn drop_owned_queue(self: &Rc<Self>, id: QueueId) -> Option<u32> {
         let mut oq = self.queues.borrow_mut().remove(&id)?;
         let count = oq.queue.message_count();
+        self.metrics.queues_deleted.inc();
+        let mut retired = self.retired.get();
+        retired.add(oq.queue.counters());
+        self.retired.set(retired);
         if oq.logged {
             // Settlements not yet written count first, then the rest.
             self.log_events(&mut oq);

@@ -97,6 +97,9 @@ pub struct VHost {
     pub queues: AHashMap<ShortStr, QueueMeta>,
     /// Bindings, compiled for routing.
     pub routing: RoutingTable,
+    /// The default exchange's publish counts on this shard (the routing
+    /// table counts the others as it routes).
+    pub default_exchange: crate::metrics::ExchangeCounters,
 }
 
 /// The exchanges every virtual host starts with, as RabbitMQ declares them

@@ -97,17 +97,19 @@ impl PublishTracker {
     }
 
     /// The confirms to send now, in order: acks with `multiple` for runs
-    /// of stored publishes, a nack for each refused one.
-    pub fn take_confirms(&mut self, out: &mut impl Extend<Confirm>) {
+    /// of stored publishes, a nack for each refused one. Answers how many
+    /// publishes the acks confirm.
+    pub fn take_confirms(&mut self, out: &mut impl Extend<Confirm>) -> u64 {
         let upto = match self.pending.keys().next() {
             Some(&first) => first - 1,
             None => self.next_seq - 1,
         };
         if upto <= self.acked_upto {
-            return;
+            return 0;
         }
         let mut from = self.acked_upto;
         let refused: Vec<u64> = self.refused.range(..=upto).copied().collect();
+        let acked = upto - from - refused.len() as u64;
         for r in refused {
             self.refused.remove(&r);
             if r - 1 > from {
@@ -132,6 +134,7 @@ impl PublishTracker {
             }));
         }
         self.acked_upto = upto;
+        acked
     }
 }
 

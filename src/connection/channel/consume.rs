@@ -134,6 +134,7 @@ impl Conn {
             no_ack: m.no_ack,
         };
         let Some(got) = self.shard.call(meta.owner_shard, op).await? else {
+            self.shard.metrics().get_empty.inc();
             self.handle
                 .send_method(number, &Method::BasicGetEmpty(BasicGetEmpty {}));
             return Ok(());

@@ -163,6 +163,7 @@ impl Conn {
         if let Some(ch) = self.channels.get_mut(&number) {
             ch.last_queue = name.clone();
         }
+        self.shard.metrics().queues_declared.inc();
         self.reply(
             number,
             m.no_wait,

@@ -192,6 +192,7 @@ impl Conn {
         );
         self.handle
             .send_method(number, &Method::ChannelOpenOk(ChannelOpenOk {}));
+        self.shard.metrics().channels_opened.inc();
         Ok(())
     }
 
@@ -204,7 +205,9 @@ impl Conn {
 
     /// Drops channel `number` (both sides) once it is released or closed.
     pub(super) fn forget_channel(&mut self, number: u16) {
-        self.channels.remove(&number);
+        if self.channels.remove(&number).is_some() {
+            self.shard.metrics().channels_closed.inc();
+        }
         self.handle.channels.borrow_mut().remove(&number);
     }
 

@@ -229,7 +229,10 @@ impl Conn {
             .get_mut(&number)
             .and_then(|d| d.publishes.as_mut())
             .map(|t| t.next());
-        let epoch = self.channels.get(&number).map_or(0, |c| c.epoch);
+        let (epoch, confirm_mode) = self
+            .channels
+            .get(&number)
+            .map_or((0, false), |c| (c.epoch, matches!(c.mode, Mode::Confirm)));
         let from = PublishRef {
             ch: self.shard.channel_ref(self.handle.id, number, epoch),
             seq,
@@ -242,6 +245,19 @@ impl Conn {
             &p.msg,
             from,
         );
+        // Counted where RabbitMQ's channel counts them: received, and then
+        // routed or unroutable (returned when mandatory, else dropped).
+        let m = self.shard.metrics();
+        m.received.inc();
+        self.handle.stats.published.inc();
+        m.received_confirm.add(confirm_mode as u64);
+        if routed.queues > 0 {
+            m.routed.inc();
+        } else if p.mandatory {
+            m.unroutable_returned.inc();
+        } else {
+            m.unroutable_dropped.inc();
+        }
         if routed.refused > 0 && seq.is_none() {
             // Not stored, and no confirm to say so: as a failed write in
             // RabbitMQ, the connection goes.
