@@ -169,7 +169,11 @@ pub fn parse_watermark(s: &str) -> Result<MemoryWatermark, String> {
     if s.contains('.') || s == "0" || s == "1" {
         match s.parse::<f64>() {
             Ok(r) if (0.0..=1.0).contains(&r) => return Ok(MemoryWatermark::Relative(r)),
-            _ => return Err(format!("'{s}' is neither a fraction from 0 to 1 nor a size")),
+            _ => {
+                return Err(format!(
+                    "'{s}' is neither a fraction from 0 to 1 nor a size"
+                ))
+            }
         }
     }
     parse_size(s).map(MemoryWatermark::Absolute)
