@@ -439,6 +439,8 @@ pub struct MemoryMonitor {
     statm: Statm,
     /// The last read failed (logged once per run of failures).
     failing: bool,
+    /// When this shard last had the allocator give its free memory back.
+    collected: Option<std::time::Instant>,
 }
 
 impl MemoryMonitor {
@@ -450,6 +452,7 @@ impl MemoryMonitor {
             node: node_name(),
             statm: Statm::open(),
             failing: false,
+            collected: None,
         }
     }
 
@@ -461,6 +464,9 @@ impl MemoryMonitor {
             Some(rss) => {
                 self.failing = false;
                 self.update(rss);
+                if self.alarms.memory() {
+                    self.collect();
+                }
                 memory_check_interval(rss, self.limit)
             }
             None => {
@@ -501,6 +507,51 @@ impl MemoryMonitor {
             tracing::info!("memory resource limit alarm cleared on node {}", self.node);
         }
     }
+}
+
+impl MemoryMonitor {
+    /// While the alarm is set, has the allocator hand this shard's free
+    /// memory back to the system, at most every [`MEMORY_COLLECT_INTERVAL`]:
+    /// mimalloc returns freed pages only after a delay (1 s) and only when
+    /// the thread that owns them allocates again, and frees from other
+    /// shards wait in its pages' cross-thread lists until then. A shard that
+    /// fell idle (its publisher blocked, its queues drained by consumers on
+    /// other shards) would keep the memory resident, and the alarm set.
+    fn collect(&mut self) {
+        let now = std::time::Instant::now();
+        if self
+            .collected
+            .is_some_and(|t| now.duration_since(t) < MEMORY_COLLECT_INTERVAL)
+        {
+            return;
+        }
+        self.collected = Some(now);
+        release_free_memory();
+    }
+}
+
+/// How often, at most, a shard has the allocator give back its free
+/// memory while the memory alarm is set.
+pub const MEMORY_COLLECT_INTERVAL: Duration = Duration::from_millis(100);
+
+// The broker's allocator (`main.rs`'s global allocator), linked in here too
+// so that `mi_collect` resolves in every binary built from this library.
+extern crate mimalloc as _;
+
+extern "C" {
+    /// mimalloc's: frees this thread's empty pages (taking in the blocks
+    /// other threads freed) and, with `force`, purges (`MADV_DONTNEED`) the
+    /// free memory of its arenas now rather than after the purge delay.
+    fn mi_collect(force: bool);
+}
+
+/// Has the allocator return the calling thread's free memory to the
+/// system (a no-op when mimalloc is not the global allocator: it then
+/// holds nothing).
+pub fn release_free_memory() {
+    // SAFETY: mi_collect has no preconditions; it only touches the calling
+    // thread's heap and the shared arenas, under mimalloc's own locking.
+    unsafe { mi_collect(true) }
 }
 
 /// Computes the memory limit for `watermark` (kept for
