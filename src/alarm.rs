@@ -461,12 +461,14 @@ impl MemoryMonitor {
     /// it was.
     pub fn check(&mut self) -> Duration {
         match self.statm.rss() {
-            Some(rss) => {
+            Some(mut rss) => {
                 self.failing = false;
-                self.update(rss);
-                if self.alarms.memory() {
-                    self.collect();
+                // Near or above the limit, what counts is the memory in
+                // use: the free memory the allocator keeps goes back first.
+                if rss as f64 >= self.limit as f64 * MEMORY_COLLECT_FROM && self.collect() {
+                    rss = self.statm.rss().unwrap_or(rss);
                 }
+                self.update(rss);
                 memory_check_interval(rss, self.limit)
             }
             None => {
@@ -510,29 +512,38 @@ impl MemoryMonitor {
 }
 
 impl MemoryMonitor {
-    /// While the alarm is set, has the allocator hand this shard's free
-    /// memory back to the system, at most every [`MEMORY_COLLECT_INTERVAL`]:
+    /// Has the allocator hand this shard's free memory back to the system,
+    /// at most every [`MEMORY_COLLECT_INTERVAL`]; true when it did.
+    ///
     /// mimalloc returns freed pages only after a delay (1 s) and only when
     /// the thread that owns them allocates again, and frees from other
     /// shards wait in its pages' cross-thread lists until then. A shard that
     /// fell idle (its publisher blocked, its queues drained by consumers on
-    /// other shards) would keep the memory resident, and the alarm set.
-    fn collect(&mut self) {
+    /// other shards) would keep the memory resident, and the alarm set; and
+    /// memory freed but kept would set it, or keep it set, with less in use
+    /// than the limit. Every shard collects its own heap (mimalloc's are
+    /// per thread), so near the limit they all do.
+    fn collect(&mut self) -> bool {
         let now = std::time::Instant::now();
         if self
             .collected
             .is_some_and(|t| now.duration_since(t) < MEMORY_COLLECT_INTERVAL)
         {
-            return;
+            return false;
         }
         self.collected = Some(now);
         release_free_memory();
+        true
     }
 }
 
 /// How often, at most, a shard has the allocator give back its free
-/// memory while the memory alarm is set.
+/// memory while its resident memory is near or above the limit.
 pub const MEMORY_COLLECT_INTERVAL: Duration = Duration::from_millis(100);
+
+/// From which fraction of the limit the shards have the allocator give
+/// back its free memory before they compare.
+pub const MEMORY_COLLECT_FROM: f64 = 0.9;
 
 // The broker's allocator (`main.rs`'s global allocator), linked in here too
 // so that `mi_collect` resolves in every binary built from this library.
