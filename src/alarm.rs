@@ -230,6 +230,12 @@ pub const MEMORY_CHECK_MIN_INTERVAL: Duration = Duration::from_millis(10);
 /// crossed the limit, clamped to the two intervals above.
 pub const MEMORY_GROWTH_BOUND: u64 = 4 << 30;
 
+/// The memory alarm as shard 0 decided it, for the other shards to follow
+/// (every shard measuring for itself, they disagreed for a while whenever
+/// the memory hovered at the limit: each one's collection moves the figure
+/// the others see).
+static MEMORY_ALARM: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// The memory figures the management plane shows, set once at start:
 /// the watermark (kind 0: not started yet, 1: relative with the fraction's
 /// bits in `MEMORY_SETTING`, 2: absolute with the bytes there), the
@@ -456,31 +462,48 @@ impl MemoryMonitor {
         }
     }
 
-    /// One look at the resident memory: sets or clears the alarm, and
-    /// says when to look next. When it cannot be read the alarm stays as
-    /// it was.
+    /// One look at the resident memory, and when to look next. Shard 0
+    /// decides (sets or clears the alarm, for the node); the others follow
+    /// its decision. Each shard near or above the limit first has the
+    /// allocator give its own free memory back. When the memory cannot be
+    /// read the alarm stays as it was.
     pub fn check(&mut self) -> Duration {
-        match self.statm.rss() {
-            Some(mut rss) => {
-                self.failing = false;
-                // Near or above the limit, what counts is the memory in
-                // use: the free memory the allocator keeps goes back first.
-                if rss as f64 >= self.limit as f64 * MEMORY_COLLECT_FROM && self.collect() {
-                    rss = self.statm.rss().unwrap_or(rss);
-                }
-                self.update(rss);
-                memory_check_interval(rss, self.limit)
+        let Some(mut rss) = self.statm.rss() else {
+            if !self.failing && self.shard == 0 {
+                tracing::warn!(
+                    "cannot read the resident memory (/proc/self/statm); memory alarm left {}",
+                    if self.alarms.memory() { "set" } else { "clear" }
+                );
             }
-            None => {
-                if !self.failing && self.shard == 0 {
-                    tracing::warn!(
-                        "cannot read the resident memory (/proc/self/statm); memory alarm left {}",
-                        if self.alarms.memory() { "set" } else { "clear" }
-                    );
-                }
-                self.failing = true;
-                MEMORY_CHECK_MAX_INTERVAL
-            }
+            self.failing = true;
+            self.follow();
+            return MEMORY_CHECK_MAX_INTERVAL;
+        };
+        self.failing = false;
+        // Near or above the limit, what counts is the memory in use: the
+        // free memory the allocator keeps goes back first.
+        let near = rss as f64 >= self.limit as f64 * MEMORY_COLLECT_FROM;
+        if near && self.collect() {
+            rss = self.statm.rss().unwrap_or(rss);
+        }
+        if self.shard == 0 {
+            self.update(rss);
+            MEMORY_ALARM.store(self.alarms.memory(), Ordering::Relaxed);
+        } else {
+            self.follow();
+        }
+        let next = memory_check_interval(rss, self.limit);
+        if near {
+            next.min(MEMORY_COLLECT_INTERVAL)
+        } else {
+            next
+        }
+    }
+
+    /// Takes shard 0's decision into this shard's alarms.
+    fn follow(&mut self) {
+        if self.shard != 0 {
+            self.alarms.set_memory(MEMORY_ALARM.load(Ordering::Relaxed));
         }
     }
 
@@ -826,10 +849,10 @@ mod tests {
         assert!(!alarms.memory() && !alarms.any());
         // The real figure: nothing is below a zero limit, anything is
         // below u64::MAX.
-        let mut m = MemoryMonitor::new(1, 0, alarms.clone());
+        let mut m = MemoryMonitor::new(0, 0, alarms.clone());
         m.check();
         assert!(alarms.memory());
-        let mut m = MemoryMonitor::new(1, u64::MAX, alarms.clone());
+        let mut m = MemoryMonitor::new(0, u64::MAX, alarms.clone());
         assert_eq!(m.check(), MEMORY_CHECK_MAX_INTERVAL);
         assert!(!alarms.memory());
     }
