@@ -7,8 +7,10 @@
 //! alarms ([`local`], thread-local) and its own monitor tasks: one
 //! ([`start_disk_monitor`]) asks `statvfs` once a second, the other
 //! ([`start_memory_monitor`]) reads the resident set size from
-//! `/proc/self/statm`, more often the closer it is to the limit. Only
-//! shard 0 logs the changes, so the log says it once per node.
+//! `/proc/self/statm`, more often the closer it is to the limit. For the
+//! memory, shard 0's monitor decides and the others follow it (one
+//! process-wide flag, read by the monitors only). Only shard 0 logs the
+//! changes, so the log says it once per node.
 //!
 //! What a connection does under an alarm lives in the connection's frame
 //! loop: one that completes a publish while an alarm is set stops being read
@@ -219,10 +221,14 @@ pub fn start_disk_monitor(shard: usize, dir: PathBuf, limit: u64) {
 /// disk, at most 1 s apart when close, is kept for both).
 pub const MEMORY_CHECK_MAX_INTERVAL: Duration = Duration::from_secs(1);
 
-/// The shortest: close to the limit. Reading `statm` costs one `pread`
-/// (about 2 µs), so polling this often costs nothing measurable, and it
-/// bounds how far a publisher flood gets past the limit before the
-/// alarm stops its connection being read.
+/// The shortest: close to the limit. Reading `statm` costs one `pread`,
+/// so polling this often costs nothing measurable, and it bounds how far a
+/// publisher flood gets past the limit before the alarm stops its
+/// connection being read. Measured with `tests/python/test_memory_alarm.py`
+/// (a pika flood of 32 KiB messages, 70-520 MiB/s into a debug build,
+/// watermark 64 MiB above the idle RSS, VmRSS sampled every 2 ms): at
+/// 1 s the peak overshot the watermark by 60-180%, at 100 ms by 3-21%, at
+/// 10 ms by 0.2-11% (mostly under 2%).
 pub const MEMORY_CHECK_MIN_INTERVAL: Duration = Duration::from_millis(10);
 
 /// How fast the resident memory is assumed to grow at most (bytes per

@@ -165,6 +165,7 @@ class Publisher(threading.Thread):
         self.blocked.append(frame.method.reason)
         if self.blocked_at is None:
             self.blocked_at = self.published
+            self.flood_s = time.monotonic() - self.started
 
     def on_unblocked(self, _conn, _frame):
         self.unblocked += 1
@@ -200,6 +201,7 @@ class Publisher(threading.Thread):
 
     def on_channel(self, ch):
         self.ch = ch
+        self.started = time.monotonic()
         self.ready.set()
         self.tick()
 
@@ -288,9 +290,10 @@ def run_flood(w, idle, watermark):
         time.sleep(0.5)
         peak = sampler.peak
         print("idle %.1f MiB, watermark %.1f MiB, peak %.1f MiB (%+.1f%%), %d messages "
-              "(%.1f MiB) before blocked, %d RSS samples"
+              "(%.1f MiB, %.0f MiB/s) before blocked, %d RSS samples"
               % (idle / MIB, watermark / MIB, peak / MIB, 100.0 * (peak - watermark) / watermark,
-                 pub.blocked_at, pub.blocked_at * len(BODY) / MIB, sampler.samples))
+                 pub.blocked_at, pub.blocked_at * len(BODY) / MIB,
+                 pub.blocked_at * len(BODY) / MIB / pub.flood_s, sampler.samples))
         assert peak <= watermark * 1.25, (
             "RSS peaked at %.1f MiB, watermark %.1f MiB (idle %.1f MiB, %d messages)"
             % (peak / MIB, watermark / MIB, idle / MIB, pub.published))
