@@ -701,7 +701,7 @@ mod tests {
     #[test]
     fn resident_memory_of_this_process() {
         let rss = resident_memory();
-        assert!(rss > 0 && rss % page_size() == 0, "{rss}");
+        assert!(rss > 0 && rss.is_multiple_of(page_size()), "{rss}");
         // The descriptor kept open reads again from offset 0.
         let mut statm = Statm::open();
         let a = statm.rss().expect("statm");
