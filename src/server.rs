@@ -297,6 +297,7 @@ async fn shard_main(
         config.port,
     );
     crate::alarm::start_disk_monitor(id, config.data_dir.clone(), config.storage.disk_free_limit);
+    crate::alarm::start_memory_monitor(id, config.memory_watermark);
     let shard = match open_shard(&config, &durable, id, shards, mailbox) {
         Ok(s) => s,
         Err(e) => {

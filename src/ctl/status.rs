@@ -188,8 +188,13 @@ pub fn render(doc: &Value, node: &str, unit: &str) -> String {
         ));
     }
     if let Some(limit) = size("/vm_memory_high_watermark_limit") {
+        // rabbitmqctl 3.10: "0.4 of available memory", or an absolute
+        // setting in the report's unit ("0.5369 gb").
         let setting = text("/vm_memory_high_watermark_setting/relative")
             .map(|w| format!("{w} of available memory"))
+            .or_else(|| {
+                size("/vm_memory_high_watermark_setting/absolute").map(|b| format!("{b} {unit}"))
+            })
             .unwrap_or_else(|| "(unknown)".to_string());
         memory.push(format!(
             "Memory high watermark setting: {setting}, computed to: {limit} {unit}"
@@ -334,5 +339,20 @@ mod tests {
         assert!(out.contains("Total memory used: 2.0 mb"));
         assert!(out.contains("Listeners\x1b[0m\n\n(none)"));
         assert!(!out.contains("File Descriptors"));
+    }
+
+    #[test]
+    fn absolute_watermark_in_the_unit() {
+        // As rabbitmqctl 3.10.8 shows `set_vm_memory_high_watermark
+        // absolute 536870912`.
+        let doc = json!({
+            "memory": {"total": {"rss": 124_500_000u64}},
+            "vm_memory_high_watermark_limit": 536_870_912u64,
+            "vm_memory_high_watermark_setting": {"absolute": 536_870_912u64}
+        });
+        assert!(render(&doc, "warren@box", "gb")
+            .contains("Memory high watermark setting: 0.5369 gb, computed to: 0.5369 gb\n"));
+        assert!(render(&doc, "warren@box", "mb")
+            .contains("Memory high watermark setting: 536.8709 mb, computed to: 536.8709 mb\n"));
     }
 }

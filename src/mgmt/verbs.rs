@@ -471,6 +471,9 @@ async fn run_verb(shard: &Rc<Shard>, ctx: &Context, req: &Request) -> VerbResult
 fn alarm_names() -> Vec<String> {
     let alarms = crate::alarm::local();
     let mut v = Vec::new();
+    if alarms.memory() {
+        v.push("memory".to_string());
+    }
     if alarms.disk() {
         v.push("disk".to_string());
     }
@@ -478,7 +481,6 @@ fn alarm_names() -> Vec<String> {
 }
 
 async fn status(shard: &Rc<Shard>, ctx: &Context) -> Value {
-    let total = super::status::total_memory();
     let (fd_used, fd_total) = super::status::file_descriptors();
     let conns = all_connections(shard).await;
     let (queues, vhosts) = shard.with_topology(|t| {
@@ -489,7 +491,10 @@ async fn status(shard: &Rc<Shard>, ctx: &Context) -> Value {
     });
     // The shape of `rabbitmqctl status --formatter json`, with Warren's
     // own `node` and `shards`.
-    let limit = (total as f64 * super::status::MEMORY_HIGH_WATERMARK) as u64;
+    let setting = match crate::alarm::memory_watermark() {
+        crate::config::MemoryWatermark::Relative(r) => json!({ "relative": r }),
+        crate::config::MemoryWatermark::Absolute(b) => json!({ "absolute": b }),
+    };
     let listeners: Vec<Value> = if shard.app_running() {
         let mut l = amqp_listener(ctx);
         l["node"] = json!(ctx.node);
@@ -512,8 +517,8 @@ async fn status(shard: &Rc<Shard>, ctx: &Context) -> Value {
             "strategy": "rss",
         },
         "vm_memory_calculation_strategy": "rss",
-        "vm_memory_high_watermark_limit": limit,
-        "vm_memory_high_watermark_setting": { "relative": super::status::MEMORY_HIGH_WATERMARK },
+        "vm_memory_high_watermark_limit": super::status::memory_limit(),
+        "vm_memory_high_watermark_setting": setting,
         "alarms": alarm_names(),
         "listeners": listeners,
         "disk_free": super::status::disk_free(&ctx.data_dir),
