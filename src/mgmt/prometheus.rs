@@ -77,11 +77,9 @@ pub struct Input {
     pub node_figures: NodeFigures,
 }
 
-/// The memory high watermark, when the memory alarm's module gives it.
-/// Not there yet on this branch: `rabbitmq_resident_memory_limit_bytes`
-/// has no sample until this asks `crate::alarm::memory_limit()`.
+/// The memory alarm's limit in bytes.
 fn memory_limit() -> Option<u64> {
-    None
+    Some(crate::alarm::memory_limit())
 }
 
 /// The exposition, gathered from every shard now. `per_object`: the

@@ -14,6 +14,7 @@ use crate::mgmt::control::Context;
 use crate::mgmt::definitions_json::{PermissionDef, Tags, UserDef};
 use crate::mgmt::listings::all_connections;
 use crate::mgmt::proto::Reply;
+use crate::mgmt::stats::Sampler;
 use crate::shard::{Admin, AdminOp, Shard};
 use crate::topology::admin::AdminError;
 
@@ -21,8 +22,13 @@ use crate::topology::admin::AdminError;
 pub const API_VERSION: &str = "3.10.8";
 
 /// Routes one request; `?columns=` applies to single objects too.
-pub async fn route(shard: &Rc<Shard>, ctx: &Context, req: ApiRequest) -> ApiResult {
-    let mut r = dispatch(shard, ctx, &req).await?;
+pub async fn route(
+    shard: &Rc<Shard>,
+    ctx: &Context,
+    stats: &Sampler,
+    req: ApiRequest,
+) -> ApiResult {
+    let mut r = dispatch(shard, ctx, stats, &req).await?;
     // A paged list is an object too, but `lists` projected its items.
     if let (Some(Value::Object(_)), None) = (&r.body, req.query("page")) {
         if let Some(body) = r.body.take() {
@@ -32,14 +38,19 @@ pub async fn route(shard: &Rc<Shard>, ctx: &Context, req: ApiRequest) -> ApiResu
     Ok(r)
 }
 
-async fn dispatch(shard: &Rc<Shard>, ctx: &Context, req: &ApiRequest) -> ApiResult {
+async fn dispatch(
+    shard: &Rc<Shard>,
+    ctx: &Context,
+    stats: &Sampler,
+    req: &ApiRequest,
+) -> ApiResult {
     let caller = authenticate(shard, req)?;
     let segs: Vec<&str> = req.segments.iter().map(String::as_str).collect();
     let m = req.method;
     use Method::{Delete, Get, Post, Put};
     let get = matches!(m, Get | Method::Head);
     match (segs.as_slice(), m) {
-        (["overview"], _) if get => overview(shard, ctx, &caller, req).await,
+        (["overview"], _) if get => overview(shard, ctx, stats, &caller, req).await,
         (["whoami"], _) if get => Ok(ApiResponse::ok(
             json!({ "name": caller.name, "tags": caller.tags }),
         )),
@@ -57,13 +68,13 @@ async fn dispatch(shard: &Rc<Shard>, ctx: &Context, req: &ApiRequest) -> ApiResu
             Ok(ApiResponse::ok(node(shard, ctx).await))
         }
         // users, vhosts, permissions
-        (["vhosts"], _) if get => list_vhosts(shard, &caller, req).await,
+        (["vhosts"], _) if get => list_vhosts(shard, stats, &caller, req).await,
         (["vhosts", v], _) if get => {
             caller.require_admin()?;
             if !shard.vhost_exists(v) {
                 return Err(ApiError::NotFound);
             }
-            Ok(ApiResponse::ok(vhost_json(shard, v).await))
+            Ok(ApiResponse::ok(vhost_json(shard, stats, v).await))
         }
         (["vhosts", v], Put) => {
             caller.require_admin()?;
@@ -100,7 +111,7 @@ async fn dispatch(shard: &Rc<Shard>, ctx: &Context, req: &ApiRequest) -> ApiResu
             lists::reply(req, permissions(shard, |_, vh| vh == *v), &[])
         }
         (["vhosts", v, "connections"], _) if get => {
-            obj::list_connections(shard, ctx, &caller, req, Some(v)).await
+            obj::list_connections(shard, ctx, stats, &caller, req, Some(v)).await
         }
         (["vhosts", v, "channels"], _) if get => {
             obj::list_channels(shard, ctx, &caller, req, ChannelFilter::Vhost(v)).await
@@ -175,9 +186,11 @@ async fn dispatch(shard: &Rc<Shard>, ctx: &Context, req: &ApiRequest) -> ApiResu
             Ok(ApiResponse::no_content())
         }
         // queues
-        (["queues"], _) if get => obj::list_queues(shard, ctx, &caller, req, None).await,
-        (["queues", v], _) if get => obj::list_queues(shard, ctx, &caller, req, Some(v)).await,
-        (["queues", v, q], _) if get => obj::get_queue(shard, ctx, &caller, v, q).await,
+        (["queues"], _) if get => obj::list_queues(shard, ctx, stats, &caller, req, None).await,
+        (["queues", v], _) if get => {
+            obj::list_queues(shard, ctx, stats, &caller, req, Some(v)).await
+        }
+        (["queues", v, q], _) if get => obj::get_queue(shard, ctx, stats, &caller, v, q).await,
         (["queues", v, q], Put) => obj::put_queue(shard, &caller, req, v, q).await,
         (["queues", v, q], Delete) => obj::delete_queue(shard, &caller, req, v, q).await,
         (["queues", v, q, "contents"], Delete) => obj::purge_queue(shard, &caller, v, q).await,
@@ -186,9 +199,11 @@ async fn dispatch(shard: &Rc<Shard>, ctx: &Context, req: &ApiRequest) -> ApiResu
             obj::list_bindings(shard, &caller, req, Some(v), BindingFilter::Queue(q))
         }
         // exchanges
-        (["exchanges"], _) if get => obj::list_exchanges(shard, &caller, req, None).await,
-        (["exchanges", v], _) if get => obj::list_exchanges(shard, &caller, req, Some(v)).await,
-        (["exchanges", v, x], _) if get => obj::get_exchange(shard, &caller, v, x),
+        (["exchanges"], _) if get => obj::list_exchanges(shard, stats, &caller, req, None).await,
+        (["exchanges", v], _) if get => {
+            obj::list_exchanges(shard, stats, &caller, req, Some(v)).await
+        }
+        (["exchanges", v, x], _) if get => obj::get_exchange(shard, stats, &caller, v, x),
         (["exchanges", v, x], Put) => obj::put_exchange(shard, &caller, req, v, x).await,
         (["exchanges", v, x], Delete) => obj::delete_exchange(shard, &caller, req, v, x).await,
         (["exchanges", v, x, "publish"], Post) => obj::publish(shard, &caller, req, v, x),
@@ -219,8 +234,10 @@ async fn dispatch(shard: &Rc<Shard>, ctx: &Context, req: &ApiRequest) -> ApiResu
             obj::one_binding(shard, &caller, m == Delete, v, (s, k, d, p)).await
         }
         // connections, channels, consumers
-        (["connections"], _) if get => obj::list_connections(shard, ctx, &caller, req, None).await,
-        (["connections", n], _) if get => obj::get_connection(shard, ctx, &caller, n).await,
+        (["connections"], _) if get => {
+            obj::list_connections(shard, ctx, stats, &caller, req, None).await
+        }
+        (["connections", n], _) if get => obj::get_connection(shard, ctx, stats, &caller, n).await,
         (["connections", n], Delete) => obj::close_connection(shard, &caller, req, n).await,
         (["connections", n, "channels"], _) if get => {
             obj::list_channels(shard, ctx, &caller, req, ChannelFilter::Connection(n)).await
@@ -449,7 +466,7 @@ async fn put_permissions(
     Ok(ApiResponse::created(!existed))
 }
 
-async fn vhost_json(shard: &Rc<Shard>, vhost: &str) -> Value {
+async fn vhost_json(shard: &Rc<Shard>, stats: &Sampler, vhost: &str) -> Value {
     let (ready, unacked) = match crate::mgmt::listings::queue_infos(shard, vhost).await {
         Ok(v) => v.iter().fold((0u64, 0u64), |(r, u), (_, i)| {
             let i = i.as_ref();
@@ -461,7 +478,7 @@ async fn vhost_json(shard: &Rc<Shard>, vhost: &str) -> Value {
         Err(_) => (0, 0),
     };
     let default = *shard.options().access.default_vhost == *vhost;
-    json!({
+    let mut v = json!({
         "name": vhost,
         "description": if default { "Default virtual host" } else { "" },
         "tags": [],
@@ -472,11 +489,27 @@ async fn vhost_json(shard: &Rc<Shard>, vhost: &str) -> Value {
         "messages": ready + unacked,
         "messages_ready": ready,
         "messages_unacknowledged": unacked,
-    })
+    });
+    if let Some(Value::Object(t)) = stats.vhost_totals(vhost) {
+        for (k, val) in t {
+            if k.ends_with("_details") || k.ends_with("_oct") {
+                v[k] = val;
+            }
+        }
+    }
+    if let Some(m) = stats.vhost_message_stats(vhost) {
+        v["message_stats"] = m;
+    }
+    v
 }
 
 /// `GET /api/vhosts`: those the caller may reach, all for monitors.
-async fn list_vhosts(shard: &Rc<Shard>, caller: &Caller, req: &ApiRequest) -> ApiResult {
+async fn list_vhosts(
+    shard: &Rc<Shard>,
+    stats: &Sampler,
+    caller: &Caller,
+    req: &ApiRequest,
+) -> ApiResult {
     let names = if caller.monitoring() {
         shard.with_topology(|t| t.vhost_names().into_iter().map(|v| v.to_string()).collect())
     } else {
@@ -484,7 +517,7 @@ async fn list_vhosts(shard: &Rc<Shard>, caller: &Caller, req: &ApiRequest) -> Ap
     };
     let mut items = Vec::new();
     for v in names {
-        items.push(vhost_json(shard, &v).await);
+        items.push(vhost_json(shard, stats, &v).await);
     }
     lists::reply(req, items, &["name"])
 }
@@ -654,7 +687,6 @@ fn listeners_json(ctx: &Context) -> Value {
 async fn node(shard: &Rc<Shard>, ctx: &Context) -> Value {
     let (fd_used, fd_total) = crate::mgmt::status::file_descriptors();
     let alarms = crate::alarm::local();
-    let total = crate::mgmt::status::total_memory();
     let _ = shard;
     json!({
         "name": ctx.node,
@@ -664,7 +696,7 @@ async fn node(shard: &Rc<Shard>, ctx: &Context) -> Value {
         "uptime": ctx.started.elapsed().as_millis() as u64,
         "os_pid": std::process::id().to_string(),
         "mem_used": crate::mgmt::status::resident_memory(),
-        "mem_limit": memory_limit(total),
+        "mem_limit": crate::alarm::memory_limit(),
         "mem_alarm": alarms.memory(),
         "mem_calculation_strategy": "rss",
         "disk_free": crate::mgmt::status::disk_free(&ctx.data_dir),
@@ -685,11 +717,6 @@ async fn node(shard: &Rc<Shard>, ctx: &Context) -> Value {
     })
 }
 
-/// The memory alarm's limit in bytes.
-fn memory_limit(total: u64) -> u64 {
-    (total as f64 * crate::mgmt::status::MEMORY_HIGH_WATERMARK) as u64
-}
-
 fn exchange_types() -> Value {
     json!([
         { "name": "direct", "description": "AMQP direct exchange, as per the AMQP specification", "enabled": true },
@@ -699,11 +726,21 @@ fn exchange_types() -> Value {
     ])
 }
 
+/// `?X_age=600&X_incr=5`: the samples asked for.
+fn age(req: &ApiRequest, prefix: &str) -> Option<(u64, u64)> {
+    let n = |k: &str| {
+        req.query(&format!("{prefix}_{k}"))
+            .and_then(|v| v.parse().ok())
+    };
+    Some((n("age")?, n("incr")?))
+}
+
 async fn overview(
     shard: &Rc<Shard>,
     ctx: &Context,
+    stats: &Sampler,
     caller: &Caller,
-    _req: &ApiRequest,
+    req: &ApiRequest,
 ) -> ApiResult {
     // Monitors see the node's totals; other users their vhosts'.
     let vhosts = if caller.monitoring() {
@@ -733,6 +770,11 @@ async fn overview(
         .filter(|c| caller.monitoring() || c.user == caller.name)
         .collect();
     let channels: usize = conns.iter().map(|c| c.channels.len()).sum();
+    // The sampled rates and history, with the lengths of now.
+    let mut queue_totals = stats.queue_totals(age(req, "lengths"));
+    queue_totals["messages"] = json!(ready + unacked);
+    queue_totals["messages_ready"] = json!(ready);
+    queue_totals["messages_unacknowledged"] = json!(unacked);
     Ok(ApiResponse::ok(json!({
         "management_version": API_VERSION,
         "rates_mode": "basic",
@@ -745,12 +787,8 @@ async fn overview(
         "erlang_full_version": "none (Warren is not an Erlang program)",
         "disable_stats": false,
         "enable_queue_totals": true,
-        "message_stats": {},
-        "queue_totals": {
-            "messages": ready + unacked,
-            "messages_ready": ready,
-            "messages_unacknowledged": unacked,
-        },
+        "message_stats": stats.overview_message_stats(age(req, "msg_rates")),
+        "queue_totals": queue_totals,
         "object_totals": {
             "channels": channels,
             "connections": conns.len(),

@@ -23,6 +23,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use super::control::Context;
+use super::stats::Sampler;
 use crate::runtime::net::{SoleListener, Stream};
 use crate::shard::Shard;
 pub use request::{ApiError, ApiRequest, ApiResponse, Method};
@@ -43,6 +44,11 @@ enum Service {
 /// serves them on this shard. Fails when a port cannot be bound, as the
 /// broker does for its AMQP port.
 pub fn start(shard: Rc<Shard>, ctx: Rc<Context>) -> Result<(), String> {
+    if ctx.management.is_none() && ctx.prometheus.is_none() {
+        return Ok(());
+    }
+    // The rates' 5 s samples, for the API (Prometheus reads counters).
+    let stats = crate::mgmt::stats::start(shard.clone());
     for (addr, service) in [
         (ctx.management, Service::Management),
         (ctx.prometheus, Service::Prometheus),
@@ -56,18 +62,24 @@ pub fn start(shard: Rc<Shard>, ctx: Rc<Context>) -> Result<(), String> {
             format!("cannot listen on {addr} for {what}: {e}")
         })?;
         tracing::info!("serving {service:?} over HTTP on {addr}");
-        let (shard, ctx) = (shard.clone(), ctx.clone());
-        crate::runtime::spawn(accept_loop(listener, service, shard, ctx));
+        let (shard, ctx, stats) = (shard.clone(), ctx.clone(), stats.clone());
+        crate::runtime::spawn(accept_loop(listener, service, shard, ctx, stats));
     }
     Ok(())
 }
 
-async fn accept_loop(listener: SoleListener, service: Service, shard: Rc<Shard>, ctx: Rc<Context>) {
+async fn accept_loop(
+    listener: SoleListener,
+    service: Service,
+    shard: Rc<Shard>,
+    ctx: Rc<Context>,
+    stats: Rc<Sampler>,
+) {
     loop {
         match listener.accept().await {
             Ok(stream) => {
-                let (shard, ctx) = (shard.clone(), ctx.clone());
-                crate::runtime::spawn(serve_connection(stream, service, shard, ctx));
+                let (shard, ctx, stats) = (shard.clone(), ctx.clone(), stats.clone());
+                crate::runtime::spawn(serve_connection(stream, service, shard, ctx, stats));
             }
             Err(e) => {
                 if crate::runtime::net::stopped_listening() {
@@ -80,11 +92,20 @@ async fn accept_loop(listener: SoleListener, service: Service, shard: Rc<Shard>,
     }
 }
 
-async fn serve_connection(stream: Stream, service: Service, shard: Rc<Shard>, ctx: Rc<Context>) {
+async fn serve_connection(
+    stream: Stream,
+    service: Service,
+    shard: Rc<Shard>,
+    ctx: Rc<Context>,
+    stats: Rc<Sampler>,
+) {
     let peer = stream.peer_addr().ok();
     let svc = hyper::service::service_fn(move |req| {
-        let (shard, ctx) = (shard.clone(), ctx.clone());
-        async move { Ok::<_, std::convert::Infallible>(handle(req, peer, service, shard, ctx).await) }
+        let (shard, ctx, stats) = (shard.clone(), ctx.clone(), stats.clone());
+        async move {
+            let r = handle(req, peer, service, shard, ctx, stats).await;
+            Ok::<_, std::convert::Infallible>(r)
+        }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -104,6 +125,7 @@ async fn handle(
     service: Service,
     shard: Rc<Shard>,
     ctx: Rc<Context>,
+    stats: Rc<Sampler>,
 ) -> HttpResponse {
     let (parts, body) = req.into_parts();
     let body = match Limited::new(body, BODY_LIMIT).collect().await {
@@ -147,7 +169,7 @@ async fn handle(
                 body,
                 peer,
             };
-            match api::route(&shard, &ctx, api_req).await {
+            match api::route(&shard, &ctx, &stats, api_req).await {
                 Ok(r) => ok_response(r),
                 Err(e) => json_response(&e, None),
             }
@@ -242,11 +264,7 @@ async fn prometheus(path: &str, method: Method, shard: &Rc<Shard>, ctx: &Context
         _ => return text_response(404, "text/plain", Bytes::from_static(b"Not Found\n")),
     };
     let text = super::prometheus::render(shard, ctx, per_object).await;
-    text_response(
-        200,
-        "text/plain; version=0.0.4; charset=utf-8",
-        Bytes::from(text),
-    )
+    text_response(200, super::prometheus::CONTENT_TYPE, Bytes::from(text))
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ use crate::mgmt::control::Context;
 use crate::mgmt::definitions_json::{json_to_table, table_to_json};
 use crate::mgmt::listings::{all_connections, connection_name, host, port, queue_infos};
 use crate::mgmt::ops::{self, GetMode};
+use crate::mgmt::stats::Sampler;
 use crate::routing::{Binding, Destination};
 use crate::shard::{ConnInfo, QueueInfo, Shard};
 use crate::topology::{ExchangeMeta, QueueMeta};
@@ -100,10 +101,16 @@ fn body_arguments(body: &Map<String, Value>) -> Result<FieldTable, ApiError> {
 
 // ---- queues ----
 
-pub fn queue_json(ctx: &Context, vhost: &str, m: &QueueMeta, info: Option<&QueueInfo>) -> Value {
+pub fn queue_json(
+    ctx: &Context,
+    stats: &Sampler,
+    vhost: &str,
+    m: &QueueMeta,
+    info: Option<&QueueInfo>,
+) -> Value {
     let ready = info.map_or(0, |i| i.ready);
     let unacked = info.map_or(0, |i| i.unacked);
-    json!({
+    let mut q = json!({
         "name": m.name.to_string(),
         "vhost": vhost,
         "node": ctx.node,
@@ -124,7 +131,18 @@ pub fn queue_json(ctx: &Context, vhost: &str, m: &QueueMeta, info: Option<&Queue
         "exclusive_consumer_tag": info
             .and_then(|i| i.consumers.iter().find(|c| c.exclusive))
             .map(|c| c.tag.to_string()),
-    })
+    });
+    // Rates exist once the queue has been sampled (RabbitMQ's appear with
+    // its first statistics too).
+    if let Some(Value::Object(d)) = stats.queue_length_details(vhost, &m.name) {
+        for (k, v) in d {
+            q[k] = v;
+        }
+    }
+    if let Some(s) = stats.queue_message_stats(vhost, &m.name) {
+        q["message_stats"] = s;
+    }
+    q
 }
 
 async fn queues_of(
@@ -140,6 +158,7 @@ async fn queues_of(
 pub async fn list_queues(
     shard: &Rc<Shard>,
     ctx: &Context,
+    stats: &Sampler,
     caller: &Caller,
     req: &ApiRequest,
     vhost: Option<&str>,
@@ -147,7 +166,7 @@ pub async fn list_queues(
     let mut items = Vec::new();
     for v in vhosts_for(shard, caller, vhost)? {
         for (m, info) in queues_of(shard, &v).await? {
-            items.push(queue_json(ctx, &v, &m, info.as_ref()));
+            items.push(queue_json(ctx, stats, &v, &m, info.as_ref()));
         }
         crate::runtime::yield_to_reactor().await;
     }
@@ -158,6 +177,7 @@ pub async fn list_queues(
 pub async fn get_queue(
     shard: &Rc<Shard>,
     ctx: &Context,
+    stats: &Sampler,
     caller: &Caller,
     vhost: &str,
     name: &str,
@@ -172,6 +192,7 @@ pub async fn get_queue(
         .next();
     Ok(ApiResponse::ok(queue_json(
         ctx,
+        stats,
         vhost,
         &meta,
         info.as_ref(),
@@ -389,8 +410,8 @@ pub fn exchange_name(path_name: &str) -> &str {
     }
 }
 
-fn exchange_json(vhost: &str, x: &ExchangeMeta) -> Value {
-    json!({
+fn exchange_json(stats: &Sampler, vhost: &str, x: &ExchangeMeta) -> Value {
+    let mut v = json!({
         "name": x.name.to_string(),
         "vhost": vhost,
         "type": x.kind.as_str(),
@@ -399,12 +420,17 @@ fn exchange_json(vhost: &str, x: &ExchangeMeta) -> Value {
         "internal": x.internal,
         "arguments": arguments(&x.arguments),
         "user_who_performed_action": "rmq-internal",
-    })
+    });
+    if let Some(s) = stats.exchange_message_stats(vhost, &x.name) {
+        v["message_stats"] = s;
+    }
+    v
 }
 
 /// `GET /api/exchanges[/{vhost}]`.
 pub async fn list_exchanges(
     shard: &Rc<Shard>,
+    stats: &Sampler,
     caller: &Caller,
     req: &ApiRequest,
     vhost: Option<&str>,
@@ -413,7 +439,7 @@ pub async fn list_exchanges(
     for v in vhosts_for(shard, caller, vhost)? {
         shard.with_topology(|t| {
             if let Some(vh) = t.vhost(&v) {
-                items.extend(vh.exchanges.values().map(|x| exchange_json(&v, x)));
+                items.extend(vh.exchanges.values().map(|x| exchange_json(stats, &v, x)));
             }
         });
     }
@@ -421,12 +447,18 @@ pub async fn list_exchanges(
 }
 
 /// `GET /api/exchanges/{vhost}/{name}`.
-pub fn get_exchange(shard: &Shard, caller: &Caller, vhost: &str, name: &str) -> ApiResult {
+pub fn get_exchange(
+    shard: &Shard,
+    stats: &Sampler,
+    caller: &Caller,
+    vhost: &str,
+    name: &str,
+) -> ApiResult {
     require_vhost(shard, caller, vhost)?;
     shard
         .with_topology(|t| {
             t.exchange(vhost, exchange_name(name))
-                .map(|x| exchange_json(vhost, x))
+                .map(|x| exchange_json(stats, vhost, x))
         })
         .map(ApiResponse::ok)
         .ok_or(ApiError::NotFound)
@@ -782,8 +814,8 @@ fn endpoint(ctx: &Context) -> &str {
     &ctx.node
 }
 
-pub fn connection_json(ctx: &Context, c: &ConnInfo) -> Value {
-    json!({
+pub fn connection_json(ctx: &Context, stats: &Sampler, c: &ConnInfo) -> Value {
+    let mut v = json!({
         "name": connection_name(c),
         "node": endpoint(ctx),
         "type": "network",
@@ -809,7 +841,13 @@ pub fn connection_json(ctx: &Context, c: &ConnInfo) -> Value {
             .and_then(|v| v.as_str())
             .map(str::to_string),
         "connected_at": c.connected_at_ms,
-    })
+    });
+    if let Some(Value::Object(t)) = stats.connection_stats(c.id) {
+        for (k, val) in t {
+            v[k] = val;
+        }
+    }
+    v
 }
 
 /// The connections `caller` sees: all for monitors, else its own.
@@ -826,6 +864,7 @@ async fn visible_connections(shard: &Rc<Shard>, caller: &Caller) -> Vec<ConnInfo
 pub async fn list_connections(
     shard: &Rc<Shard>,
     ctx: &Context,
+    stats: &Sampler,
     caller: &Caller,
     req: &ApiRequest,
     vhost: Option<&str>,
@@ -837,7 +876,7 @@ pub async fn list_connections(
         .await
         .iter()
         .filter(|c| vhost.is_none_or(|v| c.vhost == v))
-        .map(|c| connection_json(ctx, c))
+        .map(|c| connection_json(ctx, stats, c))
         .collect();
     lists::reply(req, items, &[])
 }
@@ -864,11 +903,12 @@ async fn find_connection(
 pub async fn get_connection(
     shard: &Rc<Shard>,
     ctx: &Context,
+    stats: &Sampler,
     caller: &Caller,
     name: &str,
 ) -> ApiResult {
     let c = find_connection(shard, caller, name).await?;
-    Ok(ApiResponse::ok(connection_json(ctx, &c)))
+    Ok(ApiResponse::ok(connection_json(ctx, stats, &c)))
 }
 
 /// `DELETE /api/connections/{name}` with `X-Reason`.
