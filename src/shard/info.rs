@@ -121,6 +121,8 @@ pub struct QueueInfo {
     pub memory: u64,
     /// Its consumers.
     pub consumers: Vec<ConsumerInfo>,
+    /// Its message counts so far.
+    pub counters: crate::metrics::QueueCounters,
 }
 
 /// Lists this shard's connections.
@@ -238,6 +240,7 @@ impl Call for ListQueues {
                 ready: oq.queue.message_count(),
                 unacked: oq.queue.unacked_count(),
                 memory: oq.queue.ready_bytes(),
+                counters: *oq.queue.counters(),
                 consumers: oq
                     .queue
                     .consumers()

@@ -139,8 +139,27 @@ pub fn queue_json(
             q[k] = v;
         }
     }
-    if let Some(s) = stats.queue_message_stats(vhost, &m.name) {
-        q["message_stats"] = s;
+    // Counts are the queue's own now; rates need two samples.
+    let sampled = stats.queue_message_stats(vhost, &m.name);
+    if let Some(c) = info.map(|i| i.counters) {
+        let mut ms = sampled.unwrap_or_else(|| json!({}));
+        for (k, n) in [
+            ("ack", c.ack),
+            ("deliver", c.deliver),
+            ("deliver_get", c.deliver_get()),
+            ("deliver_no_ack", c.deliver_no_ack),
+            ("get", c.get),
+            ("get_no_ack", c.get_no_ack),
+            ("publish", c.publish),
+            ("redeliver", c.redeliver),
+        ] {
+            ms[k] = json!(n);
+            let details = format!("{k}_details");
+            if ms.get(&details).is_none() {
+                ms[details] = json!({ "rate": 0.0 });
+            }
+        }
+        q["message_stats"] = ms;
     }
     q
 }
@@ -190,13 +209,14 @@ pub async fn get_queue(
         .map_err(amqp_error)?
         .into_iter()
         .next();
-    Ok(ApiResponse::ok(queue_json(
-        ctx,
-        stats,
-        vhost,
-        &meta,
-        info.as_ref(),
-    )))
+    let mut q = queue_json(ctx, stats, vhost, &meta, info.as_ref());
+    let mine: Vec<Value> = consumers(shard, ctx, caller, Some(vhost))
+        .await?
+        .into_iter()
+        .filter(|c| c["queue"]["name"] == name)
+        .collect();
+    q["consumer_details"] = Value::Array(mine);
+    Ok(ApiResponse::ok(q))
 }
 
 /// `PUT /api/queues/{vhost}/{name}`.
@@ -842,10 +862,22 @@ pub fn connection_json(ctx: &Context, stats: &Sampler, c: &ConnInfo) -> Value {
             .map(str::to_string),
         "connected_at": c.connected_at_ms,
     });
-    if let Some(Value::Object(t)) = stats.connection_stats(c.id) {
-        for (k, val) in t {
-            v[k] = val;
-        }
+    // Counts are the connection's own now; rates need two samples.
+    let s = &c.stats;
+    for (k, n) in [
+        ("recv_oct", s.recv_oct),
+        ("recv_cnt", s.recv_cnt),
+        ("send_oct", s.send_oct),
+        ("send_cnt", s.send_cnt),
+    ] {
+        v[k] = json!(n);
+    }
+    let sampled = stats.connection_stats(c.id);
+    for k in ["recv_oct_details", "send_oct_details"] {
+        v[k] = sampled
+            .as_ref()
+            .and_then(|s| s.get(k).cloned())
+            .unwrap_or_else(|| json!({ "rate": 0.0 }));
     }
     v
 }
