@@ -31,6 +31,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start: the size of the serve variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the broker.

@@ -63,13 +63,8 @@ pub(super) const UNTRACKED_QUEUE_ITEMS: &[&str] = &[
     "consumer_utilisation",
     "consumer_capacity",
 ];
-pub(super) const UNTRACKED_CONNECTION_ITEMS: &[&str] =
-    &["recv_oct", "recv_cnt", "send_oct", "send_cnt", "send_pend"];
-pub(super) const UNTRACKED_CHANNEL_ITEMS: &[&str] = &[
-    "messages_uncommitted",
-    "acks_uncommitted",
-    "messages_unconfirmed",
-];
+pub(super) const UNTRACKED_CONNECTION_ITEMS: &[&str] = &["send_pend"];
+pub(super) const UNTRACKED_CHANNEL_ITEMS: &[&str] = &["messages_uncommitted", "acks_uncommitted"];
 
 pub(super) fn find_queue(
     shard: &Shard,
@@ -216,6 +211,10 @@ pub(super) async fn list_connections(
                     "frame_max" => json!(c.frame_max),
                     "channel_max" => json!(c.channel_max),
                     "client_properties" => client_props(c),
+                    "recv_oct" => json!(c.stats.recv_oct),
+                    "recv_cnt" => json!(c.stats.recv_cnt),
+                    "send_oct" => json!(c.stats.send_oct),
+                    "send_cnt" => json!(c.stats.send_cnt),
                     _ => json!(c.connected_at_ms),
                 })
                 .collect()
@@ -242,6 +241,7 @@ pub(super) async fn list_channels(shard: &Rc<Shard>, ctx: &Context, req: &Reques
                         "confirm" => json!(ch.confirm),
                         "consumer_count" => json!(ch.consumers),
                         "messages_unacknowledged" => json!(ch.unacked),
+                        "messages_unconfirmed" => json!(ch.unconfirmed),
                         "prefetch_count" => json!(ch.prefetch),
                         _ => json!(ch.global_prefetch),
                     })

@@ -93,12 +93,7 @@ pub fn authenticate(shard: &Shard, req: &ApiRequest) -> Result<Caller, ApiError>
         .peer
         .is_some_and(|p| !p.ip().to_canonical().is_loopback());
     let result = shard.with_topology(|t| {
-        let loopback_only = shard
-            .options()
-            .access
-            .loopback_users
-            .iter()
-            .any(|u| *u == user);
+        let loopback_only = shard.options().access.loopback_users.contains(&user);
         t.access
             .login(&user, &pass, loopback_only, remote)
             .map(|u| u.tags.clone())
