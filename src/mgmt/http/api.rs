@@ -196,7 +196,7 @@ async fn dispatch(
         (["queues", v, q, "contents"], Delete) => obj::purge_queue(shard, &caller, v, q).await,
         (["queues", v, q, "get"], Post) => obj::get_messages(shard, &caller, req, v, q).await,
         (["queues", v, q, "bindings"], _) if get => {
-            obj::list_bindings(shard, &caller, req, Some(v), BindingFilter::Queue(q))
+            obj::list_bindings(shard, &caller, req, Some(v), BindingFilter::Queue(q)).await
         }
         // exchanges
         (["exchanges"], _) if get => obj::list_exchanges(shard, stats, &caller, req, None).await,
@@ -208,25 +208,28 @@ async fn dispatch(
         (["exchanges", v, x], Delete) => obj::delete_exchange(shard, &caller, req, v, x).await,
         (["exchanges", v, x, "publish"], Post) => obj::publish(shard, &caller, req, v, x),
         (["exchanges", v, x, "bindings", "source"], _) if get => {
-            obj::list_bindings(shard, &caller, req, Some(v), BindingFilter::Source(x))
+            obj::list_bindings(shard, &caller, req, Some(v), BindingFilter::Source(x)).await
         }
         (["exchanges", v, x, "bindings", "destination"], _) if get => {
-            obj::list_bindings(shard, &caller, req, Some(v), BindingFilter::Destination(x))
+            obj::list_bindings(shard, &caller, req, Some(v), BindingFilter::Destination(x)).await
         }
         // bindings
         (["bindings"], _) if get => {
-            obj::list_bindings(shard, &caller, req, None, BindingFilter::All)
+            obj::list_bindings(shard, &caller, req, None, BindingFilter::All).await
         }
         (["bindings", v], _) if get => {
-            obj::list_bindings(shard, &caller, req, Some(v), BindingFilter::All)
+            obj::list_bindings(shard, &caller, req, Some(v), BindingFilter::All).await
         }
-        (["bindings", v, "e", s, k @ ("q" | "e"), d], _) if get => obj::list_bindings(
-            shard,
-            &caller,
-            req,
-            Some(v),
-            BindingFilter::Between(s, k, d),
-        ),
+        (["bindings", v, "e", s, k @ ("q" | "e"), d], _) if get => {
+            obj::list_bindings(
+                shard,
+                &caller,
+                req,
+                Some(v),
+                BindingFilter::Between(s, k, d),
+            )
+            .await
+        }
         (["bindings", v, "e", s, k @ ("q" | "e"), d], Post) => {
             obj::create_binding(shard, &caller, req, v, (s, k, d)).await
         }

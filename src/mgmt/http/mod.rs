@@ -18,6 +18,7 @@ mod www;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
+use serde_json::Value;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
@@ -170,11 +171,59 @@ async fn handle(
                 peer,
             };
             match api::route(&shard, &ctx, &stats, api_req).await {
-                Ok(r) => ok_response(r),
+                Ok(r) => ok_response(r).await,
                 Err(e) => json_response(&e, None),
             }
         }
     }
+}
+
+/// Work on long lists gives the reactor a turn every this many items, so
+/// AMQP connections on this shard are served while a big answer is built.
+const ITEMS_PER_TURN: usize = 32;
+
+/// Call once per item of a long loop.
+pub(super) async fn breathe(i: usize) {
+    if i % ITEMS_PER_TURN == ITEMS_PER_TURN - 1 {
+        crate::runtime::yield_to_reactor().await;
+    }
+}
+
+/// JSON text of `v`; an array (or a page's `items`) item by item with
+/// turns for the reactor between them.
+async fn to_json(v: &Value) -> Vec<u8> {
+    let (items, page) = match v {
+        Value::Array(a) => (a, None),
+        Value::Object(o) => match o.get("items") {
+            Some(Value::Array(a)) => (a, Some(o)),
+            _ => return serde_json::to_vec(v).unwrap_or_default(),
+        },
+        _ => return serde_json::to_vec(v).unwrap_or_default(),
+    };
+    let mut out = Vec::with_capacity(items.len() * 256);
+    if let Some(o) = page {
+        out.push(b'{');
+        for (k, val) in o.iter().filter(|(k, _)| *k != "items") {
+            let _ = serde_json::to_writer(&mut out, k);
+            out.push(b':');
+            let _ = serde_json::to_writer(&mut out, val);
+            out.push(b',');
+        }
+        out.extend_from_slice(b"\"items\":");
+    }
+    out.push(b'[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let _ = serde_json::to_writer(&mut out, item);
+        breathe(i).await;
+    }
+    out.push(b']');
+    if page.is_some() {
+        out.push(b'}');
+    }
+    out
 }
 
 /// `/api/queues/%2F/q` → `["queues", "/", "q"]`.
@@ -201,7 +250,7 @@ fn decode(s: &str) -> String {
         .into_owned()
 }
 
-fn ok_response(r: ApiResponse) -> HttpResponse {
+async fn ok_response(r: ApiResponse) -> HttpResponse {
     let mut b = hyper::Response::builder()
         .status(r.status)
         .header("cache-control", "no-cache");
@@ -211,7 +260,7 @@ fn ok_response(r: ApiResponse) -> HttpResponse {
     let body = match r.body {
         Some(v) => {
             b = b.header("content-type", "application/json");
-            Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
+            Bytes::from(to_json(&v).await)
         }
         None => Bytes::new(),
     };
@@ -270,6 +319,17 @@ async fn prometheus(path: &str, method: Method, shard: &Rc<Shard>, ctx: &Context
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunked_json_is_serde_json() {
+        let page = serde_json::json!({"page": 1, "items": [{"a": 1}, {"b": [2, 3]}], "x": "y"});
+        let list = serde_json::json!([1, "two", {"three": 3}]);
+        for v in [page, list, serde_json::json!({"k": "v"})] {
+            let text = futures_lite::future::block_on(to_json(&v));
+            let back: Value = serde_json::from_slice(&text).unwrap();
+            assert_eq!(back, v);
+        }
+    }
 
     #[test]
     fn paths_and_queries_are_decoded() {

@@ -186,10 +186,11 @@ pub async fn list_queues(
     for v in vhosts_for(shard, caller, vhost)? {
         for (m, info) in queues_of(shard, &v).await? {
             items.push(queue_json(ctx, stats, &v, &m, info.as_ref()));
+            super::breathe(items.len()).await;
         }
-        crate::runtime::yield_to_reactor().await;
     }
-    lists::reply(req, items, &["vhost", "name"])
+    // Built in RabbitMQ's order (vhost, then name): no sort needed.
+    lists::reply(req, items, &[])
 }
 
 /// `GET /api/queues/{vhost}/{name}`.
@@ -457,13 +458,19 @@ pub async fn list_exchanges(
 ) -> ApiResult {
     let mut items = Vec::new();
     for v in vhosts_for(shard, caller, vhost)? {
-        shard.with_topology(|t| {
-            if let Some(vh) = t.vhost(&v) {
-                items.extend(vh.exchanges.values().map(|x| exchange_json(stats, &v, x)));
-            }
+        let mut metas: Vec<ExchangeMeta> = shard.with_topology(|t| {
+            t.vhost(&v)
+                .map(|vh| vh.exchanges.values().cloned().collect())
+                .unwrap_or_default()
         });
+        metas.sort_by(|a, b| a.name.cmp(&b.name));
+        for x in &metas {
+            items.push(exchange_json(stats, &v, x));
+            super::breathe(items.len()).await;
+        }
     }
-    lists::reply(req, items, &["vhost", "name"])
+    // Built in RabbitMQ's order (vhost, then name): no sort needed.
+    lists::reply(req, items, &[])
 }
 
 /// `GET /api/exchanges/{vhost}/{name}`.
@@ -616,19 +623,16 @@ fn binding_json(
 }
 
 /// Every binding in `vhost`, the default exchange's implicit ones first.
-fn bindings_in(shard: &Shard, vhost: &str) -> Vec<Value> {
-    shard.with_topology(|t| {
+/// Copied out of the replica in one step (cheap: shared strings), then
+/// turned into JSON with turns for the reactor.
+async fn bindings_in(shard: &Shard, vhost: &str) -> Vec<Value> {
+    let (queues, explicit) = shard.with_topology(|t| {
         let Some(v) = t.vhost(vhost) else {
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         };
-        let mut queues: Vec<&ShortStr> = v.queues.keys().collect();
+        let mut queues: Vec<ShortStr> = v.queues.keys().cloned().collect();
         queues.sort();
-        let empty = FieldTable::default();
-        let mut out: Vec<Value> = queues
-            .into_iter()
-            .map(|q| binding_json(vhost, "", q, "queue", q, &empty))
-            .collect();
-        let mut explicit: Vec<&Binding> = v.routing.bindings().collect();
+        let mut explicit: Vec<Binding> = v.routing.bindings().cloned().collect();
         explicit.sort_by(|a, b| {
             (&a.source, dest_name(&a.destination), &a.routing_key).cmp(&(
                 &b.source,
@@ -636,12 +640,27 @@ fn bindings_in(shard: &Shard, vhost: &str) -> Vec<Value> {
                 &b.routing_key,
             ))
         });
-        out.extend(explicit.into_iter().map(|b| {
-            let (kind, dest) = dest_parts(&b.destination);
-            binding_json(vhost, &b.source, dest, kind, &b.routing_key, &b.arguments)
-        }));
-        out
-    })
+        (queues, explicit)
+    });
+    let empty = FieldTable::default();
+    let mut out = Vec::with_capacity(queues.len() + explicit.len());
+    for q in &queues {
+        out.push(binding_json(vhost, "", q, "queue", q, &empty));
+        super::breathe(out.len()).await;
+    }
+    for b in &explicit {
+        let (kind, dest) = dest_parts(&b.destination);
+        out.push(binding_json(
+            vhost,
+            &b.source,
+            dest,
+            kind,
+            &b.routing_key,
+            &b.arguments,
+        ));
+        super::breathe(out.len()).await;
+    }
+    out
 }
 
 fn dest_name(d: &Destination) -> &str {
@@ -669,7 +688,7 @@ pub enum BindingFilter<'a> {
 }
 
 /// `GET /api/bindings[/{vhost}]` and the per-object lists.
-pub fn list_bindings(
+pub async fn list_bindings(
     shard: &Shard,
     caller: &Caller,
     req: &ApiRequest,
@@ -690,7 +709,7 @@ pub fn list_bindings(
     }
     let mut items = Vec::new();
     for v in vhosts_for(shard, caller, vhost)? {
-        items.extend(bindings_in(shard, &v).into_iter().filter(|b| {
+        items.extend(bindings_in(shard, &v).await.into_iter().filter(|b| {
             let s = |k: &str| b[k].as_str().unwrap_or("");
             match filter {
                 BindingFilter::All => true,
@@ -799,7 +818,7 @@ pub async fn one_binding(
 ) -> ApiResult {
     let source = exchange_name(source);
     require_vhost(shard, caller, vhost)?;
-    let found = bindings_in(shard, vhost).into_iter().find(|b| {
+    let found = bindings_in(shard, vhost).await.into_iter().find(|b| {
         b["source"] == source
             && b["destination"] == dest
             && b["destination_type"] == kind_name(kind)
