@@ -9,13 +9,11 @@ use super::definitions_json::{
     self as dj, json_to_table, table_to_json, BindingDef, Definitions, ExchangeDef, PermissionDef,
     QueueDef, Tags, UserDef, VhostDef,
 };
+use super::ops;
 use super::proto::{exit, Reply};
 use crate::access::PermissionSpec;
-use crate::codec::ShortStr;
-use crate::ids::{ConnId, ConnRef, ShardId};
 use crate::routing::{Binding, Destination, ExchangeKind};
-use crate::shard::{Admin, AdminOp, Bind, DeclareExchange, DeclareQueue, Shard};
-use crate::topology::decide::QueueDecl;
+use crate::shard::{Admin, AdminOp, Shard};
 use crate::topology::{ExchangeMeta, Topology};
 
 /// The RabbitMQ release whose definitions format this is.
@@ -278,12 +276,7 @@ async fn apply_each(shard: &Rc<Shard>, defs: &Definitions, failures: &mut Vec<St
             ));
         }
     }
-    // Declared as by a connection that is nobody's: never exclusive.
-    let conn = ConnRef {
-        shard: ShardId::LEADER,
-        conn: ConnId::OPERATOR,
-    };
-    let vhost_of = |v: &Option<String>| ShortStr::from(v.as_deref().unwrap_or("/"));
+    let vhost_of = |v: &Option<String>| v.clone().unwrap_or_else(|| "/".into());
     for x in &defs.exchanges {
         let Some(kind) = ExchangeKind::parse(&x.exchange_type) else {
             failures.push(format!(
@@ -299,19 +292,15 @@ async fn apply_each(shard: &Rc<Shard>, defs: &Definitions, failures: &mut Vec<St
                 continue;
             }
         };
-        let op = DeclareExchange {
-            vhost: vhost_of(&x.vhost),
-            meta: ExchangeMeta {
-                name: x.name.as_str().into(),
-                kind,
-                durable: x.durable,
-                auto_delete: x.auto_delete,
-                internal: x.internal,
-                arguments,
-            },
-            passive: false,
+        let meta = ExchangeMeta {
+            name: x.name.as_str().into(),
+            kind,
+            durable: x.durable,
+            auto_delete: x.auto_delete,
+            internal: x.internal,
+            arguments,
         };
-        if let Err(e) = shard.leader(op).await {
+        if let Err(e) = ops::declare_exchange(shard, &vhost_of(&x.vhost), meta).await {
             failures.push(format!("exchange '{}': {}", x.name, e.text));
         }
     }
@@ -323,20 +312,10 @@ async fn apply_each(shard: &Rc<Shard>, defs: &Definitions, failures: &mut Vec<St
                 continue;
             }
         };
-        let op = DeclareQueue {
-            vhost: vhost_of(&q.vhost),
-            decl: QueueDecl {
-                name: q.name.as_str().into(),
-                passive: false,
-                durable: q.durable,
-                exclusive: false,
-                auto_delete: q.auto_delete,
-                arguments,
-                conn,
-                permit: None,
-            },
-        };
-        if let Err(e) = shard.leader(op).await {
+        let vhost = vhost_of(&q.vhost);
+        let declared =
+            ops::declare_queue(shard, &vhost, &q.name, q.durable, q.auto_delete, arguments);
+        if let Err(e) = declared.await {
             failures.push(format!("queue '{}': {}", q.name, e.text));
         }
     }
@@ -356,17 +335,13 @@ async fn apply_each(shard: &Rc<Shard>, defs: &Definitions, failures: &mut Vec<St
                 continue;
             }
         };
-        let op = Bind {
-            vhost: vhost_of(&b.vhost),
-            binding: Binding {
-                source: b.source.as_str().into(),
-                destination,
-                routing_key: b.routing_key.as_str().into(),
-                arguments,
-            },
-            conn,
+        let binding = Binding {
+            source: b.source.as_str().into(),
+            destination,
+            routing_key: b.routing_key.as_str().into(),
+            arguments,
         };
-        if let Err(e) = shard.leader(op).await {
+        if let Err(e) = ops::bind(shard, &vhost_of(&b.vhost), binding).await {
             failures.push(format!(
                 "binding of '{}' to '{}': {}",
                 b.source, b.destination, e.text

@@ -71,7 +71,7 @@ pub(super) fn find_queue(
     vhost: &str,
     name: &str,
 ) -> Option<crate::topology::QueueMeta> {
-    shard.with_topology(|t| t.queue(vhost, name).cloned())
+    super::ops::find_queue(shard, vhost, name).ok()
 }
 
 pub(super) async fn all_connections(shard: &Rc<Shard>) -> Vec<ConnInfo> {

@@ -58,14 +58,14 @@ async fn dispatch(
         (["extensions"], _) if get => Ok(ApiResponse::ok(json!([]))),
         (["nodes"], _) if get => {
             caller.require_monitor()?;
-            lists::reply(req, vec![node(shard, ctx).await], &[])
+            lists::reply(req, vec![node(ctx)], &[])
         }
         (["nodes", n], _) if get => {
             caller.require_monitor()?;
             if *n != ctx.node {
                 return Err(ApiError::NotFound);
             }
-            Ok(ApiResponse::ok(node(shard, ctx).await))
+            Ok(ApiResponse::ok(node(ctx)))
         }
         // users, vhosts, permissions
         (["vhosts"], _) if get => list_vhosts(shard, stats, &caller, req).await,
@@ -687,10 +687,9 @@ fn listeners_json(ctx: &Context) -> Value {
     )
 }
 
-async fn node(shard: &Rc<Shard>, ctx: &Context) -> Value {
+fn node(ctx: &Context) -> Value {
     let (fd_used, fd_total) = crate::mgmt::status::file_descriptors();
     let alarms = crate::alarm::local();
-    let _ = shard;
     json!({
         "name": ctx.node,
         "type": "disc",

@@ -849,14 +849,10 @@ pub async fn one_binding(
 
 // ---- connections, channels, consumers ----
 
-fn endpoint(ctx: &Context) -> &str {
-    &ctx.node
-}
-
 pub fn connection_json(ctx: &Context, stats: &Sampler, c: &ConnInfo) -> Value {
     let mut v = json!({
         "name": connection_name(c),
-        "node": endpoint(ctx),
+        "node": ctx.node,
         "type": "network",
         "user": c.user,
         "user_who_performed_action": c.user,
