@@ -5,6 +5,7 @@
 //! queue-local and increase with publication order, so a requeued message
 //! goes back to its original place (RabbitMQ's behaviour) by id order.
 #![warn(missing_docs)]
+mod consumers;
 pub mod message;
 pub mod paged;
 
@@ -17,6 +18,7 @@ pub use paged::PagedEntry;
 use crate::codec::ShortStr;
 use crate::ids::{ChannelRef, ConsumerId, Loc, MsgId};
 use crate::metrics::QueueCounters;
+use consumers::Consumers;
 use paged::PagedList;
 
 /// Most deliveries a consumer may have on their way to its socket (delivered
@@ -52,20 +54,6 @@ pub struct ConsumerSpec {
     pub prefetch: u32,
     /// basic.consume's arguments (`x-priority`...), for listings.
     pub arguments: crate::codec::FieldTable,
-}
-
-#[derive(Debug)]
-struct Consumer {
-    spec: ConsumerSpec,
-    unacked: u32,
-    unsent: u32,
-}
-
-impl Consumer {
-    fn has_capacity(&self) -> bool {
-        self.unsent < TRANSPORT_WINDOW
-            && (self.spec.no_ack || self.spec.prefetch == 0 || self.unacked < self.spec.prefetch)
-    }
 }
 
 #[derive(Debug)]
@@ -163,9 +151,7 @@ pub struct Queue {
     /// Requeued messages, ordered by their original id.
     returned: BTreeMap<MsgId, Ready>,
     unacked: AHashMap<MsgId, Unacked>,
-    consumers: VecDeque<Consumer>,
-    /// Next consumer to try, for round-robin.
-    cursor: usize,
+    consumers: Consumers,
     /// Backlog beyond the memory window, oldest first; after `ready`.
     paged: PagedList,
     /// Transient messages that arrived while the backlog was paged: they
@@ -202,7 +188,7 @@ impl Queue {
 
     /// The consumers, in round-robin order.
     pub fn consumers(&self) -> impl Iterator<Item = &ConsumerSpec> {
-        self.consumers.iter().map(|c| &c.spec)
+        self.consumers.specs()
     }
 
     /// Body bytes of the ready messages held in memory (RabbitMQ's
@@ -218,7 +204,7 @@ impl Queue {
 
     /// Whether consumer `id` consumes from this queue.
     pub fn has_consumer(&self, id: ConsumerId) -> bool {
-        self.consumers.iter().any(|c| c.spec.id == id)
+        self.consumers.contains(id)
     }
 
     /// The id the next published message will get (the log records it).
@@ -377,36 +363,18 @@ impl Queue {
     /// Adds a consumer, last in the round-robin. Fails if an exclusive consumer
     /// holds the queue, or if this one is exclusive and others consume.
     pub fn add_consumer(&mut self, spec: ConsumerSpec) -> Result<(), ConsumeError> {
-        let exclusive_held = self.consumers.iter().any(|c| c.spec.exclusive);
-        if exclusive_held || (spec.exclusive && !self.consumers.is_empty()) {
-            return Err(ConsumeError::ExclusiveInUse);
-        }
-        self.consumers.push_back(Consumer {
-            spec,
-            unacked: 0,
-            unsent: 0,
-        });
-        Ok(())
+        self.consumers.add(spec)
     }
 
     /// Removes a consumer. Its unacked messages stay unacked on its channel
     /// (AMQP: cancelling does not requeue).
     pub fn remove_consumer(&mut self, id: ConsumerId) -> Option<ConsumerSpec> {
-        let pos = self.consumers.iter().position(|c| c.spec.id == id)?;
-        if pos < self.cursor {
-            self.cursor -= 1;
-        }
-        self.consumers.remove(pos).map(|c| c.spec)
+        self.consumers.remove(id)
     }
 
     /// Removes every consumer and returns them (queue deletion).
     pub fn drain_consumers(&mut self) -> Vec<ConsumerSpec> {
-        self.cursor = 0;
-        self.consumers.drain(..).map(|c| c.spec).collect()
-    }
-
-    fn consumer_mut(&mut self, id: ConsumerId) -> Option<&mut Consumer> {
-        self.consumers.iter_mut().find(|c| c.spec.id == id)
+        self.consumers.drain()
     }
 
     /// Hands ready messages to consumers with capacity, round-robin.
@@ -415,18 +383,13 @@ impl Queue {
             return;
         }
         while !self.ready.is_empty() || !self.returned.is_empty() {
-            let n = self.consumers.len();
-            let Some(offset) =
-                (0..n).find(|i| self.consumers[(self.cursor + i) % n].has_capacity())
-            else {
+            let Some(idx) = self.consumers.pick() else {
                 return;
             };
-            let idx = (self.cursor + offset) % n;
-            self.cursor = (idx + 1) % n;
             let Some(ready) = self.pop_ready() else {
                 return;
             };
-            let no_ack = self.consumers[idx].spec.no_ack;
+            let no_ack = self.consumers.at(idx).spec.no_ack;
             self.note_delivery(&ready, no_ack);
             if no_ack {
                 self.counters.deliver_no_ack += 1;
@@ -434,7 +397,7 @@ impl Queue {
                 self.counters.deliver += 1;
             }
             self.counters.redeliver += ready.redelivered as u64;
-            let c = &mut self.consumers[idx];
+            let c = self.consumers.at(idx);
             c.unsent += 1;
             if !c.spec.no_ack {
                 c.unacked += 1;
@@ -462,7 +425,7 @@ impl Queue {
 
     /// The connection wrote `n` deliveries of this consumer to its socket.
     pub fn credit(&mut self, consumer: ConsumerId, n: u32) {
-        if let Some(c) = self.consumer_mut(consumer) {
+        if let Some(c) = self.consumers.get_mut(consumer) {
             c.unsent = c.unsent.saturating_sub(n);
         }
     }
@@ -507,7 +470,7 @@ impl Queue {
             };
             self.counters.ack += (how == Settle::Ack) as u64;
             if let Some(cid) = u.consumer {
-                if let Some(c) = self.consumer_mut(cid) {
+                if let Some(c) = self.consumers.get_mut(cid) {
                     c.unacked = c.unacked.saturating_sub(1);
                 }
             }
@@ -537,19 +500,7 @@ impl Queue {
             .map(|(id, _)| *id)
             .collect();
         self.settle(&ids, Settle::Requeue);
-        let mut removed = Vec::new();
-        while let Some(pos) = self.consumers.iter().position(|c| c.spec.channel == ch) {
-            if pos < self.cursor {
-                self.cursor -= 1;
-            }
-            if let Some(c) = self.consumers.remove(pos) {
-                removed.push(c.spec);
-            }
-        }
-        if self.cursor >= self.consumers.len() {
-            self.cursor = 0;
-        }
-        removed
+        self.consumers.remove_channel(ch)
     }
 
     /// Drops every ready message (unacked ones stay); returns how many.
