@@ -308,6 +308,7 @@ async fn shard_main(
     runtime::spawn(shard.clone().run_committer());
     runtime::spawn(shard.clone().run_maintainer());
     runtime::spawn(shard.clone().run_clock());
+    runtime::spawn(shard.clone().run_timers());
     let receiver = shard.clone();
     inbox.serve(move |batch| receiver.handle_batch(batch));
     if id == 0 {

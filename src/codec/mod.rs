@@ -18,7 +18,7 @@ pub use frame::{
     CodecError, ContentHeader, Frame,
 };
 pub use methods::*;
-pub use properties::{BasicProperties, PublishProperties};
+pub use properties::{expiration_error, BasicProperties, Expiration, PublishProperties};
 pub use table::{FieldTable, FieldValue};
 pub(crate) use wire::{put_longstr, put_shortstr, put_table, shortstr_prefix, Reader};
 

@@ -37,6 +37,75 @@ pub struct PublishProperties {
     pub delivery_mode: Option<u8>,
     pub user_id: Option<ShortStr>,
     pub headers: Option<FieldTable>,
+    /// The `expiration` property, parsed (per-message TTL).
+    pub expiration: Expiration,
+    /// The `priority` property (0 when absent).
+    pub priority: u8,
+}
+
+/// The `expiration` property as a per-message TTL: RabbitMQ reads it as a
+/// decimal integer of milliseconds, 0 to 2^32-1.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Expiration {
+    /// No expiration.
+    #[default]
+    None,
+    /// Expires this many milliseconds after it is queued.
+    Ms(u32),
+    /// Not a valid TTL: the publish is refused (the text says why, see
+    /// [`expiration_error`]).
+    Invalid,
+}
+
+impl Expiration {
+    /// Parses the property's text as RabbitMQ does (`string:to_integer`:
+    /// an optional sign and digits, nothing after them).
+    pub fn parse(text: &str) -> Self {
+        match expiration_value(text) {
+            Ok(ms) => Expiration::Ms(ms),
+            Err(_) => Expiration::Invalid,
+        }
+    }
+
+    /// The TTL in milliseconds, if there is a valid one.
+    pub fn ms(self) -> Option<u32> {
+        match self {
+            Expiration::Ms(ms) => Some(ms),
+            _ => None,
+        }
+    }
+}
+
+fn expiration_value(text: &str) -> Result<u32, String> {
+    let b = text.as_bytes();
+    let sign = usize::from(matches!(b.first(), Some(b'+' | b'-')));
+    let digits = b[sign..].iter().take_while(|c| c.is_ascii_digit()).count();
+    if digits == 0 {
+        return Err("no_integer".into());
+    }
+    let (number, rest) = text.split_at(sign + digits);
+    if !rest.is_empty() {
+        return Err(format!("{{leftover_string,\"{rest}\"}}"));
+    }
+    // Digits beyond i128 are far beyond the limit either way.
+    let n: i128 = number.parse().unwrap_or(if sign == 1 && b[0] == b'-' {
+        i128::MIN
+    } else {
+        i128::MAX
+    });
+    if n < 0 {
+        Err(format!("{{value_negative,{n}}}"))
+    } else if n > u32::MAX as i128 {
+        Err(format!("{{value_too_large,{n}}}"))
+    } else {
+        Ok(n as u32)
+    }
+}
+
+/// RabbitMQ's 406 text for an invalid `expiration` property.
+pub fn expiration_error(text: &str) -> String {
+    let why = expiration_value(text).err().unwrap_or_default();
+    format!("invalid expiration '{text}': {why}")
 }
 
 impl From<BasicProperties> for PublishProperties {
@@ -45,6 +114,11 @@ impl From<BasicProperties> for PublishProperties {
             delivery_mode: p.delivery_mode,
             user_id: p.user_id,
             headers: p.headers,
+            expiration: p
+                .expiration
+                .as_deref()
+                .map_or(Expiration::None, Expiration::parse),
+            priority: p.priority.unwrap_or(0),
         }
     }
 }
@@ -187,6 +261,21 @@ impl BasicProperties {
         str_opt(out, &self.user_id);
         str_opt(out, &self.app_id);
         str_opt(out, &self.cluster_id);
+    }
+
+    /// What queues need to know of a stored message's properties: its
+    /// per-message TTL and priority.
+    pub fn ttl_and_priority(raw: &Bytes) -> (Option<u32>, u8) {
+        match Self::decode(raw) {
+            Ok(p) => (
+                p.expiration
+                    .as_deref()
+                    .map(Expiration::parse)
+                    .and_then(Expiration::ms),
+                p.priority.unwrap_or(0),
+            ),
+            Err(_) => (None, 0),
+        }
     }
 
     /// The encoded flags + list as a standalone buffer (for `raw_properties`).

@@ -40,6 +40,11 @@ impl FieldTable {
         }
     }
 
+    /// Removes every entry under `key`.
+    pub fn remove(&mut self, key: &str) {
+        self.0.retain(|(k, _)| &**k != key);
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (&ShortStr, &FieldValue)> {
         self.0.iter().map(|(k, v)| (k, v))
     }

@@ -167,6 +167,11 @@ pub fn publish(
         raw_properties: properties.to_raw(),
         body,
         persistent: properties.delivery_mode == Some(2),
+        expiration_ms: properties
+            .expiration
+            .as_deref()
+            .and_then(|e| crate::codec::Expiration::parse(e).ms()),
+        priority: properties.priority.unwrap_or(0),
     };
     let msg = std::sync::Arc::new(data);
     let from = PublishRef {

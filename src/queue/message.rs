@@ -23,6 +23,10 @@ pub struct MessageData {
     pub body: Bytes,
     /// delivery_mode == 2; used by durable storage.
     pub persistent: bool,
+    /// The `expiration` property as a TTL (ms), when it has a valid one.
+    pub expiration_ms: Option<u32>,
+    /// The `priority` property (0 when absent).
+    pub priority: u8,
 }
 
 /// A message as queues hold it: one allocation however many queues it is in.

@@ -4,14 +4,24 @@
 //! [`Delivery`]s to wherever the consumer's connection lives. Message ids are
 //! queue-local and increase with publication order, so a requeued message
 //! goes back to its original place (RabbitMQ's behaviour) by id order.
+//!
+//! What RabbitMQ's queue arguments ask for lives here too, paid for only
+//! by queues that use it: a priority queue keeps one [`Lane`] per priority
+//! (others have one); message TTL gives each message a deadline the queue
+//! checks at its head; length limits drop the head or refuse the publish;
+//! what leaves that way (and rejections) becomes a [`DeadLetter`] for the
+//! shard to route.
 #![warn(missing_docs)]
+pub mod config;
 mod consumers;
+pub mod dead_letter;
 pub mod message;
 pub mod paged;
 
 use ahash::AHashMap;
 use std::collections::{BTreeMap, VecDeque};
 
+pub use config::{Overflow, QueueConfig, QueueKind};
 pub use message::{Message, MessageData};
 pub use paged::PagedEntry;
 
@@ -36,6 +46,9 @@ pub const MEMORY_WINDOW_MESSAGES: usize = 8192;
 pub const MEMORY_WINDOW_BYTES: u64 = 8 << 20;
 /// Below this many ready messages in memory, the shard refills from disk.
 pub const REFILL_BELOW: usize = 2048;
+
+/// A deadline that never comes.
+const NEVER: u64 = u64::MAX;
 
 /// A consumer as basic.consume asked for it.
 #[derive(Debug, Clone)]
@@ -63,6 +76,10 @@ struct Ready {
     redelivered: bool,
     /// Where the message is in the shard's log, when it is logged.
     loc: Option<Loc>,
+    /// When it expires (ms on the shard's clock), or [`NEVER`].
+    expires: u64,
+    /// Times it came back unacknowledged (quorum queues' delivery count).
+    returns: u32,
 }
 
 #[derive(Debug)]
@@ -71,6 +88,8 @@ struct Unacked {
     consumer: Option<ConsumerId>,
     msg: Message,
     loc: Option<Loc>,
+    expires: u64,
+    returns: u32,
 }
 
 /// What happened to logged messages; the shard writes these to the log.
@@ -138,42 +157,193 @@ pub enum Settle {
     Ack,
     /// Back to the queue at its original place, marked redelivered.
     Requeue,
-    /// Rejected without requeue: gone, as if acked.
+    /// Rejected without requeue: gone (dead-lettered when the queue has
+    /// a dead-letter exchange).
     Drop,
 }
 
-/// One queue's state. Messages leave in id order (requeued ones regain
-/// their place) and go to consumers round-robin.
+/// Why a message left its queue as a dead letter: RabbitMQ's `reason`
+/// in `x-death`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeathReason {
+    /// basic.reject or basic.nack without requeue.
+    Rejected,
+    /// Its TTL passed.
+    Expired,
+    /// The queue's length limit pushed it out (or refused it).
+    MaxLen,
+    /// A quorum queue's delivery limit.
+    DeliveryLimit,
+}
+
+impl DeathReason {
+    /// The reason as `x-death` names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeathReason::Rejected => "rejected",
+            DeathReason::Expired => "expired",
+            DeathReason::MaxLen => "maxlen",
+            DeathReason::DeliveryLimit => "delivery_limit",
+        }
+    }
+}
+
+/// A message that left the queue for its dead-letter exchange.
+#[derive(Debug)]
+pub struct DeadLetter {
+    /// The message as it was in the queue.
+    pub msg: Message,
+    /// Why.
+    pub reason: DeathReason,
+}
+
+/// One priority's messages: ready ones in memory (in id order, requeued
+/// ones apart so they regain their place), then the paged backlog.
 #[derive(Debug, Default)]
-pub struct Queue {
-    next_id: MsgId,
+struct Lane {
     ready: VecDeque<Ready>,
-    /// Requeued messages, ordered by their original id.
+    /// Requeued messages (and, in a priority queue, recovered ones read
+    /// back into another lane), ordered by id.
     returned: BTreeMap<MsgId, Ready>,
-    unacked: AHashMap<MsgId, Unacked>,
-    consumers: Consumers,
     /// Backlog beyond the memory window, oldest first; after `ready`.
     paged: PagedList,
+}
+
+impl Lane {
+    fn in_memory(&self) -> usize {
+        self.ready.len() + self.returned.len()
+    }
+
+    fn len(&self) -> usize {
+        self.in_memory() + self.paged.len()
+    }
+
+    /// The message that leaves next, of those in memory.
+    fn head(&self) -> Option<&Ready> {
+        match (self.returned.first_key_value(), self.ready.front()) {
+            (Some((_, r)), Some(front)) if front.id < r.id => Some(front),
+            (Some((_, r)), _) => Some(r),
+            (None, front) => front,
+        }
+    }
+
+    fn pop(&mut self) -> Option<Ready> {
+        let returned_first = self.returned.keys().next().copied();
+        match (returned_first, self.ready.front()) {
+            (Some(r), Some(front)) if front.id < r => self.ready.pop_front(),
+            (Some(_), _) => self.returned.pop_first().map(|(_, m)| m),
+            (None, _) => self.ready.pop_front(),
+        }
+    }
+
+    /// Puts a message back in id order: the back of `ready` when it is
+    /// the newest, else among the returned.
+    fn insert(&mut self, r: Ready) {
+        if self.ready.back().map_or(true, |b| b.id < r.id) {
+            self.ready.push_back(r);
+        } else {
+            self.returned.insert(r.id, r);
+        }
+    }
+
+    fn find_mut(&mut self, id: MsgId) -> Option<&mut Ready> {
+        if let Ok(i) = self.ready.binary_search_by_key(&id, |r| r.id) {
+            return self.ready.get_mut(i);
+        }
+        self.returned.get_mut(&id)
+    }
+
+    fn locs(&self) -> impl Iterator<Item = Loc> + '_ {
+        let ready = self.ready.iter().filter_map(|r| r.loc);
+        let returned = self.returned.values().filter_map(|r| r.loc);
+        let paged = self.paged.iter().filter_map(|e| e.loc());
+        ready.chain(returned).chain(paged)
+    }
+}
+
+/// One queue's state. Messages leave in id order within a priority
+/// (requeued ones regain their place), highest priority first, and go to
+/// consumers as [`consumers`] chooses.
+#[derive(Debug)]
+pub struct Queue {
+    config: QueueConfig,
+    next_id: MsgId,
+    /// One lane per priority, lowest first (one for most queues).
+    lanes: Vec<Lane>,
+    unacked: AHashMap<MsgId, Unacked>,
+    consumers: Consumers,
     /// Transient messages that arrived while the backlog was paged: they
-    /// keep their place in `paged` but their bodies stay here.
+    /// keep their place in a lane's `paged` but their bodies stay here.
     paged_mem: AHashMap<MsgId, Message>,
-    /// Body bytes of the messages in `ready`.
-    ready_bytes: u64,
+    /// Deadlines of paged messages that have one.
+    paged_deadlines: AHashMap<MsgId, u64>,
+    /// Messages in memory (all lanes) and their body bytes.
+    mem_count: usize,
+    mem_bytes: u64,
+    /// Body bytes of paged messages, as far as known (those recovered
+    /// after a restart count once read back).
+    paged_bytes: u64,
+    /// Ready messages (anywhere) with a deadline: while 0, no clock is read.
+    expiring: usize,
     log_events: Vec<LogEvent>,
+    dead: Vec<DeadLetter>,
     /// What the queue did, for message rates.
     counters: QueueCounters,
 }
 
+impl Default for Queue {
+    fn default() -> Self {
+        Self::with_config(QueueConfig::default())
+    }
+}
+
 impl Queue {
-    /// An empty queue.
+    /// An empty queue with RabbitMQ's defaults.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty queue that behaves as `config` says.
+    pub fn with_config(config: QueueConfig) -> Self {
+        let lanes = config.max_priority.map_or(1, |p| p as usize + 1);
+        Queue {
+            config,
+            next_id: 0,
+            lanes: (0..lanes).map(|_| Lane::default()).collect(),
+            unacked: AHashMap::new(),
+            consumers: Consumers::default(),
+            paged_mem: AHashMap::new(),
+            paged_deadlines: AHashMap::new(),
+            mem_count: 0,
+            mem_bytes: 0,
+            paged_bytes: 0,
+            expiring: 0,
+            log_events: Vec::new(),
+            dead: Vec::new(),
+            counters: QueueCounters::default(),
+        }
+    }
+
+    /// What the queue's arguments and policy ask of it.
+    pub fn config(&self) -> &QueueConfig {
+        &self.config
+    }
+
+    /// A policy changed the queue's settings (the number of priorities
+    /// stays: it is an argument only). New limits apply at once.
+    pub fn set_config(&mut self, config: QueueConfig) {
+        let max_priority = self.config.max_priority;
+        self.config = QueueConfig {
+            max_priority,
+            ..config
+        };
+        self.enforce_limits();
     }
 
     /// Messages ready for delivery, in memory or paged; unacked ones are not
     /// counted.
     pub fn message_count(&self) -> u32 {
-        (self.ready.len() + self.returned.len() + self.paged.len()) as u32
+        self.lanes.iter().map(Lane::len).sum::<usize>() as u32
     }
 
     /// Number of consumers.
@@ -194,7 +364,13 @@ impl Queue {
     /// Body bytes of the ready messages held in memory (RabbitMQ's
     /// `message_bytes_ram`, the bulk of a queue's `memory`).
     pub fn ready_bytes(&self) -> u64 {
-        self.ready_bytes
+        self.mem_bytes
+    }
+
+    /// Body bytes of every ready message, in memory or paged (what
+    /// `x-max-length-bytes` limits).
+    pub fn total_bytes(&self) -> u64 {
+        self.mem_bytes + self.paged_bytes
     }
 
     /// What the queue did so far (publishes, deliveries, acks...).
@@ -212,72 +388,245 @@ impl Queue {
         self.next_id
     }
 
-    /// Enqueues a message; `loc` is its place in the log when it is logged.
-    /// A logged message beyond the memory window keeps only its place.
-    pub fn publish(&mut self, msg: Message, loc: Option<Loc>) -> MsgId {
+    /// Whether publishing `msg` needs the clock (a TTL applies to it).
+    pub fn needs_clock(&self, msg: &MessageData) -> bool {
+        self.config.message_ttl.is_some() || msg.expiration_ms.is_some()
+    }
+
+    /// Whether any ready message has a deadline: the shard passes the
+    /// clock to [`dispatch`](Self::dispatch) and arms a timer only then.
+    pub fn has_deadlines(&self) -> bool {
+        self.expiring > 0
+    }
+
+    fn deadline(&self, msg: &MessageData, now: u64) -> u64 {
+        let queue = self.config.message_ttl.map_or(NEVER, |t| now + t as u64);
+        let own = msg.expiration_ms.map_or(NEVER, |t| now + t as u64);
+        queue.min(own)
+    }
+
+    fn lane_of(&self, msg: &MessageData) -> usize {
+        match self.config.max_priority {
+            None => 0,
+            Some(max) => msg.priority.min(max) as usize,
+        }
+    }
+
+    /// Whether a publish of `msg` is refused by the length limit
+    /// (`reject-publish` and `reject-publish-dlx`).
+    pub fn rejects(&self, msg: &MessageData) -> bool {
+        if self.config.overflow == Overflow::DropHead {
+            return false;
+        }
+        let full = self
+            .config
+            .max_length
+            .is_some_and(|max| self.message_count() as u64 >= max);
+        let too_big = self
+            .config
+            .max_length_bytes
+            .is_some_and(|max| self.total_bytes() + msg.body_size() > max);
+        full || too_big
+    }
+
+    /// A publish the length limit refused: counted, and dead-lettered
+    /// under `reject-publish-dlx`.
+    pub fn reject_publish(&mut self, msg: Message) {
+        if self.config.overflow == Overflow::RejectPublishDlx && self.config.dead_letter.is_some() {
+            self.dead.push(DeadLetter {
+                msg,
+                reason: DeathReason::MaxLen,
+            });
+        }
+    }
+
+    /// Enqueues a message; `loc` is its place in the log when it is logged,
+    /// `now` the shard's clock (read only when [`needs_clock`](Self::needs_clock)).
+    /// A logged message beyond the memory window keeps only its place. A
+    /// `drop-head` length limit then pushes the oldest messages out.
+    pub fn publish(&mut self, msg: Message, loc: Option<Loc>, now: u64) -> MsgId {
         let id = self.next_id;
         self.next_id += 1;
         self.counters.publish += 1;
+        let expires = if self.needs_clock(&msg) {
+            self.deadline(&msg, now)
+        } else {
+            NEVER
+        };
+        if expires != NEVER {
+            self.expiring += 1;
+        }
+        let lane = self.lane_of(&msg);
         let over_window =
-            self.ready.len() >= MEMORY_WINDOW_MESSAGES || self.ready_bytes >= MEMORY_WINDOW_BYTES;
-        if !self.paged.is_empty() || (loc.is_some() && over_window) {
-            self.paged.push_back(PagedEntry::new(id, loc, false));
+            self.mem_count >= MEMORY_WINDOW_MESSAGES || self.mem_bytes >= MEMORY_WINDOW_BYTES;
+        if !self.lanes[lane].paged.is_empty() || (loc.is_some() && over_window) {
+            self.lanes[lane]
+                .paged
+                .push_back(PagedEntry::new(id, loc, false));
+            self.paged_bytes += msg.body_size();
+            if expires != NEVER {
+                self.paged_deadlines.insert(id, expires);
+            }
             if loc.is_none() {
                 self.paged_mem.insert(id, msg);
             }
-            return id;
+        } else {
+            self.push_ready(
+                lane,
+                Ready {
+                    id,
+                    msg,
+                    redelivered: false,
+                    loc,
+                    expires,
+                    returns: 0,
+                },
+            );
         }
-        self.push_ready(id, msg, false, loc);
+        self.enforce_limits();
         id
     }
 
-    fn push_ready(&mut self, id: MsgId, msg: Message, redelivered: bool, loc: Option<Loc>) {
-        self.ready_bytes += msg.body_size();
-        self.ready.push_back(Ready {
-            id,
-            msg,
-            redelivered,
-            loc,
-        });
+    fn push_ready(&mut self, lane: usize, r: Ready) {
+        self.mem_count += 1;
+        self.mem_bytes += r.msg.body_size();
+        self.lanes[lane].insert(r);
     }
 
+    /// Takes the next message in memory, highest priority first.
     fn pop_ready(&mut self) -> Option<Ready> {
-        let returned_first = self.returned.keys().next().copied();
-        let r = match (returned_first, self.ready.front()) {
-            (Some(r), Some(front)) if front.id < r => self.ready.pop_front(),
-            (Some(_), _) => return self.returned.pop_first().map(|(_, m)| m),
-            (None, _) => self.ready.pop_front(),
-        };
-        if let Some(r) = &r {
-            self.ready_bytes -= r.msg.body_size();
+        let r = self.lanes.iter_mut().rev().find_map(Lane::pop)?;
+        self.mem_count -= 1;
+        self.mem_bytes -= r.msg.body_size();
+        Some(r)
+    }
+
+    /// Takes the next message that has not expired; expired ones on the
+    /// way go (dead-lettered when the queue has a dead-letter exchange).
+    fn pop_live(&mut self, now: Option<u64>) -> Option<Ready> {
+        loop {
+            let r = self.pop_ready()?;
+            match now {
+                Some(now) if r.expires < now => self.discard(r, DeathReason::Expired),
+                _ => return Some(r),
+            }
         }
-        r
+    }
+
+    /// A ready message leaves for good without a consumer: its log
+    /// record is released and, with a dead-letter exchange, it becomes a
+    /// dead letter.
+    fn discard(&mut self, r: Ready, reason: DeathReason) {
+        if r.expires != NEVER {
+            self.expiring -= 1;
+        }
+        if let Some(loc) = r.loc {
+            self.log_events.push(LogEvent::Settled(r.id, loc));
+        }
+        self.dead_letter(r.msg, reason);
+    }
+
+    fn dead_letter(&mut self, msg: Message, reason: DeathReason) {
+        if self.config.dead_letter.is_some() {
+            self.dead.push(DeadLetter { msg, reason });
+        }
+    }
+
+    /// Expired messages at the head of each priority leave (those behind
+    /// an unexpired head wait until they reach it, as in RabbitMQ).
+    fn expire_heads(&mut self, now: u64) {
+        if self.expiring == 0 {
+            return;
+        }
+        for lane in (0..self.lanes.len()).rev() {
+            while self.lanes[lane].head().is_some_and(|h| h.expires <= now) {
+                let r = self.lanes[lane].pop().expect("a head");
+                self.mem_count -= 1;
+                self.mem_bytes -= r.msg.body_size();
+                self.discard(r, DeathReason::Expired);
+            }
+        }
+    }
+
+    /// The next deadline of a message at a head (in memory, or the front
+    /// of a paged backlog when nothing of its lane is in memory).
+    pub fn next_deadline(&self) -> Option<u64> {
+        if self.expiring == 0 {
+            return None;
+        }
+        self.lanes
+            .iter()
+            .filter_map(|l| match l.head() {
+                Some(h) => Some(h.expires),
+                None => l
+                    .paged
+                    .iter()
+                    .next()
+                    .and_then(|e| self.paged_deadlines.get(&e.id()).copied()),
+            })
+            .filter(|d| *d != NEVER)
+            .min()
+    }
+
+    /// Whether the queue is over its length limit.
+    fn over_limit(&self) -> bool {
+        let c = &self.config;
+        c.max_length
+            .is_some_and(|max| self.message_count() as u64 > max)
+            || c.max_length_bytes
+                .is_some_and(|max| self.total_bytes() > max)
+    }
+
+    /// `drop-head`: the oldest messages go until the queue is within its
+    /// limits. True when it is still over them with nothing in memory to
+    /// drop: the shard reads more of the backlog back and calls again.
+    pub fn enforce_limits(&mut self) -> bool {
+        if !self.config.is_limited() || self.config.overflow != Overflow::DropHead {
+            return false;
+        }
+        while self.over_limit() {
+            match self.pop_ready() {
+                Some(r) => self.discard(r, DeathReason::MaxLen),
+                None => return true,
+            }
+        }
+        false
     }
 
     /// Messages recovered from the log: they start on disk, in order. New
     /// messages get ids from `next_id` on (at least): ids the log still
-    /// names are never given out again.
+    /// names are never given out again. (A priority queue sorts them into
+    /// their priorities as they are read back.)
     pub fn restore(&mut self, messages: impl IntoIterator<Item = PagedEntry>, next_id: MsgId) {
         self.next_id = self.next_id.max(next_id);
         for e in messages {
             self.next_id = self.next_id.max(e.id() + 1);
-            self.paged.push_back(e);
+            self.lanes[0].paged.push_back(e);
         }
     }
 
-    /// True when the in-memory part runs low and more is on disk.
+    /// True when the in-memory part of some priority runs low and more of
+    /// it is on disk.
     pub fn wants_refill(&self) -> bool {
-        !self.paged.is_empty() && self.ready.len() < REFILL_BELOW
+        self.lanes
+            .iter()
+            .any(|l| !l.paged.is_empty() && l.in_memory() < REFILL_BELOW)
     }
 
-    /// Takes up to `n` entries off the front of the paged backlog; load
-    /// them and hand each back with [`refill`](Self::refill), in order.
+    /// Takes up to `n` entries off the front of the paged backlog (highest
+    /// priority that runs low first); load them and hand each back with
+    /// [`refill`](Self::refill), in order.
     pub fn take_paged(&mut self, n: usize) -> Vec<PagedEntry> {
-        let mut out = Vec::with_capacity(n.min(self.paged.len()));
-        while out.len() < n {
-            match self.paged.pop_front() {
-                Some(e) => out.push(e),
-                None => break,
+        let mut out = Vec::with_capacity(n.min(REFILL_BELOW));
+        for lane in self.lanes.iter_mut().rev() {
+            if lane.paged.is_empty() || lane.in_memory() >= REFILL_BELOW {
+                continue;
+            }
+            while out.len() < n {
+                match lane.paged.pop_front() {
+                    Some(e) => out.push(e),
+                    None => break,
+                }
             }
         }
         out
@@ -290,18 +639,36 @@ impl Queue {
             None => self.paged_mem.remove(&e.id()),
             Some(_) => msg,
         };
-        if let Some(msg) = msg {
-            self.push_ready(e.id(), msg, e.redelivered(), e.loc());
-        }
+        let expires = self.paged_deadlines.remove(&e.id()).unwrap_or(NEVER);
+        let Some(msg) = msg else {
+            if expires != NEVER {
+                self.expiring -= 1;
+            }
+            return;
+        };
+        self.paged_bytes = self.paged_bytes.saturating_sub(msg.body_size());
+        let lane = self.lane_of(&msg);
+        let r = Ready {
+            id: e.id(),
+            msg,
+            redelivered: e.redelivered(),
+            loc: e.loc(),
+            expires,
+            returns: 0,
+        };
+        // A recovered message of a priority queue may land behind newer
+        // ones of its priority: `insert` keeps the id order.
+        self.push_ready(lane, r);
     }
 
     /// Every logged message's place (for deleting the queue).
     pub fn logged_locs(&self) -> Vec<Loc> {
-        let ready = self.ready.iter().filter_map(|r| r.loc);
-        let returned = self.returned.values().filter_map(|r| r.loc);
         let unacked = self.unacked.values().filter_map(|u| u.loc);
-        let paged = self.paged.iter().filter_map(|e| e.loc());
-        ready.chain(returned).chain(unacked).chain(paged).collect()
+        self.lanes
+            .iter()
+            .flat_map(Lane::locs)
+            .chain(unacked)
+            .collect()
     }
 
     /// Compaction moved message `id`: returns its current place and
@@ -321,23 +688,27 @@ impl Queue {
                 None => false,
             }
         }
-        if let Ok(i) = self.ready.binary_search_by_key(&id, |r| r.id) {
-            let r = &mut self.ready[i];
-            return update(&mut r.loc, r.redelivered, to);
-        }
-        if let Some(r) = self.returned.get_mut(&id) {
-            return update(&mut r.loc, r.redelivered, to);
-        }
         if let Some(u) = self.unacked.get_mut(&id) {
             return update(&mut u.loc, true, to);
         }
-        if let Some(e) = self.paged.find_mut(id) {
-            let Some(new) = e.loc().and_then(|l| to(l, e.redelivered())) else {
-                return false;
-            };
-            return self.paged.relocate(id, new);
+        let lane = self
+            .lanes
+            .iter_mut()
+            .position(|l| l.find_mut(id).is_some() || l.paged.find_mut(id).is_some());
+        let Some(lane) = lane.map(|i| &mut self.lanes[i]) else {
+            return false;
+        };
+        if let Some(r) = lane.find_mut(id) {
+            let red = r.redelivered;
+            return update(&mut r.loc, red, to);
         }
-        false
+        let Some(e) = lane.paged.find_mut(id) else {
+            return false;
+        };
+        let Some(new) = e.loc().and_then(|l| to(l, e.redelivered())) else {
+            return false;
+        };
+        lane.paged.relocate(id, new)
     }
 
     /// Log events since the last call.
@@ -350,13 +721,36 @@ impl Queue {
         !self.log_events.is_empty()
     }
 
+    /// Dead letters since the last call, for the shard to route.
+    pub fn take_dead_letters(&mut self) -> Vec<DeadLetter> {
+        std::mem::take(&mut self.dead)
+    }
+
+    /// Whether [`take_dead_letters`](Self::take_dead_letters) has anything to return.
+    pub fn has_dead_letters(&self) -> bool {
+        !self.dead.is_empty()
+    }
+
     fn note_delivery(&mut self, ready: &Ready, no_ack: bool) {
+        if ready.expires != NEVER {
+            self.expiring -= 1;
+        }
         if let Some(loc) = ready.loc {
             if no_ack {
                 self.log_events.push(LogEvent::Settled(ready.id, loc));
             } else if !ready.redelivered {
                 self.log_events.push(LogEvent::Delivered(ready.id, loc));
             }
+        }
+    }
+
+    /// A quorum queue tells a consumer how often a message came back
+    /// (`x-delivery-count`, 0 on the first delivery, as RabbitMQ 3.10).
+    fn outgoing(&self, r: &Ready) -> Message {
+        if self.config.kind == QueueKind::Quorum {
+            dead_letter::with_delivery_count(&r.msg, r.returns)
+        } else {
+            r.msg.clone()
         }
     }
 
@@ -377,17 +771,17 @@ impl Queue {
         self.consumers.drain()
     }
 
-    /// Hands ready messages to consumers with capacity, round-robin.
-    pub fn dispatch(&mut self, out: &mut Vec<Delivery>) {
-        if self.consumers.is_empty() {
-            return;
-        }
-        while !self.ready.is_empty() || !self.returned.is_empty() {
+    /// Hands ready messages to consumers with capacity; `now` is the
+    /// shard's clock when [`has_deadlines`](Self::has_deadlines) (expired
+    /// messages are never delivered, and expired heads leave even without
+    /// consumers).
+    pub fn dispatch(&mut self, out: &mut Vec<Delivery>, now: Option<u64>) {
+        while !self.consumers.is_empty() && self.mem_count > 0 {
             let Some(idx) = self.consumers.pick() else {
-                return;
+                break;
             };
-            let Some(ready) = self.pop_ready() else {
-                return;
+            let Some(ready) = self.pop_live(now) else {
+                break;
             };
             let no_ack = self.consumers.at(idx).spec.no_ack;
             self.note_delivery(&ready, no_ack);
@@ -397,29 +791,36 @@ impl Queue {
                 self.counters.deliver += 1;
             }
             self.counters.redeliver += ready.redelivered as u64;
+            let msg = self.outgoing(&ready);
             let c = self.consumers.at(idx);
             c.unsent += 1;
-            if !c.spec.no_ack {
+            let (consumer, channel, tag) = (c.spec.id, c.spec.channel, c.spec.tag.clone());
+            if !no_ack {
                 c.unacked += 1;
                 self.unacked.insert(
                     ready.id,
                     Unacked {
-                        holder: c.spec.channel,
-                        consumer: Some(c.spec.id),
-                        msg: ready.msg.clone(),
+                        holder: channel,
+                        consumer: Some(consumer),
+                        msg: ready.msg,
                         loc: ready.loc,
+                        expires: ready.expires,
+                        returns: ready.returns,
                     },
                 );
             }
             out.push(Delivery {
-                consumer: c.spec.id,
-                channel: c.spec.channel,
-                consumer_tag: c.spec.tag.clone(),
+                consumer,
+                channel,
+                consumer_tag: tag,
                 msg_id: ready.id,
                 redelivered: ready.redelivered,
-                no_ack: c.spec.no_ack,
-                msg: ready.msg,
+                no_ack,
+                msg,
             });
+        }
+        if let Some(now) = now {
+            self.expire_heads(now);
         }
     }
 
@@ -432,8 +833,12 @@ impl Queue {
 
     /// basic.get: takes the next message; unless `no_ack`, it stays unacked on
     /// `holder` until settled.
-    pub fn get(&mut self, holder: ChannelRef, no_ack: bool) -> Option<GetResult> {
-        let ready = self.pop_ready()?;
+    pub fn get(&mut self, holder: ChannelRef, no_ack: bool, now: Option<u64>) -> Option<GetResult> {
+        let ready = self.pop_live(now);
+        if let Some(now) = now {
+            self.expire_heads(now);
+        }
+        let ready = ready?;
         self.note_delivery(&ready, no_ack);
         if no_ack {
             self.counters.get_no_ack += 1;
@@ -441,21 +846,24 @@ impl Queue {
             self.counters.get += 1;
         }
         self.counters.redeliver += ready.redelivered as u64;
+        let msg = self.outgoing(&ready);
         if !no_ack {
             self.unacked.insert(
                 ready.id,
                 Unacked {
                     holder,
                     consumer: None,
-                    msg: ready.msg.clone(),
+                    msg: ready.msg,
                     loc: ready.loc,
+                    expires: ready.expires,
+                    returns: ready.returns,
                 },
             );
         }
         Some(GetResult {
             msg_id: ready.id,
             redelivered: ready.redelivered,
-            msg: ready.msg,
+            msg,
             remaining: self.message_count(),
         })
     }
@@ -474,18 +882,38 @@ impl Queue {
                     c.unacked = c.unacked.saturating_sub(1);
                 }
             }
-            if how == Settle::Requeue {
-                self.returned.insert(
-                    id,
+            let returns = u.returns + 1;
+            let over_limit = how == Settle::Requeue
+                && self.config.kind == QueueKind::Quorum
+                && self
+                    .config
+                    .delivery_limit
+                    .is_some_and(|limit| returns as u64 > limit);
+            if how == Settle::Requeue && !over_limit {
+                if u.expires != NEVER {
+                    self.expiring += 1;
+                }
+                let lane = self.lane_of(&u.msg);
+                self.push_ready(
+                    lane,
                     Ready {
                         id,
                         msg: u.msg,
                         redelivered: true,
                         loc: u.loc,
+                        expires: u.expires,
+                        returns,
                     },
                 );
-            } else if let Some(loc) = u.loc {
+                continue;
+            }
+            if let Some(loc) = u.loc {
                 self.log_events.push(LogEvent::Settled(id, loc));
+            }
+            match how {
+                Settle::Ack => {}
+                Settle::Drop => self.dead_letter(u.msg, DeathReason::Rejected),
+                Settle::Requeue => self.dead_letter(u.msg, DeathReason::DeliveryLimit),
             }
         }
     }
@@ -493,12 +921,13 @@ impl Queue {
     /// A channel closed: its consumers go and its unacked messages return.
     /// Returns the removed consumers.
     pub fn release_channel(&mut self, ch: ChannelRef) -> Vec<ConsumerSpec> {
-        let ids: Vec<MsgId> = self
+        let mut ids: Vec<MsgId> = self
             .unacked
             .iter()
             .filter(|(_, u)| u.holder == ch)
             .map(|(id, _)| *id)
             .collect();
+        ids.sort_unstable();
         self.settle(&ids, Settle::Requeue);
         self.consumers.remove_channel(ch)
     }
@@ -506,12 +935,7 @@ impl Queue {
     /// Drops every ready message (unacked ones stay); returns how many.
     pub fn purge(&mut self) -> u32 {
         let n = self.message_count();
-        let locs: Vec<Loc> = {
-            let ready = self.ready.iter().filter_map(|r| r.loc);
-            let returned = self.returned.values().filter_map(|r| r.loc);
-            let paged = self.paged.iter().filter_map(|e| e.loc());
-            ready.chain(returned).chain(paged).collect()
-        };
+        let locs: Vec<Loc> = self.lanes.iter().flat_map(Lane::locs).collect();
         if !locs.is_empty() {
             self.log_events.push(LogEvent::Purged {
                 up_to: self.next_id.saturating_sub(1),
@@ -519,11 +943,15 @@ impl Queue {
                 locs,
             });
         }
-        self.ready.clear();
-        self.returned.clear();
-        self.paged.clear();
+        for lane in &mut self.lanes {
+            *lane = Lane::default();
+        }
         self.paged_mem.clear();
-        self.ready_bytes = 0;
+        self.paged_deadlines.clear();
+        self.mem_count = 0;
+        self.mem_bytes = 0;
+        self.paged_bytes = 0;
+        self.expiring = 0;
         n
     }
 }

@@ -107,6 +107,16 @@ pub fn busy_time() -> Duration {
     })
 }
 
+/// Milliseconds on a monotonic clock shared by every shard (message TTLs,
+/// queue expiry): a vDSO read, taken only by queues that need it.
+pub fn monotonic_ms() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
+}
+
 /// Resolves after `d` (a reactor timer: it fires only when the reactor runs).
 pub async fn sleep(d: Duration) {
     glommio::timer::sleep(d).await;

@@ -136,6 +136,7 @@ impl Shard {
                 if_unused: false,
                 if_empty: false,
                 only_if_idle: false,
+                only_if_expired: false,
             };
             // Gone from its owner either way; the vhost's removal takes
             // it out of every replica.

@@ -119,6 +119,8 @@ pub struct AutoDeleteQueue {
     pub name: ShortStr,
     /// Its id: a queue declared again under the name since is not deleted.
     pub id: QueueId,
+    /// It expired (`x-expires`) rather than lost its last consumer.
+    pub expired: bool,
 }
 
 /// A connection closed: its exclusive queues go.
@@ -190,6 +192,7 @@ leader_call!(DeleteQueue => u32, |op, shard| {
         if_unused: op.if_unused,
         if_empty: op.if_empty,
         only_if_idle: false,
+        only_if_expired: false,
     };
     let count = shard.call(meta.owner_shard, delete).await?;
     shard.remove_queue_everywhere(op.vhost, meta).await?;
@@ -224,7 +227,8 @@ leader_call!(AutoDeleteQueue => (), |op, shard| {
         queue: op.id,
         if_unused: false,
         if_empty: false,
-        only_if_idle: true,
+        only_if_idle: !op.expired,
+        only_if_expired: op.expired,
     };
     // Refused when a consumer came back meanwhile: then the queue stays.
     if shard.call(meta.owner_shard, delete).await.is_ok() {
@@ -241,6 +245,7 @@ leader_call!(ConnectionClosed => (), |op, shard| {
             if_unused: false,
             if_empty: false,
             only_if_idle: false,
+            only_if_expired: false,
         };
         // Gone from its owner either way; the directory follows.
         let _ = shard.call(meta.owner_shard, delete).await;

@@ -21,12 +21,14 @@
 
 mod admin;
 mod call;
+mod dead_letters;
 mod info;
 mod leader;
 mod messages;
 mod pump;
 mod queues;
 mod store;
+mod timers;
 
 use ahash::AHashMap;
 use std::cell::{Cell, RefCell};
@@ -146,6 +148,10 @@ struct OwnedQueue {
     logged: bool,
     /// Already on the shard's dispatch list.
     dirty: bool,
+    /// The deadline armed on the shard's timer for it, if any.
+    armed: Option<u64>,
+    /// When it was last used (ms), for `x-expires`.
+    last_used: u64,
 }
 
 impl OwnedQueue {
@@ -188,6 +194,8 @@ pub struct Shard {
     ids: UniqueIds,
     leader: leader::LeaderState,
     store: RefCell<ShardStore>,
+    /// Deadlines of owned queues (TTL, expiry).
+    timers: timers::Timers,
     /// Something was appended to the log: the committer has work.
     sync_wake: Event,
     /// AMQP connections are accepted (`stop_app` clears it).
@@ -232,6 +240,7 @@ impl Shard {
             ids: UniqueIds::new(id),
             leader: leader::LeaderState::new(next_queue_id),
             store: RefCell::new(store),
+            timers: Default::default(),
             sync_wake: Event::default(),
             app_running: Cell::new(true),
             app_changed: Event::default(),

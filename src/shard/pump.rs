@@ -48,6 +48,8 @@ impl Shard {
                     }
                     Enqueued::AfterSync => {}
                     Enqueued::Refused => self.refuse(from),
+                    Enqueued::Rejected if from.seq.is_some() => self.refuse(from),
+                    Enqueued::Rejected => {}
                 }
             }
             ShardMsg::Accepted { ch, seq } => {
@@ -139,6 +141,8 @@ impl Shard {
                     Enqueued::Now => {}
                     Enqueued::AfterSync => pending += 1,
                     Enqueued::Refused => refused += 1,
+                    Enqueued::Rejected if from.seq.is_some() => refused += 1,
+                    Enqueued::Rejected => {}
                 }
             } else {
                 self.metrics.routed_remote.inc();
@@ -237,6 +241,7 @@ impl Shard {
     /// then writes the log events and flushes the mailboxes.
     pub fn pump(self: &Rc<Self>) {
         let mut scratch = Vec::new();
+        let mut dead = Vec::new();
         loop {
             let dirty = std::mem::take(&mut *self.dirty.borrow_mut());
             if !dirty.is_empty() {
@@ -246,8 +251,23 @@ impl Shard {
                     if let Some(oq) = queues.get_mut(&id) {
                         oq.dirty = false;
                         self.refill(oq);
-                        oq.queue.dispatch(&mut scratch);
+                        let now = oq.queue.has_deadlines().then(crate::runtime::monotonic_ms);
+                        oq.queue.dispatch(&mut scratch, now);
                         self.log_events(oq);
+                        if oq.queue.has_dead_letters() {
+                            let letters = oq.queue.take_dead_letters();
+                            if let Some(to) = oq.queue.config().dead_letter.clone() {
+                                dead.push(super::dead_letters::DeadLetters {
+                                    vhost: oq.vhost.clone(),
+                                    queue: oq.meta.name.clone(),
+                                    to,
+                                    letters,
+                                });
+                            }
+                        }
+                        if now.is_some() || oq.queue.config().expires.is_some() {
+                            self.rearm(oq);
+                        }
                         let queue = QueueRef { id, owner: self.id };
                         out.extend(
                             scratch
@@ -257,8 +277,11 @@ impl Shard {
                     }
                 }
             }
+            for batch in dead.drain(..) {
+                self.route_dead_letters(batch);
+            }
             let deliveries = std::mem::take(&mut *self.deliveries.borrow_mut());
-            if deliveries.is_empty() {
+            if deliveries.is_empty() && self.dirty.borrow().is_empty() {
                 break;
             }
             for d in deliveries {

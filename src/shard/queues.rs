@@ -59,6 +59,8 @@ pub(super) struct DeleteOwned {
     pub if_empty: bool,
     /// Auto-delete: only if it still has no consumer.
     pub only_if_idle: bool,
+    /// `x-expires`: only if it is still unused past its expiry.
+    pub only_if_expired: bool,
 }
 
 /// A topology change for this shard's replica (the leader's broadcast).
@@ -78,7 +80,10 @@ macro_rules! sync_call {
     };
 }
 
-sync_call!(QueueStats => QueueCounts, |op, shard| shard.on_queue(op.0, |_, oq| {
+sync_call!(QueueStats => QueueCounts, |op, shard| shard.on_queue(op.0, |shard, oq| {
+    // A redeclaration counts as use (`x-expires`).
+    oq.used();
+    oq.touch(&shard.dirty);
     Ok(QueueCounts {
         messages: oq.queue.message_count(),
         consumers: oq.queue.consumer_count(),
@@ -100,8 +105,10 @@ sync_call!(Consume => (), |op, shard| shard.on_queue(op.queue, |shard, oq| {
 }));
 
 sync_call!(CancelConsumer => (), |op, shard| {
-    let found = shard.on_queue(op.queue, |_, oq| {
+    let found = shard.on_queue(op.queue, |shard, oq| {
         oq.queue.remove_consumer(op.consumer);
+        oq.used();
+        oq.touch(&shard.dirty);
         Ok(())
     });
     if found.is_ok() {
@@ -112,8 +119,10 @@ sync_call!(CancelConsumer => (), |op, shard| {
 
 sync_call!(GetMessage => Option<GetResult>, |op, shard| shard.on_queue(op.queue, |shard, oq| {
     shard.refill(oq);
-    let got = oq.queue.get(op.holder, op.no_ack);
+    let now = oq.queue.has_deadlines().then(crate::runtime::monotonic_ms);
+    let got = oq.queue.get(op.holder, op.no_ack, now);
     shard.log_events(oq);
+    oq.used();
     oq.touch(&shard.dirty);
     Ok(got)
 }));
@@ -128,6 +137,12 @@ sync_call!(DeleteOwned => u32, |op, shard| {
     let checked = shard.on_queue(op.queue, |_, oq| {
         let (name, vhost) = (&oq.meta.name, &oq.vhost);
         if (op.if_unused || op.only_if_idle) && oq.queue.consumer_count() > 0 {
+            return Err(AmqpError::precondition(format!(
+                "queue '{name}' in vhost '{vhost}' in use"
+            )));
+        }
+        let now = crate::runtime::monotonic_ms();
+        if op.only_if_expired && !oq.expiry_deadline().is_some_and(|d| d <= now) {
             return Err(AmqpError::precondition(format!(
                 "queue '{name}' in vhost '{vhost}' in use"
             )));
@@ -161,6 +176,16 @@ impl Shard {
         f(self, oq)
     }
 
+    /// What queue `meta` of `vhost` is asked to do: its arguments (and
+    /// its policy's settings).
+    pub(super) fn queue_config(
+        &self,
+        _vhost: &str,
+        meta: &crate::topology::QueueMeta,
+    ) -> crate::queue::QueueConfig {
+        crate::queue::QueueConfig::from_arguments(&meta.arguments)
+    }
+
     /// Changes owned queue `id`'s state and marks it for dispatch; a queue
     /// that is gone ignores it.
     pub(super) fn with_queue(&self, id: QueueId, f: impl FnOnce(&mut Queue)) {
@@ -178,6 +203,9 @@ impl Shard {
                 return;
             };
             let removed = oq.queue.release_channel(ch);
+            if !removed.is_empty() {
+                oq.used();
+            }
             oq.touch(&self.dirty);
             !removed.is_empty()
         };
@@ -192,17 +220,23 @@ impl Shard {
     pub fn apply_change(self: &Rc<Self>, change: &TopologyChange) {
         if let TopologyChange::QueueAdded(vhost, meta) = change {
             if meta.owner_shard == self.id {
-                self.queues.borrow_mut().entry(meta.id).or_insert_with(|| {
+                let mut queues = self.queues.borrow_mut();
+                let oq = queues.entry(meta.id).or_insert_with(|| {
                     self.metrics.queues_created.inc();
+                    let config = self.queue_config(vhost, meta);
                     OwnedQueue {
                         meta: meta.clone(),
                         vhost: vhost.clone(),
-                        queue: Queue::new(),
+                        queue: Queue::with_config(config),
                         had_consumer: false,
                         logged: meta.durable && meta.exclusive.is_none(),
                         dirty: false,
+                        armed: None,
+                        last_used: crate::runtime::monotonic_ms(),
                     }
                 });
+                // Its expiry starts now (after a restart too).
+                self.rearm(oq);
             }
         }
         self.topology.borrow_mut().apply(change);
@@ -240,6 +274,28 @@ impl Shard {
         Some(count)
     }
 
+    /// A queue unused past its `x-expires` asks the leader to delete it
+    /// (if it is still unused by then).
+    pub(super) fn expire_queue(self: &Rc<Self>, id: QueueId) {
+        let target = self
+            .queues
+            .borrow()
+            .get(&id)
+            .map(|oq| (oq.vhost.clone(), oq.meta.name.clone()));
+        if let Some((vhost, name)) = target {
+            let this = self.clone();
+            crate::runtime::spawn(async move {
+                let op = super::AutoDeleteQueue {
+                    vhost,
+                    name,
+                    id,
+                    expired: true,
+                };
+                let _ = this.leader(op).await;
+            });
+        }
+    }
+
     /// An auto-delete queue that lost its last consumer asks the leader to
     /// delete it (if it still has none by then).
     fn maybe_auto_delete(self: &Rc<Self>, id: QueueId) {
@@ -257,7 +313,12 @@ impl Shard {
         if let Some((vhost, name)) = target {
             let this = self.clone();
             crate::runtime::spawn(async move {
-                let op = super::AutoDeleteQueue { vhost, name, id };
+                let op = super::AutoDeleteQueue {
+                    vhost,
+                    name,
+                    id,
+                    expired: false,
+                };
                 let _ = this.leader(op).await;
             });
         }

@@ -141,6 +141,9 @@ pub(super) enum Enqueued {
     /// Not stored: the log could not take it, so the queue did not either
     /// (a publisher told "no" may publish it again).
     Refused,
+    /// Refused by the queue's length limit (`reject-publish`): a numbered
+    /// publish is nacked, a plain one is dropped.
+    Rejected,
 }
 
 impl Shard {
@@ -156,8 +159,14 @@ impl Shard {
         let Some(oq) = queues.get_mut(&id) else {
             return Enqueued::Now;
         };
+        if oq.queue.rejects(&msg) {
+            oq.queue.reject_publish(msg);
+            oq.touch(&self.dirty);
+            return Enqueued::Rejected;
+        }
         let mut outcome = Enqueued::Now;
-        let loc = if oq.logged && msg.persistent {
+        let logs_all = oq.queue.config().kind == crate::queue::QueueKind::Quorum;
+        let loc = if oq.logged && (msg.persistent || logs_all) {
             let mut store = self.store.borrow_mut();
             let res = store
                 .log
@@ -175,7 +184,17 @@ impl Shard {
         } else {
             None
         };
-        oq.queue.publish(msg, loc);
+        let now = if oq.queue.needs_clock(&msg) {
+            crate::runtime::monotonic_ms()
+        } else {
+            0
+        };
+        oq.queue.publish(msg, loc, now);
+        // Over a length limit with the oldest messages still on disk:
+        // read them back so they can go too.
+        while oq.queue.enforce_limits() && oq.queue.wants_refill() {
+            self.refill(oq);
+        }
         oq.touch(&self.dirty);
         outcome
     }

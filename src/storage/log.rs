@@ -549,6 +549,7 @@ fn decode_publish(payload: Bytes, flags: u8) -> Option<Stored> {
     let props = payload.slice(props_at..body_at);
     let body = payload.slice(body_at..);
     let persistent = true;
+    let (expiration_ms, priority) = crate::codec::BasicProperties::ttl_and_priority(&props);
     Some(Stored {
         uid: QueueId(uid),
         id,
@@ -559,6 +560,8 @@ fn decode_publish(payload: Bytes, flags: u8) -> Option<Stored> {
             raw_properties: props,
             body,
             persistent,
+            expiration_ms,
+            priority,
         },
     })
 }

@@ -9,22 +9,8 @@ use super::{owner_shard, random_name, ExchangeMeta, QueueMeta, Topology, Topolog
 use crate::codec::{reply_code, FieldTable, ShortStr};
 use crate::error::{describe, exclusive_locked, AmqpError, AmqpResult};
 use crate::ids::{ConnRef, QueueId, ShardId};
+use crate::queue::config::{self, DeclareArgError, QueueKind};
 use crate::routing::{headers, Binding, Destination, ExchangeKind};
-
-/// Queue arguments that change behaviour Warren does not implement yet: a
-/// declare that asks for them is refused with 540 rather than ignored.
-const UNSUPPORTED_QUEUE_ARGS: [&str; 10] = [
-    "x-message-ttl",
-    "x-expires",
-    "x-max-length",
-    "x-max-length-bytes",
-    "x-overflow",
-    "x-dead-letter-exchange",
-    "x-dead-letter-routing-key",
-    "x-max-priority",
-    "x-single-active-consumer",
-    "x-queue-master-locator",
-];
 
 /// A queue.declare as the leader receives it.
 #[derive(Debug, Clone)]
@@ -238,13 +224,16 @@ pub fn declare_queue(
                     ));
                 }
             }
+            check_equivalent_arguments(cur, &decl.arguments, vhost)?;
         }
         return Ok(QueueDeclared::Exists(cur.clone()));
     }
     if decl.passive {
         return Err(AmqpError::not_found(describe("queue", &name, vhost)));
     }
-    check_queue_arguments(&decl.arguments)?;
+    if check_queue_arguments(&decl.arguments, &name, vhost)? == QueueKind::Quorum {
+        check_quorum_flags(&decl, durable, &name, vhost)?;
+    }
     Ok(QueueDeclared::Create(QueueMeta {
         id: next_id,
         owner_shard: owner_shard(vhost, &name, shards),
@@ -395,18 +384,85 @@ pub fn is_durable_change(topo: &Topology, change: &TopologyChange) -> bool {
     }
 }
 
-fn check_queue_arguments(args: &FieldTable) -> AmqpResult<()> {
-    for (key, value) in args.iter() {
-        let key: &str = key;
-        if UNSUPPORTED_QUEUE_ARGS.contains(&key) {
-            return Err(AmqpError::not_implemented(format!(
-                "queue argument '{key}' is not supported by Warren yet"
-            )));
+/// A declaration's arguments, checked as RabbitMQ checks them (406 with
+/// its texts); `x-queue-type: stream` is not implemented (540).
+fn check_queue_arguments(args: &FieldTable, name: &str, vhost: &str) -> AmqpResult<QueueKind> {
+    config::check_arguments(args).map_err(|e| match e {
+        DeclareArgError::Invalid(key, why) => AmqpError::precondition(format!(
+            "invalid arg '{key}' for queue '{name}' in vhost '{vhost}': {why}"
+        )),
+        DeclareArgError::WrongType(key, kind) => AmqpError::precondition(format!(
+            "invalid arg '{key}' for queue '{name}' in vhost '{vhost}' of queue type {}",
+            config::type_module(kind)
+        )),
+        DeclareArgError::Stream => {
+            AmqpError::not_implemented("queue type 'stream' is not supported by Warren")
         }
-        if key == "x-queue-type" && value.as_str().is_some_and(|t| t != "classic") {
-            return Err(AmqpError::not_implemented(format!(
-                "queue type '{}' is not supported by Warren; only classic queues",
-                value.as_str().unwrap_or_default()
+    })
+}
+
+/// A quorum queue is durable, shared and kept: RabbitMQ refuses the rest
+/// in this order.
+fn check_quorum_flags(decl: &QueueDecl, durable: bool, name: &str, vhost: &str) -> AmqpResult<()> {
+    let refused = if decl.auto_delete {
+        Some("auto-delete")
+    } else if decl.exclusive {
+        Some("exclusive-owner")
+    } else if !durable {
+        Some("non-durable")
+    } else {
+        None
+    };
+    match refused {
+        Some(prop) => Err(AmqpError::precondition(format!(
+            "invalid property '{prop}' for queue '{name}' in vhost '{vhost}'"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// RabbitMQ's text for one side of an argument comparison.
+fn arg_text(v: Option<&crate::codec::FieldValue>, bare: bool) -> String {
+    use crate::codec::FieldValue as V;
+    let value = |v: &V| match v {
+        V::LongStr(b) => String::from_utf8_lossy(b).into_owned(),
+        V::Bool(b) => b.to_string(),
+        other => other
+            .as_i64()
+            .map_or_else(|| format!("{other:?}"), |n| n.to_string()),
+    };
+    match v {
+        None => "none".to_string(),
+        Some(v) if bare => format!("'{}'", value(v)),
+        Some(v) => format!(
+            "the value '{}' of type '{}'",
+            value(v),
+            config::type_name(v)
+        ),
+    }
+}
+
+/// A redeclaration must ask for the same arguments of those the queue's
+/// type takes (integers of any width compare by value), as RabbitMQ.
+fn check_equivalent_arguments(cur: &QueueMeta, new: &FieldTable, vhost: &str) -> AmqpResult<()> {
+    let kind = config::QueueConfig::from_arguments(&cur.arguments).kind;
+    for key in config::type_arguments(kind) {
+        let (old, got) = (cur.arguments.get(key), new.get(key));
+        let same = match (old, got) {
+            (None, None) => true,
+            (Some(a), Some(b)) => match (a.as_i64(), b.as_i64()) {
+                (Some(x), Some(y)) => x == y,
+                _ => a == b,
+            },
+            _ => false,
+        };
+        if !same {
+            let both = old.is_some() && got.is_some();
+            return Err(AmqpError::precondition(format!(
+                "inequivalent arg '{key}' for queue '{}' in vhost '{vhost}': received {} but current is {}",
+                cur.name,
+                arg_text(got, both),
+                arg_text(old, both)
             )));
         }
     }

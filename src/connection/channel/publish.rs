@@ -186,6 +186,15 @@ impl Conn {
                 self.user
             )))
         });
+        let refused = refused.or_else(|| {
+            (props.expiration == Expiration::Invalid).then(|| {
+                let text = BasicProperties::decode(&header.raw_properties)
+                    .ok()
+                    .and_then(|p| p.expiration)
+                    .unwrap_or_default();
+                AmqpError::precondition(expiration_error(&text))
+            })
+        });
         if let Some(e) = refused {
             self.channel_error(number, e, 60, 40);
             return Ok(());
@@ -196,6 +205,8 @@ impl Conn {
             raw_properties: header.raw_properties,
             body,
             persistent: props.delivery_mode == Some(2),
+            expiration_ms: props.expiration.ms(),
+            priority: props.priority,
         });
         let p = TxPublish {
             msg,
