@@ -285,6 +285,9 @@ pub struct Queue {
     paged_bytes: u64,
     /// Ready messages (anywhere) with a deadline: while 0, no clock is read.
     expiring: usize,
+    /// Ids below this were recovered from the log: their TTL starts when
+    /// they are read back (the log keeps no enqueue time).
+    restored_below: MsgId,
     log_events: Vec<LogEvent>,
     dead: Vec<DeadLetter>,
     /// What the queue did, for message rates.
@@ -318,6 +321,7 @@ impl Queue {
             mem_bytes: 0,
             paged_bytes: 0,
             expiring: 0,
+            restored_below: 0,
             log_events: Vec::new(),
             dead: Vec::new(),
             counters: QueueCounters::default(),
@@ -603,6 +607,7 @@ impl Queue {
             self.next_id = self.next_id.max(e.id() + 1);
             self.lanes[0].paged.push_back(e);
         }
+        self.restored_below = self.next_id;
     }
 
     /// True when the in-memory part of some priority runs low and more of
@@ -634,7 +639,8 @@ impl Queue {
 
     /// A paged entry's message, read back (or `None` when it could not be:
     /// then it is gone, and the caller releases its place in the log).
-    pub fn refill(&mut self, e: PagedEntry, msg: Option<Message>) {
+    /// `now` starts the TTL of a message recovered after a restart.
+    pub fn refill(&mut self, e: PagedEntry, msg: Option<Message>, now: u64) {
         let msg = match e.loc() {
             None => self.paged_mem.remove(&e.id()),
             Some(_) => msg,
@@ -645,6 +651,12 @@ impl Queue {
                 self.expiring -= 1;
             }
             return;
+        };
+        let expires = if e.id() < self.restored_below && self.needs_clock(&msg) {
+            self.expiring += 1;
+            self.deadline(&msg, now)
+        } else {
+            expires
         };
         self.paged_bytes = self.paged_bytes.saturating_sub(msg.body_size());
         let lane = self.lane_of(&msg);

@@ -205,6 +205,7 @@ impl Shard {
             return;
         }
         let mut store = self.store.borrow_mut();
+        let now = crate::runtime::monotonic_ms();
         for e in oq.queue.take_paged(REFILL_BATCH) {
             let msg = match e.loc() {
                 None => None,
@@ -217,7 +218,7 @@ impl Shard {
                     }
                 },
             };
-            oq.queue.refill(e, msg);
+            oq.queue.refill(e, msg, now);
         }
     }
 
@@ -243,6 +244,10 @@ impl Shard {
                         .map(|m| PagedEntry::new(m.id, Some(m.loc), m.redelivered)),
                     rq.next_id,
                 );
+                // Read the head back at once: expired messages (their TTL
+                // restarted) and length limits are then handled without
+                // waiting for a consumer.
+                oq.touch(&self.dirty);
             }
         }
     }

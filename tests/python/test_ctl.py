@@ -218,12 +218,11 @@ def test_list_queues(ctl, broker, guest_vhost):
     v, conn = guest_vhost
     ch = conn.channel()
     qd, qa, qe, qs = nm("dur"), nm("ad"), nm("ex"), nm("str")
-    # Arguments with no meaning to either broker (both store them): the
-    # listing's formatting is what is under test.
-    ch.queue_declare(qd, durable=True, arguments={"x-app-limit": 100})
+    # The listing's formatting of arguments is what is under test.
+    ch.queue_declare(qd, durable=True, arguments={"x-max-length": 100})
     ch.queue_declare(qa, auto_delete=True)
     ch.queue_declare(qe, exclusive=True)
-    ch.queue_declare(qs, arguments={"x-app-note": "dlx"})
+    ch.queue_declare(qs, arguments={"x-dead-letter-exchange": "dlx"})
     ch.confirm_delivery()
     for i in range(5):
         ch.basic_publish("", qd, b"m%d" % i)
@@ -244,10 +243,10 @@ def test_list_queues(ctl, broker, guest_vhost):
     lines = out_lines(r.stdout)
     assert lines[2] == "\t".join(QUEUE_ITEMS)
     assert sorted(lines[3:]) == sorted([
-        "%s\t5\t3\t2\t1\ttrue\tfalse\tfalse\t[{\"x-app-limit\",100}]" % qd,
+        "%s\t5\t3\t2\t1\ttrue\tfalse\tfalse\t[{\"x-max-length\",100}]" % qd,
         "%s\t0\t0\t0\t0\tfalse\ttrue\tfalse\t[]" % qa,
         "%s\t0\t0\t0\t0\tfalse\tfalse\ttrue\t[]" % qe,
-        "%s\t0\t0\t0\t0\tfalse\tfalse\tfalse\t[{\"x-app-note\",\"dlx\"}]" % qs,
+        "%s\t0\t0\t0\t0\tfalse\tfalse\tfalse\t[{\"x-dead-letter-exchange\",\"dlx\"}]" % qs,
     ])
 
     # -q: header and rows; -s: rows only; --no-table-headers: info lines and rows
@@ -266,9 +265,9 @@ def test_list_queues(ctl, broker, guest_vhost):
         "name": qd, "messages": 5, "messages_ready": 3, "messages_unacknowledged": 2,
         "consumers": 1, "durable": True, "auto_delete": False, "exclusive": False,
         # JSON gives each argument as [name, AMQP field type, value]
-        "arguments": [["x-app-limit", "signedint", 100]],
+        "arguments": [["x-max-length", "signedint", 100]],
     }
-    assert by_name[qs]["arguments"] == [["x-app-note", "longstr", "dlx"]]
+    assert by_name[qs]["arguments"] == [["x-dead-letter-exchange", "longstr", "dlx"]]
     assert by_name[qe]["exclusive"] is True and by_name[qa]["auto_delete"] is True
 
 

@@ -370,14 +370,9 @@ def test_queue_declare_inequivalent(api, vh):
 def test_queue_declare_bad_argument_and_body(api, vh, broker):
     name = "q-" + short()
     status, _, body = api.put(queue_path(vh, name), {"arguments": {"x-max-length": "5"}})
-    if broker.external:
-        assert (status, body) == (
-            400, bad_request("invalid arg 'x-max-length' for queue '%s' in vhost '%s': "
-                             "\"expected integer, got longstr\"" % (name, vh)))
-    else:
-        # Warren refuses x-max-length whatever its value until it has
-        # length limits (README: not implemented yet).
-        assert status == 400 and "not supported by Warren yet" in body["reason"], body
+    assert (status, body) == (
+        400, bad_request("invalid arg 'x-max-length' for queue '%s' in vhost '%s': "
+                         "\"expected integer, got longstr\"" % (name, vh)))
     assert api.put(queue_path(vh, name), raw_body="not json")[::2] == (
         400, bad_request("not_json"))
     assert api.get(queue_path(vh, name))[::2] == (404, NOT_FOUND)

@@ -1,0 +1,103 @@
+"""Queue features across a restart (Warren only: it restarts its broker):
+durable priority queues keep their order, x-expires restarts its timer,
+TTL and dead-letter settings stay, quorum queues keep transient messages.
+"""
+
+import random
+import time
+
+import pika
+import pika.exceptions as pex
+import pytest
+
+from test_broker_process import Warren, tmpdir_warren  # noqa: F401
+
+pytestmark = pytest.mark.needs_warren_process
+
+
+def connect(w):
+    return pika.BlockingConnection(pika.ConnectionParameters(
+        "127.0.0.1", w.port, credentials=pika.PlainCredentials("guest", "guest")))
+
+
+def restart(w):
+    assert w.stop() == 0
+    w.start()
+    w.wait_accepting(timeout=30)
+
+
+def drain(ch, q):
+    out = []
+    while True:
+        m, props, body = ch.basic_get(q, auto_ack=True)
+        if m is None:
+            return out
+        out.append((props, body))
+
+
+def test_durable_features_survive_a_restart(tmpdir_warren):
+    w = tmpdir_warren().start()
+    w.wait_accepting(timeout=30)
+    c = connect(w)
+    ch = c.channel()
+    ch.confirm_delivery()
+    # A priority queue with a backlog beyond the memory window.
+    ch.queue_declare("prio", durable=True, arguments={"x-max-priority": 9})
+    rng = random.Random(7)
+    sent = []
+    for i in range(10000):
+        p = rng.randrange(10)
+        sent.append((p, i))
+        ch.basic_publish("", "prio", b"%d" % i, pika.BasicProperties(delivery_mode=2, priority=p))
+    # Dead-lettering and a TTL, set before the restart.
+    ch.exchange_declare("dlx", "fanout", durable=True)
+    ch.queue_declare("dead", durable=True)
+    ch.queue_bind("dead", "dlx")
+    ch.queue_declare("ttl", durable=True, arguments={"x-message-ttl": 60000,
+                                                     "x-dead-letter-exchange": "dlx"})
+    ch.basic_publish("", "ttl", b"kept", pika.BasicProperties(delivery_mode=2))
+    ch.basic_publish("", "ttl", b"soon", pika.BasicProperties(delivery_mode=2, expiration="1500"))
+    # Quorum queues log every message, persistent or not.
+    ch.queue_declare("quorum", durable=True, arguments={"x-queue-type": "quorum"})
+    ch.basic_publish("", "quorum", b"transient", pika.BasicProperties(delivery_mode=1))
+    ch.queue_declare("expiring", durable=True, arguments={"x-expires": 1500})
+    c.close()
+
+    restart(w)
+    c = connect(w)
+    ch = c.channel()
+    ch.queue_declare("expiring", passive=True)  # a fresh timer after the restart
+    got = [int(b) for _, b in drain(ch, "prio")]
+    want = [i for _, i in sorted(sent, key=lambda t: (-t[0], t[1]))]
+    assert got == want
+    assert [b for _, b in drain(ch, "quorum")] == [b"transient"]
+    # The expired message goes to the dead-letter exchange; the other stays.
+    deadline = time.monotonic() + 10
+    dead = []
+    while not dead and time.monotonic() < deadline:
+        dead = drain(ch, "dead")
+        time.sleep(0.05)
+    assert [b for _, b in dead] == [b"soon"]
+    assert dead[0][0].headers["x-death"][0]["reason"] == "expired"
+    m, _, body = ch.basic_get("ttl")
+    assert body == b"kept"
+    ch.basic_reject(m.delivery_tag, requeue=False)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        dead = drain(ch, "dead")
+        if dead:
+            break
+        time.sleep(0.05)
+    assert [b for _, b in dead] == [b"kept"]
+    assert dead[0][0].headers["x-death"][0]["reason"] == "rejected"
+    time.sleep(2.0)
+    with pytest.raises(pex.ChannelClosedByBroker) as e:
+        c.channel().queue_declare("expiring", passive=True)
+    assert e.value.reply_code == 404
+    c.close()
+    # Expired while running: gone for good, also after another restart.
+    restart(w)
+    c = connect(w)
+    with pytest.raises(pex.ChannelClosedByBroker):
+        c.channel().queue_declare("expiring", passive=True)
+    c.close()
