@@ -24,6 +24,7 @@ mod call;
 mod info;
 mod leader;
 mod messages;
+mod policies;
 mod pump;
 mod queues;
 mod store;
