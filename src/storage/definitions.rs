@@ -219,7 +219,7 @@ fn snapshot(topo: &Topology) -> Vec<TopologyChange> {
         let v = &topo.vhosts[&name];
         for kind in [PolicyKind::User, PolicyKind::Operator] {
             for p in crate::topology::policy::sorted(v.policies_of(kind).values()) {
-                access.push(TopologyChange::PolicySet(name.clone(), p.clone()));
+                access.push(TopologyChange::PolicySet(name.clone(), Box::new(p.clone())));
             }
         }
     }
@@ -507,7 +507,7 @@ fn decode_with(kind: u8, r: &mut Reader) -> Result<Option<Decoded>, crate::codec
                 return Ok(None);
             };
             match Policy::new(k, &name, &pattern, apply_to, priority, definition) {
-                Ok(p) => C::PolicySet(vhost, p),
+                Ok(p) => C::PolicySet(vhost, Box::new(p)),
                 Err(_) => return Ok(None),
             }
         }
@@ -703,11 +703,11 @@ mod tests {
             for c in [
                 TopologyChange::VhostAdded("/".into()),
                 TopologyChange::VhostAdded("v2".into()),
-                TopologyChange::PolicySet("/".into(), p1.clone()),
-                TopologyChange::PolicySet("/".into(), op.clone()),
-                TopologyChange::PolicySet("/".into(), gone.clone()),
+                TopologyChange::PolicySet("/".into(), Box::new(p1.clone())),
+                TopologyChange::PolicySet("/".into(), Box::new(op.clone())),
+                TopologyChange::PolicySet("/".into(), Box::new(gone.clone())),
                 TopologyChange::PolicyCleared("/".into(), PolicyKind::User, "gone".into()),
-                TopologyChange::PolicySet("v2".into(), in_gone_vhost),
+                TopologyChange::PolicySet("v2".into(), Box::new(in_gone_vhost)),
                 TopologyChange::VhostRemoved("v2".into()),
             ] {
                 d.append(&c).unwrap();

@@ -186,7 +186,10 @@ pub fn set_policy(
 ) -> Result<TopologyChange, AdminError> {
     check_vhost(topo, vhost)?;
     let p = policy::validate(kind, name, spec).map_err(AdminError::PolicyInvalid)?;
-    Ok(TopologyChange::PolicySet(ShortStr::from(vhost), p))
+    Ok(TopologyChange::PolicySet(
+        ShortStr::from(vhost),
+        Box::new(p),
+    ))
 }
 
 /// clear_policy / clear_operator_policy.

@@ -89,7 +89,7 @@ pub enum TopologyChange {
     /// A binding was removed.
     BindingRemoved(ShortStr, Binding),
     /// A policy or operator policy was set (added or replaced by name).
-    PolicySet(ShortStr, Policy),
+    PolicySet(ShortStr, Box<Policy>),
     /// A policy or operator policy (by kind and name) was cleared.
     PolicyCleared(ShortStr, PolicyKind, String),
 }
@@ -290,7 +290,9 @@ impl Topology {
                 vhost.routing.unbind(b);
             }
             TopologyChange::PolicySet(_, p) => {
-                vhost.policies_mut(p.kind).insert(p.name.clone(), p.clone());
+                vhost
+                    .policies_mut(p.kind)
+                    .insert(p.name.clone(), (**p).clone());
             }
             TopologyChange::PolicyCleared(_, kind, name) => {
                 vhost.policies_mut(*kind).remove(name);

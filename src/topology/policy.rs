@@ -149,8 +149,8 @@ impl PartialEq for Policy {
 }
 
 impl Policy {
-    /// A policy from stored or validated parts (`None`: the pattern does
-    /// not compile, or the definition is invalid).
+    /// A policy from stored or validated parts (the definition is taken
+    /// as it is; fails when the pattern does not compile).
     pub fn new(
         kind: PolicyKind,
         name: &str,
@@ -503,7 +503,7 @@ fn validate_mirroring(def: &Map<String, Value>) -> Result<(), String> {
             }
         }
         Some("exactly") => {
-            if !params.and_then(Value::as_i64).is_some_and(|n| n > 0) {
+            if params.and_then(Value::as_i64).is_none_or(|n| n <= 0) {
                 return Err(format!(
                     "ha-mode=\"exactly\" takes an integer, {} given",
                     params.map(erl_term).unwrap_or_else(|| "none".into())
@@ -546,7 +546,7 @@ fn validate_mirroring(def: &Map<String, Value>) -> Result<(), String> {
         "ha-sync-mode must be \"manual\" or \"automatic\"",
     )?;
     if let Some(v) = def.get("ha-sync-batch-size") {
-        if !v.as_i64().is_some_and(|n| n > 0) {
+        if v.as_i64().is_none_or(|n| n <= 0) {
             return Err(format!(
                 "ha-sync-batch-size takes an integer greater than 0, {} given",
                 erl_term(v)
@@ -778,7 +778,7 @@ mod tests {
                 json!({"alternate-exchange": "ae"}),
             ),
         ] {
-            t.apply(&TopologyChange::PolicySet(v.clone(), p));
+            t.apply(&TopologyChange::PolicySet(v.clone(), Box::new(p)));
         }
         let op = validate(
             PolicyKind::Operator,
@@ -789,7 +789,7 @@ mod tests {
             ),
         )
         .unwrap();
-        t.apply(&TopologyChange::PolicySet(v.clone(), op));
+        t.apply(&TopologyChange::PolicySet(v.clone(), Box::new(op)));
         let (u, o) = t.effective_policies("/", "q1", PolicyTarget::Queue);
         assert_eq!(u.unwrap().name, "high");
         assert_eq!(o.unwrap().name, "op");
@@ -842,7 +842,13 @@ mod tests {
         // Equal priorities: the first by name.
         t.apply(&TopologyChange::PolicySet(
             v.clone(),
-            user("a-low", "^q", 1, ApplyTo::All, json!({"max-length": 1})),
+            Box::new(user(
+                "a-low",
+                "^q",
+                1,
+                ApplyTo::All,
+                json!({"max-length": 1}),
+            )),
         ));
         assert_eq!(
             t.effective_policies("/", "q1", PolicyTarget::Queue)
