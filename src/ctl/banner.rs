@@ -44,6 +44,24 @@ impl Ctx<'_, '_> {
             "clear_permissions" => {
                 format!("Clearing permissions for user \"{a0}\" in vhost \"{vhost}\" ...")
             }
+            "set_policy" | "set_operator_policy" => format!(
+                "Setting {} \"{a0}\" for pattern \"{a1}\" to \"{}\" with priority \"{}\" for vhost \"{vhost}\" ...",
+                if self.verb.name == "set_policy" {
+                    "policy"
+                } else {
+                    "operator policy override"
+                },
+                self.operand(2),
+                self.p.int("priority").unwrap_or(0)
+            ),
+            "clear_policy" => format!("Clearing policy \"{a0}\" on vhost \"{vhost}\" ..."),
+            "clear_operator_policy" => {
+                format!("Clearing operator policy \"{a0}\" on vhost \"{vhost}\" ...")
+            }
+            "list_policies" => format!("Listing policies for vhost \"{vhost}\" ..."),
+            "list_operator_policies" => {
+                format!("Listing operator policy overrides for vhost \"{vhost}\" ...")
+            }
             "purge_queue" => format!("Purging queue '{a0}' in vhost '{vhost}' ..."),
             "delete_queue" => {
                 let mut conds = Vec::new();

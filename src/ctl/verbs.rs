@@ -41,6 +41,7 @@ const NODES: &str = "Nodes";
 const USERS: &str = "Users";
 const ACCESS: &str = "Access Control";
 const MONITORING: &str = "Monitoring, observability and health checks";
+const POLICIES: &str = "Policies";
 const VHOSTS: &str = "Virtual hosts";
 const DEFINITIONS: &str = "Definitions";
 const OPERATIONS: &str = "Operations";
@@ -53,6 +54,7 @@ pub const SECTIONS: &[&str] = &[
     USERS,
     ACCESS,
     MONITORING,
+    POLICIES,
     VHOSTS,
     DEFINITIONS,
     OPERATIONS,
@@ -341,6 +343,58 @@ pub static VERBS: &[Verb] = &[
         switches: &[("unit", Kind::Str)],
         timeout_switch: true,
         default_timeout_ms: Some(60_000),
+        ..BASE
+    },
+    Verb {
+        name: "clear_operator_policy",
+        usage: "clear_operator_policy [--vhost <vhost>] <name>",
+        about: "Clears an operator policy",
+        section: POLICIES,
+        min_args: 1,
+        max_args: Some(1),
+        ..BASE
+    },
+    Verb {
+        name: "clear_policy",
+        usage: "clear_policy [--vhost <vhost>] <name>",
+        about: "Clears (removes) a policy",
+        section: POLICIES,
+        min_args: 1,
+        max_args: Some(1),
+        ..BASE
+    },
+    Verb {
+        name: "list_operator_policies",
+        usage: "list_operator_policies [--vhost <vhost>] [--no-table-headers] [--timeout <timeout>]",
+        about: "Lists operator policy overrides for a virtual host",
+        section: POLICIES,
+        ..PLAIN_LIST
+    },
+    Verb {
+        name: "list_policies",
+        usage: "list_policies [--vhost <vhost>] [--no-table-headers] [--timeout <timeout>]",
+        about: "Lists all policies in a virtual host",
+        section: POLICIES,
+        ..PLAIN_LIST
+    },
+    Verb {
+        name: "set_operator_policy",
+        usage: "set_operator_policy [--vhost <vhost>] [--priority <priority>] [--apply-to <apply-to>] <name> <pattern> <definition>",
+        about: "Sets an operator policy that overrides a subset of arguments in user policies",
+        section: POLICIES,
+        min_args: 3,
+        max_args: Some(3),
+        switches: &[("priority", Kind::Int), ("apply_to", Kind::Str)],
+        ..BASE
+    },
+    Verb {
+        name: "set_policy",
+        usage: "set_policy [--vhost <vhost>] [--priority <priority>] [--apply-to <apply-to>] <name> <pattern> <definition>",
+        about: "Sets or updates a policy",
+        section: POLICIES,
+        min_args: 3,
+        max_args: Some(3),
+        switches: &[("priority", Kind::Int), ("apply_to", Kind::Str)],
         ..BASE
     },
     Verb {

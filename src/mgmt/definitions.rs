@@ -14,6 +14,8 @@ use super::proto::{exit, Reply};
 use crate::access::PermissionSpec;
 use crate::routing::{Binding, Destination, ExchangeKind};
 use crate::shard::{Admin, AdminOp, Shard};
+use crate::topology::admin::AdminError;
+use crate::topology::policy::{self, PolicyKind, PolicySpec};
 use crate::topology::{ExchangeMeta, Topology};
 
 /// The RabbitMQ release whose definitions format this is.
@@ -43,7 +45,12 @@ pub fn export_vhost(shard: &Shard, vhost: &str) -> Value {
         }
     }
     out.insert("parameters".into(), json!([]));
-    out.insert("policies".into(), json!([]));
+    // As RabbitMQ's: a vhost's policies keep their `vhost` key.
+    let policies: Vec<Value> = all["policies"]
+        .as_array()
+        .map(|a| a.iter().filter(|p| p["vhost"] == vhost).cloned().collect())
+        .unwrap_or_default();
+    out.insert("policies".into(), Value::Array(policies));
     for list in ["queues", "exchanges", "bindings"] {
         let items: Vec<Value> = all[list]
             .as_array()
@@ -94,6 +101,13 @@ fn build(t: &Topology) -> Definitions {
             vhost: vhost.to_string(),
             write: p.spec.write.clone(),
         });
+    }
+    // User policies only: RabbitMQ 3.10 exports no operator policies.
+    for vname in t.vhost_names() {
+        let Some(v) = t.vhost(&vname) else { continue };
+        for p in policy::sorted(v.policies.values()) {
+            d.policies.push(p.to_json(&vname));
+        }
     }
     let defaults = crate::topology::VHost::predeclared();
     for vname in t.vhost_names() {
@@ -182,7 +196,7 @@ fn data_error(message: String) -> Reply {
 }
 
 /// Imports a definitions document, in RabbitMQ's order: users, vhosts,
-/// permissions, exchanges, queues, bindings. Users that exist get the
+/// permissions, policies, exchanges, queues, bindings. Users that exist get the
 /// file's password and tags; objects that exist must be equivalent. An
 /// object that cannot be imported (a queue argument Warren refuses...) is
 /// reported, and the rest still imported.
@@ -216,7 +230,6 @@ pub async fn apply(shard: &Rc<Shard>, defs: &Definitions) -> Result<(), String> 
 async fn apply_each(shard: &Rc<Shard>, defs: &Definitions, failures: &mut Vec<String>) {
     let version = defs.version();
     for (what, n) in [
-        ("policies", defs.policies.len()),
         ("parameters", defs.parameters.len()),
         ("global parameters", defs.global_parameters.len()),
         ("topic permissions", defs.topic_permissions.len()),
@@ -274,6 +287,30 @@ async fn apply_each(shard: &Rc<Shard>, defs: &Definitions, failures: &mut Vec<St
                 "permissions of '{}' in vhost '{}': {e}",
                 p.user, p.vhost
             ));
+        }
+    }
+    for p in &defs.policies {
+        let name = p["name"].as_str().unwrap_or_default().to_string();
+        let vhost = p["vhost"].as_str().unwrap_or("/").to_string();
+        let op = AdminOp::SetPolicy {
+            vhost: vhost.clone(),
+            kind: PolicyKind::User,
+            name: name.clone(),
+            spec: PolicySpec {
+                pattern: p["pattern"].clone(),
+                definition: p["definition"].clone(),
+                priority: p.get("priority").cloned(),
+                apply_to: p.get("apply-to").cloned(),
+            },
+        };
+        let done = match shard.leader(Admin(op)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(AdminError::PolicyInvalid(m))) => Err(m.trim_end().to_string()),
+            Ok(Err(e)) => Err(format!("{e:?}")),
+            Err(e) => Err(e.text),
+        };
+        if let Err(e) = done {
+            failures.push(format!("policy '{name}' in vhost '{vhost}': {e}"));
         }
     }
     let vhost_of = |v: &Option<String>| v.clone().unwrap_or_else(|| "/".into());

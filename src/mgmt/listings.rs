@@ -13,6 +13,7 @@ use crate::codec::{FieldTable, FieldValue};
 use crate::ids::{ChannelRef, ShardId};
 use crate::routing::Destination;
 use crate::shard::{ConnInfo, ListConnections, ListQueues, QueueInfo, Shard};
+use crate::topology::policy::{merged_definition, PolicyTarget};
 
 pub(super) fn table(cols: &[&str], rows: Vec<Vec<Value>>) -> Reply {
     Reply::Table {
@@ -293,6 +294,28 @@ pub(super) async fn queue_infos(
         .collect())
 }
 
+/// The names of the user and operator policies in effect for `name` in
+/// `vhost`, and RabbitMQ's `effective_policy_definition` of the two.
+pub(crate) fn policy_names(
+    shard: &Shard,
+    vhost: &str,
+    name: &str,
+    target: PolicyTarget,
+) -> (
+    Option<String>,
+    Option<String>,
+    serde_json::Map<String, Value>,
+) {
+    shard.with_topology(|t| {
+        let (u, o) = t.effective_policies(vhost, name, target);
+        (
+            u.map(|p| p.name.clone()),
+            o.map(|p| p.name.clone()),
+            merged_definition(u, o),
+        )
+    })
+}
+
 pub(super) async fn list_queues(shard: &Rc<Shard>, ctx: &Context, req: &Request) -> VerbResult {
     let cols = columns(&req.args, items::QUEUES_DEFAULT, UNTRACKED_QUEUE_ITEMS)?;
     let vhost = vhost_of(req);
@@ -312,7 +335,9 @@ pub(super) async fn list_queues(shard: &Rc<Shard>, ctx: &Context, req: &Request)
                     "durable" => json!(m.durable),
                     "auto_delete" => json!(m.auto_delete),
                     "arguments" => table_triples(&m.arguments),
-                    "policy" => json!(""),
+                    "policy" => json!(policy_names(shard, &vhost, &m.name, PolicyTarget::Queue)
+                        .0
+                        .unwrap_or_default()),
                     "pid" => json!(channel_pid(ctx, m.id.0, None)),
                     "owner_pid" => json!(m
                         .exclusive
@@ -389,6 +414,10 @@ pub(super) fn list_exchanges(shard: &Rc<Shard>, req: &Request) -> VerbResult {
                         "auto_delete" => json!(e.auto_delete),
                         "internal" => json!(e.internal),
                         "arguments" => table_triples(&e.arguments),
+                        "policy" => json!(t
+                            .effective_policies(&vhost, &e.name, PolicyTarget::Exchange)
+                            .0
+                            .map_or("", |p| p.name.as_str())),
                         _ => json!(""),
                     })
                     .collect()

@@ -15,6 +15,7 @@ use crate::access::{PasswordHash, PermissionSpec};
 use crate::ids::ShardId;
 use crate::shard::{Admin, AdminOp, SetAppRunning, Shard};
 use crate::topology::admin::AdminError;
+use crate::topology::policy::{self, PolicyKind, PolicySpec};
 
 /// Runs one request.
 pub async fn run(shard: &Rc<Shard>, ctx: &Context, req: Request) -> Reply {
@@ -70,6 +71,8 @@ fn admin_error(verb: &str, e: AdminError) -> Reply {
         AdminError::Invalid(m) => err(exit::DATAERR, m),
         AdminError::AppRunning => err(exit::USAGE, APP_MUST_BE_STOPPED),
         AdminError::Failed(m) => err(exit::SOFTWARE, m),
+        AdminError::PolicyInvalid(m) => err(exit::UNAVAILABLE, m),
+        AdminError::NoSuchPolicy(_) => err(exit::UNAVAILABLE, "Parameter does not exist"),
     }
 }
 
@@ -267,6 +270,88 @@ async fn run_verb(shard: &Rc<Shard>, ctx: &Context, req: &Request) -> VerbResult
                     exit::UNAVAILABLE,
                     format!("{{:no_such_user, \"{user}\"}}"),
                 )),
+            }
+        }
+        "list_policies" | "list_operator_policies" => {
+            arity(req, 0)?;
+            let vhost = vhost_of(req);
+            let kind = if verb == "list_policies" {
+                PolicyKind::User
+            } else {
+                PolicyKind::Operator
+            };
+            let rows = shard.with_topology(|t| {
+                t.vhost(&vhost).map(|v| {
+                    policy::sorted(v.policies_of(kind).values())
+                        .into_iter()
+                        .map(|p| {
+                            vec![
+                                json!(vhost),
+                                json!(p.name),
+                                json!(p.pattern),
+                                json!(p.apply_to.as_str()),
+                                json!(p.definition_text()),
+                                json!(p.priority),
+                            ]
+                        })
+                        .collect()
+                })
+            });
+            match rows {
+                Some(rows) => Ok(table(
+                    &[
+                        "vhost",
+                        "name",
+                        "pattern",
+                        "apply-to",
+                        "definition",
+                        "priority",
+                    ],
+                    rows,
+                )),
+                None => Err(err(exit::DATAERR, no_such_vhost(&vhost))),
+            }
+        }
+        "set_policy" | "set_operator_policy" => {
+            arity(req, 3)?;
+            let definition: Value = serde_json::from_str(&a[2])
+                .map_err(|_| err(exit::UNAVAILABLE, "JSON decoding error. Reason: badarg"))?;
+            let kind = if verb == "set_policy" {
+                PolicyKind::User
+            } else {
+                PolicyKind::Operator
+            };
+            let op = AdminOp::SetPolicy {
+                vhost: vhost_of(req),
+                kind,
+                name: a[0].clone(),
+                spec: PolicySpec {
+                    pattern: json!(a[1]),
+                    definition,
+                    priority: Some(req.options.get("priority").cloned().unwrap_or(json!(0))),
+                    apply_to: Some(req.options.get("apply_to").cloned().unwrap_or(json!("all"))),
+                },
+            };
+            admin(shard, verb, op).await
+        }
+        "clear_policy" | "clear_operator_policy" => {
+            arity(req, 1)?;
+            let kind = if verb == "clear_policy" {
+                PolicyKind::User
+            } else {
+                PolicyKind::Operator
+            };
+            let op = AdminOp::ClearPolicy {
+                vhost: vhost_of(req),
+                kind,
+                name: a[0].clone(),
+            };
+            match admin(shard, verb, op).await {
+                // As RabbitMQ: a vhost that does not exist has no such policy.
+                Err(Reply::Error { code, .. }) if code == exit::DATAERR => {
+                    Err(err(exit::UNAVAILABLE, "Parameter does not exist"))
+                }
+                other => other,
             }
         }
         "list_queues" => list_queues(shard, ctx, req).await,

@@ -11,6 +11,7 @@ use crate::access::{PasswordHash, PermissionSpec};
 use crate::error::{AmqpError, AmqpResult};
 use crate::ids::ShardId;
 use crate::topology::admin::{self, AdminError};
+use crate::topology::policy::{PolicyKind, PolicySpec};
 use crate::topology::TopologyChange;
 
 /// One change an operator asks for.
@@ -62,6 +63,26 @@ pub enum AdminOp {
         /// Vhost.
         vhost: String,
     },
+    /// set_policy / set_operator_policy.
+    SetPolicy {
+        /// Vhost.
+        vhost: String,
+        /// User or operator policy.
+        kind: PolicyKind,
+        /// Name.
+        name: String,
+        /// Pattern, definition, priority, apply-to, as given.
+        spec: PolicySpec,
+    },
+    /// clear_policy / clear_operator_policy.
+    ClearPolicy {
+        /// Vhost.
+        vhost: String,
+        /// User or operator policy.
+        kind: PolicyKind,
+        /// Name.
+        name: String,
+    },
     /// reset: back to a fresh broker (only while the app is stopped).
     Reset,
 }
@@ -109,6 +130,15 @@ impl Shard {
                     admin::clear_permissions(&topo, &user, &vhost)?
                         .into_iter()
                         .collect()
+                }
+                AdminOp::SetPolicy {
+                    vhost,
+                    kind,
+                    name,
+                    spec,
+                } => vec![admin::set_policy(&topo, &vhost, kind, &name, &spec)?],
+                AdminOp::ClearPolicy { vhost, kind, name } => {
+                    vec![admin::clear_policy(&topo, &vhost, kind, &name)?]
                 }
                 AdminOp::DeleteVhost(name) => {
                     drop(topo);

@@ -25,6 +25,7 @@ mod dead_letters;
 mod info;
 mod leader;
 mod messages;
+mod policies;
 mod pump;
 mod queues;
 mod store;

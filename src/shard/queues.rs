@@ -245,6 +245,9 @@ impl Shard {
             TopologyChange::Access(crate::access::AccessChange::UserRemoved(user)) => {
                 self.close_deleted(None, Some(user))
             }
+            TopologyChange::PolicySet(vhost, _) | TopologyChange::PolicyCleared(vhost, ..) => {
+                self.policies_changed(vhost)
+            }
             _ => {}
         }
     }

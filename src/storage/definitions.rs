@@ -15,6 +15,7 @@ use crate::access::{AccessChange, PasswordHash, PermissionSpec, User};
 use crate::codec::{put_longstr, put_shortstr, put_table, FieldTable, Reader, ShortStr};
 use crate::ids::{QueueId, ShardId};
 use crate::routing::{Binding, Destination, ExchangeKind};
+use crate::topology::policy::{ApplyTo, Policy, PolicyKind};
 use crate::topology::{ExchangeMeta, QueueMeta, Topology, TopologyChange};
 
 pub const FILE_NAME: &str = "definitions.wlog";
@@ -36,6 +37,8 @@ mod kind {
     /// The default user, vhost and permissions were created once: a broker
     /// whose operator deleted them does not get them back at a restart.
     pub const SEEDED: u8 = 29;
+    pub const POLICY_SET: u8 = 30;
+    pub const POLICY_CLEARED: u8 = 31;
 }
 
 /// What the definitions log holds, ready to replay.
@@ -212,6 +215,14 @@ fn snapshot(topo: &Topology) -> Vec<TopologyChange> {
     }
     let mut exchanges = Vec::new();
     let mut queues = Vec::new();
+    for name in topo.vhost_names() {
+        let v = &topo.vhosts[&name];
+        for kind in [PolicyKind::User, PolicyKind::Operator] {
+            for p in crate::topology::policy::sorted(v.policies_of(kind).values()) {
+                access.push(TopologyChange::PolicySet(name.clone(), Box::new(p.clone())));
+            }
+        }
+    }
     let mut bindings = Vec::new();
     let mut vhosts: Vec<_> = topo.vhosts.iter().collect();
     vhosts.sort_by(|a, b| a.0.cmp(b.0));
@@ -332,6 +343,35 @@ pub fn encode_change(change: &TopologyChange) -> Vec<u8> {
         }),
         C::BindingAdded(v, x) => encode(kind::BINDING_ADDED, |b| put_binding(b, v, x)),
         C::BindingRemoved(v, x) => encode(kind::BINDING_REMOVED, |b| put_binding(b, v, x)),
+        C::PolicySet(v, p) => encode(kind::POLICY_SET, |b| {
+            put_shortstr(b, v);
+            b.put_u8(policy_kind_code(p.kind));
+            put_str(b, &p.name);
+            put_str(b, &p.pattern);
+            put_str(b, p.apply_to.as_str());
+            b.put_i64(p.priority);
+            put_str(b, &p.definition_text());
+        }),
+        C::PolicyCleared(v, k, name) => encode(kind::POLICY_CLEARED, |b| {
+            put_shortstr(b, v);
+            b.put_u8(policy_kind_code(*k));
+            put_str(b, name);
+        }),
+    }
+}
+
+fn policy_kind_code(k: PolicyKind) -> u8 {
+    match k {
+        PolicyKind::User => 0,
+        PolicyKind::Operator => 1,
+    }
+}
+
+fn policy_kind(code: u8) -> Option<PolicyKind> {
+    match code {
+        0 => Some(PolicyKind::User),
+        1 => Some(PolicyKind::Operator),
+        _ => None,
     }
 }
 
@@ -450,6 +490,34 @@ fn decode_with(kind: u8, r: &mut Reader) -> Result<Option<Decoded>, crate::codec
             Some((v, b)) => C::BindingRemoved(v, b),
             None => return Ok(None),
         },
+        kind::POLICY_SET => {
+            let vhost = r.shortstr()?;
+            let Some(k) = policy_kind(r.u8()?) else {
+                return Ok(None);
+            };
+            let name = get_str(r)?;
+            let pattern = get_str(r)?;
+            let Some(apply_to) = ApplyTo::parse(&get_str(r)?) else {
+                return Ok(None);
+            };
+            let priority = r.u64()? as i64;
+            let Ok(serde_json::Value::Object(definition)) =
+                serde_json::from_str::<serde_json::Value>(&get_str(r)?)
+            else {
+                return Ok(None);
+            };
+            match Policy::new(k, &name, &pattern, apply_to, priority, definition) {
+                Ok(p) => C::PolicySet(vhost, Box::new(p)),
+                Err(_) => return Ok(None),
+            }
+        }
+        kind::POLICY_CLEARED => {
+            let vhost = r.shortstr()?;
+            let Some(k) = policy_kind(r.u8()?) else {
+                return Ok(None);
+            };
+            C::PolicyCleared(vhost, k, get_str(r)?)
+        }
         kind::NEXT_QUEUE_ID => return Ok(Some(Decoded::NextQueueId(r.u64()?))),
         _ => return Ok(None),
     })))
@@ -590,6 +658,75 @@ mod tests {
             assert!(u.hash.verify("s3cret") && !u.hash.verify("other"));
             assert_eq!(t.access.permission("admin", "v1").unwrap().spec, spec);
             assert!(t.access.permission("admin", "gone").is_none());
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn policies_survive() {
+        use serde_json::json;
+        let dir = std::env::temp_dir().join(format!("warren-defs-pol-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let def = |v: serde_json::Value| v.as_object().unwrap().clone();
+        let p1 = Policy::new(
+            PolicyKind::User,
+            "ttl",
+            "^q\\.",
+            ApplyTo::Queues,
+            -3,
+            def(json!({"message-ttl": 1000, "ha-mode": "all", "dead-letter-exchange": "dlx"})),
+        )
+        .unwrap();
+        let op = Policy::new(
+            PolicyKind::Operator,
+            "ttl",
+            ".*",
+            ApplyTo::All,
+            7,
+            def(json!({"max-length": 10})),
+        )
+        .unwrap();
+        let gone = Policy::new(
+            PolicyKind::User,
+            "gone",
+            ".",
+            ApplyTo::Exchanges,
+            0,
+            def(json!({"alternate-exchange": "ae"})),
+        )
+        .unwrap();
+        let mut in_gone_vhost = gone.clone();
+        in_gone_vhost.name = "other".into();
+        {
+            let (mut d, _) = Definitions::open(&dir).unwrap();
+            for c in [
+                TopologyChange::VhostAdded("/".into()),
+                TopologyChange::VhostAdded("v2".into()),
+                TopologyChange::PolicySet("/".into(), Box::new(p1.clone())),
+                TopologyChange::PolicySet("/".into(), Box::new(op.clone())),
+                TopologyChange::PolicySet("/".into(), Box::new(gone.clone())),
+                TopologyChange::PolicyCleared("/".into(), PolicyKind::User, "gone".into()),
+                TopologyChange::PolicySet("v2".into(), Box::new(in_gone_vhost)),
+                TopologyChange::VhostRemoved("v2".into()),
+            ] {
+                d.append(&c).unwrap();
+            }
+            d.mark_seeded().unwrap();
+        }
+        for _ in 0..2 {
+            let (_, loaded) = Definitions::open(&dir).unwrap();
+            assert_eq!(loaded.corrupt, 0);
+            let mut t = Topology::empty();
+            for c in &loaded.changes {
+                t.apply(c);
+            }
+            let v = t.vhost("/").unwrap();
+            assert_eq!(v.policies.len(), 1);
+            assert_eq!(v.policies["ttl"], p1);
+            assert_eq!(v.policies["ttl"].parsed.message_ttl, Some(1000));
+            assert_eq!(v.operator_policies["ttl"], op);
+            assert!(t.vhost("v2").is_none());
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -5,6 +5,7 @@ use super::{Topology, TopologyChange};
 use crate::access::{AccessChange, PasswordHash, Permission, PermissionSpec, User};
 use crate::codec::ShortStr;
 use crate::config::AccessConfig;
+use crate::topology::policy::{self, PolicyKind, PolicySpec};
 use crate::topology::QueueMeta;
 
 /// Why an operator's change was refused.
@@ -24,6 +25,11 @@ pub enum AdminError {
     AppRunning,
     /// The broker could not do it (a failed write): the text says why.
     Failed(String),
+    /// A policy RabbitMQ's validation refuses: its whole text
+    /// (`Validation failed\n\n...`).
+    PolicyInvalid(String),
+    /// clear_policy of a policy that does not exist.
+    NoSuchPolicy(String),
 }
 
 fn user_change(u: User) -> TopologyChange {
@@ -167,6 +173,43 @@ pub fn clear_permissions(
             vhost: vhost.to_string(),
         })
     }))
+}
+
+/// set_policy / set_operator_policy: validated as RabbitMQ does, in a
+/// vhost that exists.
+pub fn set_policy(
+    topo: &Topology,
+    vhost: &str,
+    kind: PolicyKind,
+    name: &str,
+    spec: &PolicySpec,
+) -> Result<TopologyChange, AdminError> {
+    check_vhost(topo, vhost)?;
+    let p = policy::validate(kind, name, spec).map_err(AdminError::PolicyInvalid)?;
+    Ok(TopologyChange::PolicySet(
+        ShortStr::from(vhost),
+        Box::new(p),
+    ))
+}
+
+/// clear_policy / clear_operator_policy.
+pub fn clear_policy(
+    topo: &Topology,
+    vhost: &str,
+    kind: PolicyKind,
+    name: &str,
+) -> Result<TopologyChange, AdminError> {
+    let v = topo
+        .vhost(vhost)
+        .ok_or_else(|| AdminError::NoSuchVhost(vhost.to_string()))?;
+    if !v.policies_of(kind).contains_key(name) {
+        return Err(AdminError::NoSuchPolicy(name.to_string()));
+    }
+    Ok(TopologyChange::PolicyCleared(
+        ShortStr::from(vhost),
+        kind,
+        name.to_string(),
+    ))
 }
 
 /// What a fresh broker (or one just reset) gets: the default vhost, the

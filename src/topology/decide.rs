@@ -369,7 +369,11 @@ pub fn is_durable_change(topo: &Topology, change: &TopologyChange) -> bool {
     };
     let exchange_durable = |v: &str, e: &str| topo.exchange(v, e).is_some_and(|m| m.durable);
     match change {
-        C::VhostAdded(_) | C::VhostRemoved(_) | C::Access(_) => true,
+        C::VhostAdded(_)
+        | C::VhostRemoved(_)
+        | C::Access(_)
+        | C::PolicySet(..)
+        | C::PolicyCleared(..) => true,
         C::ExchangeAdded(_, e) => e.durable,
         C::ExchangeRemoved(v, e) => exchange_durable(v, e),
         C::QueueAdded(_, q) => q.durable && q.exclusive.is_none(),

@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod decide;
+pub mod policy;
 
 use ahash::AHashMap;
 
@@ -17,6 +18,7 @@ use crate::codec::{FieldTable, ShortStr};
 use crate::error::{describe, exclusive_locked, AmqpError, AmqpResult};
 use crate::ids::{ConnRef, QueueId, QueueRef, ShardId};
 use crate::routing::{Binding, ExchangeKind, RoutingTable};
+use policy::{Policy, PolicyKind};
 
 /// An exchange as declared.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,6 +88,10 @@ pub enum TopologyChange {
     BindingAdded(ShortStr, Binding),
     /// A binding was removed.
     BindingRemoved(ShortStr, Binding),
+    /// A policy or operator policy was set (added or replaced by name).
+    PolicySet(ShortStr, Box<Policy>),
+    /// A policy or operator policy (by kind and name) was cleared.
+    PolicyCleared(ShortStr, PolicyKind, String),
 }
 
 /// One virtual host's exchanges, queues and bindings.
@@ -100,6 +106,10 @@ pub struct VHost {
     /// The default exchange's publish counts on this shard (the routing
     /// table counts the others as it routes).
     pub default_exchange: crate::metrics::ExchangeCounters,
+    /// Policies by name.
+    pub policies: AHashMap<String, Policy>,
+    /// Operator policies by name.
+    pub operator_policies: AHashMap<String, Policy>,
 }
 
 /// The exchanges every virtual host starts with, as RabbitMQ declares them
@@ -132,6 +142,21 @@ impl VHost {
             });
         }
         v
+    }
+
+    /// The policies of one kind.
+    pub fn policies_of(&self, kind: PolicyKind) -> &AHashMap<String, Policy> {
+        match kind {
+            PolicyKind::User => &self.policies,
+            PolicyKind::Operator => &self.operator_policies,
+        }
+    }
+
+    fn policies_mut(&mut self, kind: PolicyKind) -> &mut AHashMap<String, Policy> {
+        match kind {
+            PolicyKind::User => &mut self.policies,
+            PolicyKind::Operator => &mut self.operator_policies,
+        }
     }
 
     fn add_exchange(&mut self, meta: ExchangeMeta) {
@@ -235,7 +260,9 @@ impl Topology {
             | TopologyChange::QueueAdded(v, _)
             | TopologyChange::QueueRemoved(v, _)
             | TopologyChange::BindingAdded(v, _)
-            | TopologyChange::BindingRemoved(v, _) => v,
+            | TopologyChange::BindingRemoved(v, _)
+            | TopologyChange::PolicySet(v, _)
+            | TopologyChange::PolicyCleared(v, ..) => v,
         };
         let Some(vhost) = self.vhosts.get_mut(vhost_name) else {
             return;
@@ -261,6 +288,14 @@ impl Topology {
             }
             TopologyChange::BindingRemoved(_, b) => {
                 vhost.routing.unbind(b);
+            }
+            TopologyChange::PolicySet(_, p) => {
+                vhost
+                    .policies_mut(p.kind)
+                    .insert(p.name.clone(), (**p).clone());
+            }
+            TopologyChange::PolicyCleared(_, kind, name) => {
+                vhost.policies_mut(*kind).remove(name);
             }
         }
     }

@@ -44,6 +44,8 @@ def test_warren_export_imports_into_rabbitmq(workdir):
     wctl("add_user", user, "xfer-pass")
     wctl("add_vhost", vhost)
     wctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
+    wctl("set_policy", "-p", vhost, "--priority", "2", "--apply-to", "queues",
+         "xfer_policy", "^xfer_", '{"max-length":5,"overflow":"reject-publish"}')
     c = login(port, user, "xfer-pass", vhost=vhost)
     ch = c.channel()
     ch.exchange_declare("xfer_x", "topic", durable=True)
@@ -55,6 +57,7 @@ def test_warren_export_imports_into_rabbitmq(workdir):
     defs["users"] = [u for u in defs["users"] if u["name"] == user]
     defs["vhosts"] = [v for v in defs["vhosts"] if v["name"] == vhost]
     defs["permissions"] = [x for x in defs["permissions"] if x["user"] == user]
+    defs["policies"] = [x for x in defs["policies"] if x["vhost"] == vhost]
     path = os.path.join(d, "for-rabbitmq.json")
     with open(path, "w") as f:
         json.dump(defs, f)
@@ -81,6 +84,10 @@ def test_warren_export_imports_into_rabbitmq(workdir):
         ch.basic_publish("xfer_x", "k.a", b"defined on Warren")
         assert ch.basic_get("xfer_q", auto_ack=True)[2] == b"defined on Warren"
         c.close()
+        listed = subprocess.run(["rabbitmqctl", "list_policies", "-p", vhost, "-s"],
+                                check=True, capture_output=True, text=True, timeout=60)
+        assert listed.stdout == ('%s\txfer_policy\t^xfer_\tqueues\t'
+                                 '{"max-length":5,"overflow":"reject-publish"}\t2\n' % vhost)
     finally:
         subprocess.run(["rabbitmqctl", "delete_vhost", vhost], capture_output=True, timeout=60)
         subprocess.run(["rabbitmqctl", "delete_user", user], capture_output=True, timeout=60)

@@ -188,6 +188,31 @@ def test_declare_list_delete_queue_and_exchange(admin, avh):
     assert r.stderr.strip() == "*** Not found: /api/queues/%s/q1" % q(avh)
 
 
+def test_declare_list_delete_policies(admin, avh):
+    V = ("-V", avh)
+    assert admin(*V, "declare", "policy", "name=p1", "pattern=^q", "priority=3",
+                 "apply-to=queues", 'definition={"max-length":5}').stdout == "policy declared\n"
+    assert admin(*V, "declare", "operator_policy", "name=op1", "pattern=.",
+                 'definition={"expires":1000}').stdout == "operator_policy declared\n"
+    # `list policies` lists every vhost's (GET /api/policies)
+    rows = cells(admin(*V, "list", "policies", "vhost", "name", "pattern", "apply-to",
+                       "priority").stdout)
+    assert rows[0] == ["vhost", "name", "pattern", "apply-to", "priority"]
+    assert [r for r in rows[1:] if r[0] == avh] == [[avh, "p1", "^q", "queues", "3"]]
+    raw = json.loads(admin(*V, "-f", "raw_json", "list", "operator_policies").stdout)
+    assert [(x["name"], x["definition"]) for x in raw if x["vhost"] == avh] == \
+        [("op1", {"expires": 1000})]
+    r = admin(*V, "declare", "policy", "name=p2", "pattern=.", 'definition={"foo":1}',
+              check=False)
+    assert r.returncode != 0
+    assert "are not recognised policy settings" in r.stderr
+    assert admin(*V, "delete", "policy", "name=p1").stdout == "policy deleted\n"
+    assert admin(*V, "delete", "operator_policy", "name=op1").stdout == \
+        "operator_policy deleted\n"
+    assert [x for x in json.loads(admin(*V, "-f", "raw_json", "list", "policies").stdout)
+            if x["vhost"] == avh] == []
+
+
 def test_publish_and_get(admin, avh):
     V = ("-V", avh)
     admin(*V, "declare", "queue", "name=pq")

@@ -17,6 +17,7 @@ use crate::mgmt::proto::Reply;
 use crate::mgmt::stats::Sampler;
 use crate::shard::{Admin, AdminOp, Shard};
 use crate::topology::admin::AdminError;
+use crate::topology::policy::{self, PolicyKind, PolicySpec};
 
 /// The RabbitMQ release whose management API this is.
 pub const API_VERSION: &str = "3.10.8";
@@ -295,15 +296,24 @@ async fn dispatch(
         {
             Ok(ApiResponse::ok(json!({ "status": "ok" })))
         }
-        // policies arrive with the queue features; none can exist yet
-        (["policies"] | ["operator-policies"], _) if get => lists::reply(req, vec![], &[]),
-        (["policies", v] | ["operator-policies", v], _) if get => {
-            require_vhost(shard, &caller, v)?;
-            lists::reply(req, vec![], &[])
+        // policies and operator policies
+        ([kind @ ("policies" | "operator-policies")], _) if get => {
+            let items = policies_json(shard, &visible_vhosts(shard, &caller), kind);
+            lists::reply(req, items, &["priority"])
         }
-        (["policies" | "operator-policies", ..], _) => Err(ApiError::NotImplemented(
-            "policies are not supported by Warren yet".into(),
-        )),
+        ([kind @ ("policies" | "operator-policies"), v], _) if get => {
+            require_vhost(shard, &caller, v)?;
+            lists::reply(
+                req,
+                policies_json(shard, &[v.to_string()], kind),
+                &["priority"],
+            )
+        }
+        ([kind @ ("policies" | "operator-policies"), v, name], _)
+            if get || matches!(m, Put | Delete) =>
+        {
+            policy_object(shard, &caller, req, kind, v, name).await
+        }
         _ => match allowed(&segs) {
             Some(allow) => Err(ApiError::MethodNotAllowed(allow)),
             None => Err(ApiError::NotFound),
@@ -323,6 +333,8 @@ fn allowed(segs: &[&str]) -> Option<&'static str> {
         | ["queues" | "exchanges" | "bindings" | "consumers", _] => READ,
         ["vhosts" | "users", _] | ["permissions" | "queues" | "exchanges", _, _] => OBJECT,
         ["connections", _] => "HEAD, GET, DELETE, OPTIONS",
+        ["policies" | "operator-policies"] | ["policies" | "operator-policies", _] => READ,
+        ["policies" | "operator-policies", _, _] => OBJECT,
         ["queues", _, _, "get"] | ["exchanges", _, _, "publish"] => "POST, OPTIONS",
         ["queues", _, _, "contents"] => "DELETE, OPTIONS",
         ["bindings", _, "e", _, _, _] => "HEAD, GET, POST, OPTIONS",
@@ -351,9 +363,116 @@ async fn admin(shard: &Rc<Shard>, op: AdminOp) -> Result<(), ApiError> {
     match shard.leader(Admin(op)).await {
         Ok(Ok(())) | Ok(Err(AdminError::VhostExists(_))) => Ok(()),
         Ok(Err(AdminError::NoSuchUser(_) | AdminError::NoSuchVhost(_))) => Err(ApiError::NotFound),
-        Ok(Err(AdminError::Invalid(m))) => Err(ApiError::BadRequest(m)),
+        Ok(Err(AdminError::Invalid(m) | AdminError::PolicyInvalid(m))) => {
+            Err(ApiError::BadRequest(m))
+        }
+        Ok(Err(AdminError::NoSuchPolicy(_))) => Err(ApiError::NotFound),
         Ok(Err(e)) => Err(ApiError::BadRequest(format!("{e:?}"))),
         Err(e) => Err(ApiError::Internal(e.text)),
+    }
+}
+
+fn policy_kind(segment: &str) -> PolicyKind {
+    if segment == "policies" {
+        PolicyKind::User
+    } else {
+        PolicyKind::Operator
+    }
+}
+
+/// The policies of `vhosts` (RabbitMQ's JSON), of the kind the path names.
+fn policies_json(shard: &Shard, vhosts: &[String], segment: &str) -> Vec<Value> {
+    let kind = policy_kind(segment);
+    shard.with_topology(|t| {
+        vhosts
+            .iter()
+            .filter_map(|v| t.vhost(v).map(|vh| (v, vh)))
+            .flat_map(|(v, vh)| {
+                policy::sorted(vh.policies_of(kind).values())
+                    .into_iter()
+                    .map(|p| p.to_json(v))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    })
+}
+
+/// `GET`, `PUT`, `DELETE /api/policies/{vhost}/{name}` (and operator
+/// policies): policymakers in their vhosts and administrators change
+/// policies; only administrators operator policies.
+async fn policy_object(
+    shard: &Rc<Shard>,
+    caller: &Caller,
+    req: &ApiRequest,
+    segment: &str,
+    vhost: &str,
+    name: &str,
+) -> ApiResult {
+    let kind = policy_kind(segment);
+    match kind {
+        PolicyKind::Operator => caller.require_admin()?,
+        PolicyKind::User => {
+            let policymaker = caller.tags.iter().any(|t| t == "policymaker");
+            if !caller.administrator()
+                && !(policymaker
+                    && (!shard.vhost_exists(vhost)
+                        || super::auth::vhost_access(shard, caller, vhost)))
+            {
+                return Err(ApiError::NotYours);
+            }
+        }
+    }
+    let existing = shard.with_topology(|t| {
+        t.vhost(vhost)
+            .and_then(|v| v.policies_of(kind).get(name))
+            .map(|p| p.to_json(vhost))
+    });
+    match req.method {
+        Method::Put => {
+            if !shard.vhost_exists(vhost) {
+                return Err(ApiError::NotFoundBecause("vhost_not_found".into()));
+            }
+            let body = req.json()?;
+            super::request::require_keys(&body, &["pattern", "definition"])?;
+            let spec = PolicySpec {
+                pattern: body["pattern"].clone(),
+                definition: body["definition"].clone(),
+                priority: body.get("priority").cloned(),
+                apply_to: body.get("apply-to").cloned(),
+            };
+            let op = AdminOp::SetPolicy {
+                vhost: vhost.to_string(),
+                kind,
+                name: name.to_string(),
+                spec,
+            };
+            match admin(shard, op).await {
+                // RabbitMQ escapes a policy's reason for HTML (not an
+                // operator policy's).
+                Err(ApiError::BadRequest(m)) if kind == PolicyKind::User => {
+                    Err(ApiError::BadRequest(
+                        m.replace('&', "&amp;")
+                            .replace('<', "&lt;")
+                            .replace('>', "&gt;"),
+                    ))
+                }
+                Err(e) => Err(e),
+                Ok(()) => Ok(ApiResponse::created(existing.is_none())),
+            }
+        }
+        Method::Delete => {
+            if existing.is_none() {
+                return Err(ApiError::NotFound);
+            }
+            let op = AdminOp::ClearPolicy {
+                vhost: vhost.to_string(),
+                kind,
+                name: name.to_string(),
+            };
+            admin(shard, op).await?;
+            Ok(ApiResponse::no_content())
+        }
+        _ => existing.map(ApiResponse::ok).ok_or(ApiError::NotFound),
     }
 }
 
@@ -539,7 +658,7 @@ async fn import(shard: &Rc<Shard>, req: &ApiRequest, vhost: Option<&str>) -> Api
                 .collect()
         })
         .unwrap_or_default();
-    for list in ["queues", "exchanges", "bindings"] {
+    for list in ["policies", "queues", "exchanges", "bindings"] {
         for item in doc
             .get(list)
             .and_then(Value::as_array)
@@ -556,7 +675,7 @@ async fn import(shard: &Rc<Shard>, req: &ApiRequest, vhost: Option<&str>) -> Api
     }
     if let Some(v) = vhost {
         // A vhost's definitions name no vhost: they land in this one.
-        for list in ["queues", "exchanges", "bindings"] {
+        for list in ["policies", "queues", "exchanges", "bindings"] {
             if let Some(Value::Array(items)) = doc.get_mut(list) {
                 for i in items.iter_mut().filter_map(Value::as_object_mut) {
                     i.insert("vhost".into(), json!(v));

@@ -19,11 +19,14 @@ use crate::codec::{BasicProperties, FieldTable, ShortStr};
 use crate::error::AmqpError;
 use crate::mgmt::control::Context;
 use crate::mgmt::definitions_json::{json_to_table, table_to_json};
-use crate::mgmt::listings::{all_connections, connection_name, host, port, queue_infos};
+use crate::mgmt::listings::{
+    all_connections, connection_name, host, policy_names, port, queue_infos,
+};
 use crate::mgmt::ops::{self, GetMode};
 use crate::mgmt::stats::Sampler;
 use crate::routing::{Binding, Destination};
 use crate::shard::{ConnInfo, QueueInfo, Shard};
+use crate::topology::policy::PolicyTarget;
 use crate::topology::{ExchangeMeta, QueueMeta};
 
 /// An AMQP refusal as the API answers it.
@@ -102,6 +105,7 @@ fn body_arguments(body: &Map<String, Value>) -> Result<FieldTable, ApiError> {
 // ---- queues ----
 
 pub fn queue_json(
+    shard: &Shard,
     ctx: &Context,
     stats: &Sampler,
     vhost: &str,
@@ -110,6 +114,8 @@ pub fn queue_json(
 ) -> Value {
     let ready = info.map_or(0, |i| i.ready);
     let unacked = info.map_or(0, |i| i.unacked);
+    let (policy, operator_policy, effective) =
+        policy_names(shard, vhost, &m.name, PolicyTarget::Queue);
     let mut q = json!({
         "name": m.name.to_string(),
         "vhost": vhost,
@@ -120,9 +126,9 @@ pub fn queue_json(
         "auto_delete": m.auto_delete,
         "exclusive": m.exclusive.is_some(),
         "arguments": arguments(&m.arguments),
-        "policy": null,
-        "operator_policy": null,
-        "effective_policy_definition": {},
+        "policy": policy,
+        "operator_policy": operator_policy,
+        "effective_policy_definition": Value::Object(effective),
         "messages": ready + unacked,
         "messages_ready": ready,
         "messages_unacknowledged": unacked,
@@ -185,7 +191,7 @@ pub async fn list_queues(
     let mut items = Vec::new();
     for v in vhosts_for(shard, caller, vhost)? {
         for (m, info) in queues_of(shard, &v).await? {
-            items.push(queue_json(ctx, stats, &v, &m, info.as_ref()));
+            items.push(queue_json(shard, ctx, stats, &v, &m, info.as_ref()));
             super::breathe(items.len()).await;
         }
     }
@@ -210,7 +216,7 @@ pub async fn get_queue(
         .map_err(amqp_error)?
         .into_iter()
         .next();
-    let mut q = queue_json(ctx, stats, vhost, &meta, info.as_ref());
+    let mut q = queue_json(shard, ctx, stats, vhost, &meta, info.as_ref());
     let mine: Vec<Value> = consumers(shard, ctx, caller, Some(vhost))
         .await?
         .into_iter()
@@ -431,7 +437,7 @@ pub fn exchange_name(path_name: &str) -> &str {
     }
 }
 
-fn exchange_json(stats: &Sampler, vhost: &str, x: &ExchangeMeta) -> Value {
+fn exchange_json(shard: &Shard, stats: &Sampler, vhost: &str, x: &ExchangeMeta) -> Value {
     let mut v = json!({
         "name": x.name.to_string(),
         "vhost": vhost,
@@ -442,6 +448,10 @@ fn exchange_json(stats: &Sampler, vhost: &str, x: &ExchangeMeta) -> Value {
         "arguments": arguments(&x.arguments),
         "user_who_performed_action": "rmq-internal",
     });
+    // As RabbitMQ: `policy` only where one applies.
+    if let (Some(p), ..) = policy_names(shard, vhost, &x.name, PolicyTarget::Exchange) {
+        v["policy"] = json!(p);
+    }
     if let Some(s) = stats.exchange_message_stats(vhost, &x.name) {
         v["message_stats"] = s;
     }
@@ -465,7 +475,7 @@ pub async fn list_exchanges(
         });
         metas.sort_by(|a, b| a.name.cmp(&b.name));
         for x in &metas {
-            items.push(exchange_json(stats, &v, x));
+            items.push(exchange_json(shard, stats, &v, x));
             super::breathe(items.len()).await;
         }
     }
@@ -485,7 +495,7 @@ pub fn get_exchange(
     shard
         .with_topology(|t| {
             t.exchange(vhost, exchange_name(name))
-                .map(|x| exchange_json(stats, vhost, x))
+                .map(|x| exchange_json(shard, stats, vhost, x))
         })
         .map(ApiResponse::ok)
         .ok_or(ApiError::NotFound)
