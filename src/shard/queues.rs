@@ -176,16 +176,6 @@ impl Shard {
         f(self, oq)
     }
 
-    /// What queue `meta` of `vhost` is asked to do: its arguments (and
-    /// its policy's settings).
-    pub(super) fn queue_config(
-        &self,
-        _vhost: &str,
-        meta: &crate::topology::QueueMeta,
-    ) -> crate::queue::QueueConfig {
-        crate::queue::QueueConfig::from_arguments(&meta.arguments)
-    }
-
     /// Changes owned queue `id`'s state and marks it for dispatch; a queue
     /// that is gone ignores it.
     pub(super) fn with_queue(&self, id: QueueId, f: impl FnOnce(&mut Queue)) {

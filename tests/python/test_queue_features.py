@@ -52,7 +52,10 @@ def closed_with(conn, declare):
 
 @pytest.fixture
 def ch(conn):
+    # Confirms: a publish has reached its queue when basic_publish returns
+    # (RabbitMQ answers a passive declare before earlier publishes land).
     c = conn.channel()
+    c.confirm_delivery()
     made = []
     c.made = made
     yield c
@@ -231,7 +234,8 @@ def test_reject_publish_dlx_dead_letters_the_refused(conn, ch):
     q = queue(ch, {"x-max-length": 1, "x-overflow": "reject-publish-dlx",
                    "x-dead-letter-exchange": x})
     ch.basic_publish("", q, b"kept")
-    ch.basic_publish("", q, b"refused")
+    with pytest.raises(pex.NackError):
+        ch.basic_publish("", q, b"refused")
     props, body = get_body(ch, dlq)
     assert body == b"refused"
     assert props.headers["x-death"][0]["reason"] == "maxlen"
@@ -433,3 +437,75 @@ def test_lazy_mode_and_classic_type_are_accepted(conn, ch):
     q = queue(ch, {"x-queue-mode": "lazy", "x-queue-type": "classic"})
     ch.basic_publish("", q, b"m")
     assert get_body(ch, q)[1] == b"m"
+
+
+# --- policies apply to queues ------------------------------------------------
+
+@pytest.fixture
+def policy(broker):
+    from mgmt_util import Mgmt, q as esc
+    api = Mgmt(broker.mgmt_url, broker.username, broker.password)
+    made = []
+
+    def put(name_, pattern, definition, priority=0, operator=False):
+        kind = "operator-policies" if operator else "policies"
+        status, _, body = api.put("/api/%s/%s/%s" % (kind, esc("/"), esc(name_)), {
+            "pattern": pattern, "definition": definition, "priority": priority,
+            "apply-to": "queues"})
+        assert status in (201, 204), body
+        made.append((kind, name_))
+    yield put
+    for kind, n in made:
+        api.delete("/api/%s/%s/%s" % (kind, esc("/"), esc(n)))
+
+
+def test_a_policy_limits_existing_and_new_queues(conn, ch, policy):
+    q = queue(ch)
+    for i in range(5):
+        ch.basic_publish("", q, b"%d" % i)
+    assert count(ch, q) == 5
+    policy("qf-limit-" + q, "^%s$" % q, {"max-length": 2})
+    assert wait_count(conn, q, 2) == 2
+    assert get_body(ch, q)[1] == b"3"
+    ch.basic_publish("", q, b"5")
+    ch.basic_publish("", q, b"6")
+    assert count(ch, q) == 2
+
+
+def test_policy_ttl_and_dead_letter_exchange_and_arguments_win(conn, ch, policy):
+    x = exchange(ch)
+    dlq = queue(ch)
+    ch.queue_bind(dlq, x)
+    prefix = name("pq")
+    policy("qf-dlx-" + prefix, "^" + prefix, {"message-ttl": 100, "dead-letter-exchange": x})
+    q = prefix + ".a"
+    ch.queue_declare(q)
+    ch.made.append(("q", q))
+    ch.basic_publish("", q, b"by policy")
+    props, body = get_body(ch, dlq)
+    assert body == b"by policy"
+    assert props.headers["x-death"][0]["reason"] == "expired"
+    # The queue's own (lower) TTL and its dead-letter exchange win.
+    other = exchange(ch)
+    dlq2 = queue(ch)
+    ch.queue_bind(dlq2, other)
+    q2 = prefix + ".b"
+    ch.queue_declare(q2, arguments={"x-dead-letter-exchange": other, "x-message-ttl": 50})
+    ch.made.append(("q", q2))
+    ch.basic_publish("", q2, b"by argument")
+    assert get_body(ch, dlq2)[1] == b"by argument"
+
+
+def test_operator_policy_lowers_the_limit(conn, ch, policy):
+    q = queue(ch, {"x-max-length": 10})
+    policy("qf-op-" + q, "^%s$" % q, {"max-length": 3}, operator=True)
+    deadline = time.monotonic() + 10
+    while True:
+        for i in range(5):
+            ch.basic_publish("", q, b"%d" % i)
+        n = count(ch, q)
+        if n == 3 or time.monotonic() > deadline:
+            break
+        ch.queue_purge(q)
+        time.sleep(0.2)
+    assert n == 3
