@@ -126,7 +126,7 @@ fn build(t: &Topology) -> Definitions {
                 auto_delete: q.auto_delete,
                 durable: q.durable,
                 name: q.name.to_string(),
-                queue_type: Some("classic".into()),
+                queue_type: Some(q.queue_type().into()),
                 vhost: Some(vname.to_string()),
             });
         }
@@ -343,6 +343,13 @@ async fn apply_each(shard: &Rc<Shard>, defs: &Definitions, failures: &mut Vec<St
     }
     for q in &defs.queues {
         let arguments = match json_to_table(&q.arguments) {
+            // The type may be given beside the arguments only.
+            Ok(mut a) if q.queue_type.as_deref() == Some("quorum") => {
+                if a.get("x-queue-type").is_none() {
+                    a.insert("x-queue-type", "quorum".into());
+                }
+                a
+            }
             Ok(a) => a,
             Err(e) => {
                 failures.push(format!("queue '{}': {e}", q.name));

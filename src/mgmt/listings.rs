@@ -355,7 +355,7 @@ pub(super) async fn list_queues(shard: &Rc<Shard>, ctx: &Context, req: &Request)
                     "consumers" => json!(consumers),
                     "memory" | "message_bytes_ram" => json!(info.as_ref().map_or(0, |i| i.memory)),
                     "state" => json!("running"),
-                    "type" => json!("classic"),
+                    "type" => json!(m.queue_type()),
                     // A classic queue on one node: no replicas, as RabbitMQ
                     // shows them.
                     _ => json!(""),

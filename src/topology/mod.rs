@@ -57,6 +57,14 @@ pub struct QueueMeta {
 }
 
 impl QueueMeta {
+    /// Its type as listings name it (`x-queue-type`: classic or quorum).
+    pub fn queue_type(&self) -> &'static str {
+        match self.arguments.get("x-queue-type").and_then(|v| v.as_str()) {
+            Some("quorum") => "quorum",
+            _ => "classic",
+        }
+    }
+
     /// Where to send what concerns this queue.
     pub fn queue_ref(&self) -> QueueRef {
         QueueRef {

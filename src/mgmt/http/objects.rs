@@ -120,7 +120,7 @@ pub fn queue_json(
         "name": m.name.to_string(),
         "vhost": vhost,
         "node": ctx.node,
-        "type": "classic",
+        "type": m.queue_type(),
         "state": "running",
         "durable": m.durable,
         "auto_delete": m.auto_delete,
