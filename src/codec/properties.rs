@@ -37,11 +37,15 @@ pub struct PublishProperties {
     pub delivery_mode: Option<u8>,
     pub user_id: Option<ShortStr>,
     pub headers: Option<FieldTable>,
+    /// `reply_to` is `amq.rabbitmq.reply-to` (direct reply-to: the broker
+    /// rewrites it, decoding the properties again only then).
+    pub direct_reply_to: bool,
 }
 
 impl From<BasicProperties> for PublishProperties {
     fn from(p: BasicProperties) -> Self {
         PublishProperties {
+            direct_reply_to: p.reply_to.as_deref() == Some("amq.rabbitmq.reply-to"),
             delivery_mode: p.delivery_mode,
             user_id: p.user_id,
             headers: p.headers,

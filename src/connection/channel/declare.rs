@@ -119,6 +119,9 @@ impl Conn {
         if crate::config::failpoints().panic_on_queue.as_deref() == Some(&*m.queue) {
             panic!("failpoint: declare of queue '{}'", m.queue);
         }
+        if m.queue.starts_with(crate::shard::REPLY_TO) {
+            return self.reply_declare(number, m).await;
+        }
         let conn = self.shard.conn_ref(self.handle.id);
         // A reserved name is refused first (by the leader); a server-named
         // queue is checked by the leader once it has its name.
