@@ -12,6 +12,18 @@ use lapin::BasicProperties;
 
 const RT: &str = "amq.rabbitmq.reply-to";
 
+/// The next request, once it is in the queue (the publish on another
+/// connection may still be on its way).
+async fn get_request(ch: &lapin::Channel, queue: &str) -> lapin::message::BasicGetMessage {
+    for _ in 0..500 {
+        if let Some(m) = get_noack(ch, queue).await {
+            return m;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("no request arrived in {queue}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rpc_over_direct_reply_to() {
     let broker = TestBroker::start().await;
@@ -32,7 +44,7 @@ async fn rpc_over_direct_reply_to() {
             .with_reply_to(RT.into())
             .with_correlation_id(format!("call-{i}").as_str().into());
         publish_props(&client, "", &requests, format!("{i}").as_bytes(), props).await;
-        let req = get_noack(sch, &requests).await.expect("the request is queued");
+        let req = get_request(sch, &requests).await;
         let reply_to = req
             .delivery
             .properties
@@ -41,7 +53,12 @@ async fn rpc_over_direct_reply_to() {
             .expect("reply_to")
             .to_string();
         assert!(reply_to.starts_with("amq.rabbitmq.reply-to."), "{reply_to}");
-        let corr = req.delivery.properties.correlation_id().clone().expect("correlation id");
+        let corr = req
+            .delivery
+            .properties
+            .correlation_id()
+            .clone()
+            .expect("correlation id");
         assert_eq!(corr.as_str(), format!("call-{i}"));
         let props = BasicProperties::default().with_correlation_id(corr);
         publish_props(sch, "", &reply_to, format!("answer-{i}").as_bytes(), props).await;
@@ -50,7 +67,11 @@ async fn rpc_over_direct_reply_to() {
         assert_eq!(reply.routing_key.as_str(), reply_to);
         assert_eq!(reply.exchange.as_str(), "");
         assert_eq!(
-            reply.properties.correlation_id().as_ref().map(|c| c.as_str().to_owned()),
+            reply
+                .properties
+                .correlation_id()
+                .as_ref()
+                .map(|c| c.as_str().to_owned()),
             Some(format!("call-{i}"))
         );
     }
