@@ -115,18 +115,18 @@ mod tests {
         let e = check_argument(&args(Some(FieldValue::I32(5))), "x", "/").unwrap_err();
         assert_eq!(
             e.text,
-            "invalid type 'signedint' for arg 'alternate-exchange' in exchange 'x' in vhost '/'"
+            "PRECONDITION_FAILED - invalid type 'signedint' for arg 'alternate-exchange' in exchange 'x' in vhost '/'"
         );
         assert!(check_equivalent(&args(s("a")), &args(s("a")), "x", "/").is_ok());
         let e = check_equivalent(&args(s("a")), &args(s("b")), "x", "/").unwrap_err();
         assert_eq!(
             e.text,
-            "inequivalent arg 'alternate-exchange' for exchange 'x' in vhost '/': received 'b' but current is 'a'"
+            "PRECONDITION_FAILED - inequivalent arg 'alternate-exchange' for exchange 'x' in vhost '/': received 'b' but current is 'a'"
         );
         let e = check_equivalent(&args(s("a")), &args(None), "x", "/").unwrap_err();
         assert_eq!(
             e.text,
-            "inequivalent arg 'alternate-exchange' for exchange 'x' in vhost '/': received none but current is the value 'a' of type 'longstr'"
+            "PRECONDITION_FAILED - inequivalent arg 'alternate-exchange' for exchange 'x' in vhost '/': received none but current is the value 'a' of type 'longstr'"
         );
     }
 }
