@@ -41,6 +41,9 @@ pub struct PublishProperties {
     pub expiration: Expiration,
     /// The `priority` property (0 when absent).
     pub priority: u8,
+    /// `reply_to` is `amq.rabbitmq.reply-to` (direct reply-to: the broker
+    /// rewrites it, decoding the properties again only then).
+    pub direct_reply_to: bool,
 }
 
 /// The `expiration` property as a per-message TTL: RabbitMQ reads it as a
@@ -111,6 +114,7 @@ pub fn expiration_error(text: &str) -> String {
 impl From<BasicProperties> for PublishProperties {
     fn from(p: BasicProperties) -> Self {
         PublishProperties {
+            direct_reply_to: p.reply_to.as_deref() == Some("amq.rabbitmq.reply-to"),
             delivery_mode: p.delivery_mode,
             user_id: p.user_id,
             headers: p.headers,

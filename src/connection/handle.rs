@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 use std::time::Instant;
 
-use super::channel::{Confirm, PublishTracker};
+use super::channel::{Confirm, PublishTracker, ReplyConsumer};
 use super::output::Output;
 use crate::codec::{self, BasicCancel, BasicDeliver, Method, ShortStr};
 use crate::ids::{ChannelRef, ConnId, ConsumerId, MsgId, QueueRef};
@@ -55,6 +55,8 @@ pub struct ChannelDeliveries {
     pub send_confirms: bool,
     /// basic.qos prefetch for new consumers, for listings.
     pub prefetch: u16,
+    /// The direct reply-to consumer (`channel/reply_to.rs`).
+    pub reply: Option<ReplyConsumer>,
 }
 
 /// What the reader learnt about its connection, for listings.
@@ -426,6 +428,14 @@ impl LocalConn for ConnHandle {
             channels,
             stats: self.stats.snapshot(),
         }
+    }
+
+    fn deliver_reply(&self, ch: ChannelRef, key: u128, msg: crate::queue::Message) {
+        self.deliver_reply_here(ch, key, msg);
+    }
+
+    fn has_reply_consumer(&self, ch: ChannelRef, key: u128) -> bool {
+        self.has_reply_consumer_here(ch, key)
     }
 
     fn force_close(&self, code: u16, text: String) {

@@ -41,7 +41,8 @@ fn parse(v: &FieldValue) -> Option<XMatch> {
     }
 }
 
-fn type_name(v: &FieldValue) -> &'static str {
+/// RabbitMQ's name for a field's type, as its error texts give it.
+pub fn type_name(v: &FieldValue) -> &'static str {
     match v {
         FieldValue::Bool(_) => "bool",
         FieldValue::I8(_) => "byte",

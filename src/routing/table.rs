@@ -99,6 +99,9 @@ struct Exchange {
     /// a queue cost O(its bindings), not O(all bindings of the exchange).
     by_dest: AHashMap<Destination, AHashMap<ShortStr, SmallVec<[Binding; 1]>>>,
     router: Router,
+    /// Its alternate exchange: where a message goes that its bindings
+    /// route nowhere (see [`RoutingTable::set_alternate_exchange`]).
+    alternate: Option<ShortStr>,
     /// Messages routed from it on this shard (plain cells, counted by
     /// `route`, which has the exchange in hand).
     counters: crate::metrics::ExchangeCounters,
@@ -116,6 +119,7 @@ impl Exchange {
             kind,
             by_dest: AHashMap::new(),
             router,
+            alternate: None,
             counters: Default::default(),
         }
     }
@@ -237,6 +241,22 @@ impl RoutingTable {
         self.exchanges
             .entry(name)
             .or_insert_with(|| Exchange::new(kind));
+    }
+
+    /// Sets (or clears) the alternate exchange of exchange `name`: the
+    /// effective one, whatever decided it (the `alternate-exchange`
+    /// argument today; `topology::alternate_exchange` says which). Unknown
+    /// names are ignored. The alternate need not exist: while it does not,
+    /// it routes nothing.
+    pub fn set_alternate_exchange(&mut self, name: &str, alternate: Option<ShortStr>) {
+        if let Some(x) = self.exchanges.get_mut(name) {
+            x.alternate = alternate;
+        }
+    }
+
+    /// The alternate exchange of exchange `name`, if it has one.
+    pub fn alternate_exchange(&self, name: &str) -> Option<&str> {
+        self.exchanges.get(name)?.alternate.as_deref()
     }
 
     /// The kind of exchange `name`, if it is declared.
@@ -401,6 +421,12 @@ impl RoutingTable {
     /// routing key and headers; each exchange is visited at most once, which
     /// both breaks cycles and matches RabbitMQ (a queue gets one copy however
     /// many paths reach it). Unknown exchange: nothing is pushed.
+    ///
+    /// Alternate exchanges as RabbitMQ's `rabbit_exchange:route1`: every
+    /// exchange the message reaches (the published-to one or one behind an
+    /// exchange binding) whose own bindings match nothing at all (neither a
+    /// queue nor an exchange) passes it on to its alternate exchange, if
+    /// that exists and was not visited yet (chains end, cycles too).
     pub fn route(
         &self,
         exchange: &str,
@@ -425,9 +451,14 @@ impl RoutingTable {
 
         while let Some(x) = pending.pop() {
             let before = out.len();
+            let mut matched = false;
             let mut emit = |d: &Destination| match d {
-                Destination::Queue(q) => out.push(q.clone()),
+                Destination::Queue(q) => {
+                    matched = true;
+                    out.push(q.clone())
+                }
                 Destination::Exchange(e) => {
+                    matched = true;
                     // Keyed by the map's own name so `visited` borrows `self`,
                     // not the callback argument.
                     if let Some((k, next)) = self.exchanges.get_key_value(&**e) {
@@ -456,6 +487,15 @@ impl RoutingTable {
             }
             if out.len() > before {
                 contributors += 1;
+            }
+            if !matched {
+                if let Some(ae) = &x.alternate {
+                    if let Some((k, next)) = self.exchanges.get_key_value(&**ae) {
+                        if visited.insert(&**k) {
+                            pending.push(next);
+                        }
+                    }
+                }
             }
         }
 
@@ -678,6 +718,45 @@ mod tests {
         for ex in ["a", "b", "c"] {
             assert_eq!(route(&t, ex, "k", None), ["qa", "qc"]);
         }
+    }
+
+    #[test]
+    fn alternate_exchanges() {
+        let mut t = table(&[
+            ("x", Direct),
+            ("ae", Fanout),
+            ("ae2", Fanout),
+            ("in", Direct),
+        ]);
+        t.set_alternate_exchange("x", Some("ae".into()));
+        assert_eq!(t.alternate_exchange("x"), Some("ae"));
+        assert_eq!(t.alternate_exchange("ae"), None);
+        assert!(t.bind(b("x", q("q"), "k")));
+        assert!(t.bind(b("ae", q("qae"), "")));
+        assert_eq!(route(&t, "x", "k", None), ["q"]);
+        assert_eq!(route(&t, "x", "other", None), ["qae"]);
+        // A chain: ae routes nothing once unbound, its own alternate does.
+        assert!(t.unbind(&b("ae", q("qae"), "")));
+        t.set_alternate_exchange("ae", Some("ae2".into()));
+        assert!(t.bind(b("ae2", q("q2"), "")));
+        assert_eq!(route(&t, "x", "other", None), ["q2"]);
+        // A cycle ends; a missing alternate routes nothing.
+        t.set_alternate_exchange("ae2", Some("x".into()));
+        assert!(t.unbind(&b("ae2", q("q2"), "")));
+        assert!(route(&t, "x", "other", None).is_empty());
+        t.set_alternate_exchange("x", Some("missing".into()));
+        assert!(route(&t, "x", "other", None).is_empty());
+        // Behind an exchange binding: the inner exchange's alternate is
+        // used when it routes nothing; the outer one routed (to `in`).
+        t.set_alternate_exchange("x", Some("ae".into()));
+        t.set_alternate_exchange("ae", None);
+        assert!(t.bind(b("ae", q("qae"), "")));
+        assert!(t.bind(b("x", x("in"), "e")));
+        assert!(route(&t, "x", "e", None).is_empty());
+        t.set_alternate_exchange("in", Some("ae".into()));
+        assert_eq!(route(&t, "x", "e", None), ["qae"]);
+        t.set_alternate_exchange("in", None);
+        assert_eq!(t.alternate_exchange("in"), None);
     }
 
     #[test]

@@ -35,6 +35,16 @@ pub enum ShardMsg {
     },
     /// A delivery for a connection on this shard.
     Deliver(RoutedDelivery),
+    /// A reply for the direct reply-to consumer `key` of channel `ch`, a
+    /// channel of this shard (see `reply_to.rs`).
+    DeliverReply {
+        /// The requester's channel.
+        ch: ChannelRef,
+        /// The reply address's secret.
+        key: u128,
+        /// The reply.
+        msg: Message,
+    },
     /// Acks, rejects or requeues for an owned queue.
     Settle {
         /// The owned queue.

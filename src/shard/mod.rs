@@ -28,6 +28,7 @@ mod messages;
 mod policies;
 mod pump;
 mod queues;
+mod reply_to;
 mod store;
 mod timers;
 
@@ -49,6 +50,7 @@ pub use leader::{
 pub use messages::ShardMsg;
 pub use pump::Routed;
 pub use queues::{CancelConsumer, Consume, GetMessage, PurgeQueue, QueueCounts, QueueStats};
+pub use reply_to::{new_reply_key, reply_address, ReplyKey, REPLY_PREFIX, REPLY_TO};
 pub use store::ShardStore;
 
 use crate::codec::ShortStr;
@@ -96,6 +98,11 @@ pub trait LocalConn {
     fn server_cancel(&self, ch: ChannelRef, tag: &ShortStr);
     /// What management listings show of it.
     fn info(&self) -> ConnInfo;
+    /// A direct reply for channel `ch`'s reply consumer `key` (dropped when
+    /// the channel no longer has it).
+    fn deliver_reply(&self, ch: ChannelRef, key: u128, msg: crate::queue::Message);
+    /// Whether channel `ch` has reply consumer `key`.
+    fn has_reply_consumer(&self, ch: ChannelRef, key: u128) -> bool;
     /// An operator (or a deleted vhost) closes it: connection.close with
     /// `code` and `text`, whatever it is doing.
     fn force_close(&self, code: u16, text: String);

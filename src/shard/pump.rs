@@ -69,6 +69,7 @@ impl Shard {
                     conn.deliver(d);
                 }
             }
+            ShardMsg::DeliverReply { ch, key, msg } => self.deliver_reply(ch, key, msg),
             ShardMsg::Settle { queue, ids, how } => self.with_queue(queue, |q| q.settle(&ids, how)),
             ShardMsg::Credit { queue, consumer, n } => {
                 self.with_queue(queue, |q| q.credit(consumer, n))
@@ -116,7 +117,10 @@ impl Shard {
                 return Routed::default();
             };
             if exchange.is_empty() {
-                if let Some(q) = vh.queues.get(routing_key) {
+                if routing_key.starts_with(super::REPLY_PREFIX) {
+                    // Direct reply-to: to a channel, never to a queue.
+                    self.publish_reply(routing_key, msg);
+                } else if let Some(q) = vh.queues.get(routing_key) {
                     targets.push(q.queue_ref());
                 }
                 let x = &vh.default_exchange;

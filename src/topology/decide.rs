@@ -87,11 +87,7 @@ pub fn declare_exchange(
             "exchange name '{name}' contains reserved prefix 'amq.*'"
         ))),
         None => {
-            if meta.arguments.get("alternate-exchange").is_some() {
-                return Err(AmqpError::not_implemented(
-                    "exchange argument 'alternate-exchange' is not supported",
-                ));
-            }
+            super::alternate::check_argument(&meta.arguments, &name, vhost)?;
             Ok(Some(TopologyChange::ExchangeAdded(vhost.clone(), meta)))
         }
         Some(_) if passive => Ok(None),
@@ -110,6 +106,7 @@ pub fn declare_exchange(
                     return Err(ex(arg, bool_text(got), bool_text(current)));
                 }
             }
+            super::alternate::check_equivalent(&cur.arguments, &meta.arguments, &name, vhost)?;
             Ok(None)
         }
     }

@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod alternate;
 pub mod decide;
 pub mod policy;
 
@@ -169,6 +170,10 @@ impl VHost {
 
     fn add_exchange(&mut self, meta: ExchangeMeta) {
         self.routing.add_exchange(meta.name.clone(), meta.kind);
+        let alternate = alternate::alternate_exchange(&meta);
+        if alternate.is_some() {
+            self.routing.set_alternate_exchange(&meta.name, alternate);
+        }
         self.exchanges.insert(meta.name.clone(), meta);
     }
 }

@@ -37,6 +37,9 @@ impl Conn {
     }
 
     pub(super) async fn basic_consume(&mut self, number: u16, m: BasicConsume) -> MethodResult {
+        if &*m.queue == crate::shard::REPLY_TO {
+            return self.reply_consume(number, m);
+        }
         let queue = self.queue_name(number, m.queue)?;
         self.permit(number, PermissionKind::Read, Resource::Queue, &queue)?;
         let meta = self.usable_queue(&queue)?;
@@ -97,6 +100,9 @@ impl Conn {
     }
 
     pub(super) async fn basic_cancel(&mut self, number: u16, m: BasicCancel) -> MethodResult {
+        if self.reply_cancel(number, &m) {
+            return Ok(());
+        }
         let info = self
             .handle
             .channels

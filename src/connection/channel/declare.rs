@@ -46,6 +46,20 @@ impl Conn {
         // does), passive declares are not checked.
         if !m.passive && !m.exchange.is_empty() {
             self.permit(number, Configure, Resource::Exchange, &m.exchange)?;
+            // A new exchange with an alternate: read on it, write on the
+            // alternate, as RabbitMQ's channel checks.
+            let ae = m
+                .arguments
+                .get("alternate-exchange")
+                .and_then(|v| v.as_str());
+            let ae = ae.map(ShortStr::from).filter(|_| {
+                !m.exchange.starts_with("amq.")
+                    && !self.shard.exchange_exists(&self.vhost, &m.exchange)
+            });
+            if let Some(ae) = ae {
+                self.permit(number, Read, Resource::Exchange, &m.exchange)?;
+                self.permit(number, Write, Resource::Exchange, &ae)?;
+            }
         }
         let op = DeclareExchange {
             vhost: self.vhost.clone(),
@@ -118,6 +132,9 @@ impl Conn {
     pub(super) async fn queue_declare(&mut self, number: u16, m: QueueDeclare) -> MethodResult {
         if crate::config::failpoints().panic_on_queue.as_deref() == Some(&*m.queue) {
             panic!("failpoint: declare of queue '{}'", m.queue);
+        }
+        if m.queue.starts_with(crate::shard::REPLY_TO) {
+            return self.reply_declare(number, m).await;
         }
         let conn = self.shard.conn_ref(self.handle.id);
         // A reserved name is refused first (by the leader); a server-named

@@ -13,10 +13,12 @@ mod consume;
 mod declare;
 mod permit;
 mod publish;
+mod reply_to;
 mod tx;
 
 pub(super) use confirm::{Confirm, PublishTracker};
 pub(super) use publish::{Pending, MAX_MESSAGE_SIZE};
+pub(super) use reply_to::ReplyConsumer;
 
 use super::handle::ChannelDeliveries;
 use super::{Close, Conn};

@@ -177,7 +177,17 @@ impl Conn {
             &publish.exchange,
         );
         let claimed = props.user_id.as_ref();
+        let mut raw_properties = header.raw_properties;
         let refused = write.err().or_else(|| {
+            // Direct reply-to: the one case that re-encodes properties.
+            if !props.direct_reply_to {
+                return None;
+            }
+            let rewritten =
+                super::reply_to::rewrite_reply_to(&self.handle, number, &raw_properties);
+            rewritten.map(|r| raw_properties = r).err()
+        });
+        let refused = refused.or_else(|| {
             let uid = claimed.filter(|u| **u != self.user && !self.impersonator)?;
             // RabbitMQ's validated user-id: a publisher cannot claim to be
             // someone else (unless tagged impersonator).
@@ -188,7 +198,7 @@ impl Conn {
         });
         let refused = refused.or_else(|| {
             (props.expiration == Expiration::Invalid).then(|| {
-                let text = BasicProperties::decode(&header.raw_properties)
+                let text = BasicProperties::decode(&raw_properties)
                     .ok()
                     .and_then(|p| p.expiration)
                     .unwrap_or_default();
@@ -202,7 +212,7 @@ impl Conn {
         let msg = Arc::new(MessageData {
             exchange: publish.exchange,
             routing_key: publish.routing_key,
-            raw_properties: header.raw_properties,
+            raw_properties,
             body,
             persistent: props.delivery_mode == Some(2),
             expiration_ms: props.expiration.ms(),
