@@ -12,10 +12,13 @@ pub const ALTERNATE_EXCHANGE: &str = "alternate-exchange";
 /// The alternate exchange in effect for `meta`: the one place that decides
 /// it (the routing table is told with `RoutingTable::set_alternate_exchange`).
 /// RabbitMQ (`rabbit_policy:get_arg`) takes the argument first and a
-/// policy's `alternate-exchange` only when the argument is absent; a
-/// policy would be consulted here, after the argument.
-pub fn alternate_exchange(meta: &ExchangeMeta) -> Option<ShortStr> {
-    let name = meta.arguments.get(ALTERNATE_EXCHANGE)?.as_str()?;
+/// policy's `alternate-exchange` (`policy`) only when the argument is
+/// absent.
+pub fn alternate_exchange(meta: &ExchangeMeta, policy: Option<&str>) -> Option<ShortStr> {
+    let name = match meta.arguments.get(ALTERNATE_EXCHANGE) {
+        Some(v) => v.as_str()?,
+        None => policy?,
+    };
     // Longer than an exchange name may be: no such exchange, ever.
     (name.len() <= 255).then(|| ShortStr::from(name))
 }

@@ -170,11 +170,33 @@ impl VHost {
 
     fn add_exchange(&mut self, meta: ExchangeMeta) {
         self.routing.add_exchange(meta.name.clone(), meta.kind);
-        let alternate = alternate::alternate_exchange(&meta);
+        let alternate = alternate::alternate_exchange(&meta, self.policy_alternate(&meta.name));
         if alternate.is_some() {
             self.routing.set_alternate_exchange(&meta.name, alternate);
         }
         self.exchanges.insert(meta.name.clone(), meta);
+    }
+
+    /// The `alternate-exchange` of the policy that applies to exchange
+    /// `name`, if any.
+    fn policy_alternate(&self, name: &str) -> Option<&str> {
+        let p = policy::best(self.policies.values(), name, policy::PolicyTarget::Exchange)?;
+        p.parsed.alternate_exchange.as_deref()
+    }
+
+    /// A policy changed: every exchange's alternate is decided again.
+    fn refresh_alternates(&mut self) {
+        let decided: Vec<(ShortStr, Option<ShortStr>)> = self
+            .exchanges
+            .values()
+            .map(|m| {
+                let ae = alternate::alternate_exchange(m, self.policy_alternate(&m.name));
+                (m.name.clone(), ae)
+            })
+            .collect();
+        for (name, ae) in decided {
+            self.routing.set_alternate_exchange(&name, ae);
+        }
     }
 }
 
@@ -306,9 +328,11 @@ impl Topology {
                 vhost
                     .policies_mut(p.kind)
                     .insert(p.name.clone(), (**p).clone());
+                vhost.refresh_alternates();
             }
             TopologyChange::PolicyCleared(_, kind, name) => {
                 vhost.policies_mut(*kind).remove(name);
+                vhost.refresh_alternates();
             }
         }
     }

@@ -631,7 +631,8 @@ impl Topology {
     }
 }
 
-fn best<'a>(
+/// The policy of `policies` that applies to `name` (highest priority).
+pub fn best<'a>(
     policies: impl Iterator<Item = &'a Policy>,
     name: &str,
     target: PolicyTarget,
