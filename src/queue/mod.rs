@@ -19,6 +19,7 @@ use crate::codec::ShortStr;
 use crate::ids::{ChannelRef, ConsumerId, Loc, MsgId};
 use crate::metrics::QueueCounters;
 use consumers::Consumers;
+pub use consumers::{check_consume_arguments, check_single_active_consumer_arg, ConsumerActivity};
 use paged::PagedList;
 
 /// Most deliveries a consumer may have on their way to its socket (delivered
@@ -186,9 +187,26 @@ impl Queue {
         self.unacked.len() as u32
     }
 
-    /// The consumers, in round-robin order.
+    /// The consumers, highest priority first, each priority in
+    /// round-robin order.
     pub fn consumers(&self) -> impl Iterator<Item = &ConsumerSpec> {
         self.consumers.specs()
+    }
+
+    /// `x-single-active-consumer`: only one consumer gets messages, the
+    /// next one in priority order once it goes. Set as the queue is made.
+    pub fn set_single_active_consumer(&mut self, on: bool) {
+        self.consumers.set_single_active(on);
+    }
+
+    /// The single active consumer (none without single active consumer).
+    pub fn single_active_consumer(&self) -> Option<&ConsumerSpec> {
+        self.consumers.single_active()
+    }
+
+    /// Whether consumer `id` gets messages, for listings.
+    pub fn consumer_activity(&self, id: ConsumerId) -> ConsumerActivity {
+        self.consumers.activity(id)
     }
 
     /// Body bytes of the ready messages held in memory (RabbitMQ's
@@ -360,14 +378,18 @@ impl Queue {
         }
     }
 
-    /// Adds a consumer, last in the round-robin. Fails if an exclusive consumer
-    /// holds the queue, or if this one is exclusive and others consume.
+    /// Adds a consumer, last of its priority (`x-priority`) in the
+    /// round-robin. Fails if an exclusive consumer holds the queue, if this
+    /// one is exclusive and others consume, or if it is exclusive and the
+    /// queue has single active consumer.
     pub fn add_consumer(&mut self, spec: ConsumerSpec) -> Result<(), ConsumeError> {
         self.consumers.add(spec)
     }
 
     /// Removes a consumer. Its unacked messages stay unacked on its channel
-    /// (AMQP: cancelling does not requeue).
+    /// (AMQP: cancelling does not requeue). A single active consumer hands
+    /// over to the next, who gets messages from the next dispatch on (the
+    /// caller does not dispatch, as RabbitMQ does not on a cancel).
     pub fn remove_consumer(&mut self, id: ConsumerId) -> Option<ConsumerSpec> {
         self.consumers.remove(id)
     }

@@ -194,10 +194,13 @@ impl Shard {
             if meta.owner_shard == self.id {
                 self.queues.borrow_mut().entry(meta.id).or_insert_with(|| {
                     self.metrics.queues_created.inc();
+                    let mut queue = Queue::new();
+                    let sac = meta.arguments.get("x-single-active-consumer");
+                    queue.set_single_active_consumer(sac.and_then(|v| v.as_bool()) == Some(true));
                     OwnedQueue {
                         meta: meta.clone(),
                         vhost: vhost.clone(),
-                        queue: Queue::new(),
+                        queue,
                         had_consumer: false,
                         logged: meta.durable && meta.exclusive.is_none(),
                         dirty: false,

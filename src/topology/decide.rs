@@ -13,7 +13,7 @@ use crate::routing::{headers, Binding, Destination, ExchangeKind};
 
 /// Queue arguments that change behaviour Warren does not implement yet: a
 /// declare that asks for them is refused with 540 rather than ignored.
-const UNSUPPORTED_QUEUE_ARGS: [&str; 10] = [
+const UNSUPPORTED_QUEUE_ARGS: [&str; 9] = [
     "x-message-ttl",
     "x-expires",
     "x-max-length",
@@ -22,7 +22,6 @@ const UNSUPPORTED_QUEUE_ARGS: [&str; 10] = [
     "x-dead-letter-exchange",
     "x-dead-letter-routing-key",
     "x-max-priority",
-    "x-single-active-consumer",
     "x-queue-master-locator",
 ];
 
@@ -243,6 +242,10 @@ pub fn declare_queue(
     }
     if decl.passive {
         return Err(AmqpError::not_found(describe("queue", &name, vhost)));
+    }
+    if let Err((k, e)) = crate::queue::check_single_active_consumer_arg(&decl.arguments) {
+        let text = format!("invalid arg '{k}' for queue '{name}' in vhost '{vhost}': {e}");
+        return Err(AmqpError::precondition(text));
     }
     check_queue_arguments(&decl.arguments)?;
     Ok(QueueDeclared::Create(QueueMeta {

@@ -8,7 +8,7 @@ use crate::codec::*;
 use crate::connection::handle::{ConsumerInfo, UnackedTag};
 use crate::error::AmqpError;
 use crate::ids::{ConsumerId, QueueRef};
-use crate::queue::{ConsumerSpec, Settle};
+use crate::queue::{check_consume_arguments, ConsumerSpec, Settle};
 use crate::shard::{CancelConsumer, Consume, GetMessage};
 use crate::topology::random_name;
 
@@ -64,6 +64,12 @@ impl Conn {
                     reply_code::NOT_ALLOWED,
                     format!("attempt to reuse consumer tag '{tag}'"),
                 ));
+            }
+            if let Err((arg, e)) = check_consume_arguments(&m.arguments) {
+                return Err(AmqpError::precondition(format!(
+                    "invalid arg '{arg}' for queue '{queue}' in vhost '{}': {e}",
+                    self.vhost
+                )));
             }
             d.consumers.insert(
                 tag.clone(),

@@ -22,6 +22,7 @@ use crate::mgmt::definitions_json::{json_to_table, table_to_json};
 use crate::mgmt::listings::{all_connections, connection_name, host, port, queue_infos};
 use crate::mgmt::ops::{self, GetMode};
 use crate::mgmt::stats::Sampler;
+use crate::queue::ConsumerActivity;
 use crate::routing::{Binding, Destination};
 use crate::shard::{ConnInfo, QueueInfo, Shard};
 use crate::topology::{ExchangeMeta, QueueMeta};
@@ -130,6 +131,9 @@ pub fn queue_json(
         "memory": info.map_or(0, |i| i.memory),
         "exclusive_consumer_tag": info
             .and_then(|i| i.consumers.iter().find(|c| c.exclusive))
+            .map(|c| c.tag.to_string()),
+        "single_active_consumer_tag": info
+            .and_then(|i| i.consumers.iter().find(|c| c.activity == ConsumerActivity::SingleActive))
             .map(|c| c.tag.to_string()),
     });
     // Rates exist once the queue has been sampled (RabbitMQ's appear with
@@ -1104,8 +1108,8 @@ async fn consumers(
                     "exclusive": c.exclusive,
                     "prefetch_count": c.prefetch,
                     "arguments": arguments(&c.arguments),
-                    "active": true,
-                    "activity_status": "up",
+                    "active": c.activity.is_active(),
+                    "activity_status": c.activity.as_str(),
                 }));
             }
         }
