@@ -110,18 +110,32 @@ fn priority_of(args: &FieldTable) -> i64 {
     }
 }
 
-/// basic.consume's `x-priority` as RabbitMQ checks it
-/// (`check_consume_arguments`): the error is what follows "invalid arg
-/// 'x-priority' for queue '...' in vhost '...': " in its 406.
-pub fn check_consume_arguments(args: &FieldTable) -> Result<(), (&'static str, String)> {
-    match args.get("x-priority") {
-        None => Ok(()),
-        Some(FieldValue::U64(_)) => Ok(()),
-        Some(v) if v.as_i64().is_some() => Ok(()),
-        Some(v) => Err((
-            "x-priority",
-            format!("\"expected integer, got {}\"", type_name(v)),
+/// basic.consume's arguments as RabbitMQ 3.10 checks them for a classic
+/// queue (`rabbit_amqqueue:check_consume_arguments`): `x-priority` an
+/// integer, `x-cancel-on-ha-failover` a bool, then no argument of another
+/// queue type (`x-stream-offset`). The error is the text of its 406.
+pub fn check_consume_arguments(args: &FieldTable, queue: &str, vhost: &str) -> Result<(), String> {
+    let invalid = |key: &str, why: String| {
+        format!("invalid arg '{key}' for queue '{queue}' in vhost '{vhost}': {why}")
+    };
+    if let Some(v) = args.get("x-priority") {
+        if !matches!(v, FieldValue::U64(_)) && v.as_i64().is_none() {
+            let why = format!("\"expected integer, got {}\"", type_name(v));
+            return Err(invalid("x-priority", why));
+        }
+    }
+    if let Some(v) = args.get("x-cancel-on-ha-failover") {
+        if !matches!(v, FieldValue::Bool(_)) {
+            let why = format!("{{unacceptable_type,{}}}", type_name(v));
+            return Err(invalid("x-cancel-on-ha-failover", why));
+        }
+    }
+    match args.get("x-stream-offset") {
+        Some(_) => Err(format!(
+            "invalid arg 'x-stream-offset' for queue '{queue}' in vhost '{vhost}' of queue type \
+             rabbit_classic_queue"
         )),
+        None => Ok(()),
     }
 }
 
@@ -205,7 +219,7 @@ impl Consumers {
 
     /// Moves the consumer at `pos` to the back of its priority; returns
     /// its new place.
-    fn to_back(&mut self, pos: usize) -> usize {
+    fn move_to_back(&mut self, pos: usize) -> usize {
         if pos == 0 && self.list.back().map(|c| c.priority) == Some(self.list[0].priority) {
             // One priority (the usual case): a rotation.
             self.list.rotate_left(1);
@@ -312,7 +326,7 @@ impl Consumers {
             self.blocked -= 1;
             // What followed it moves up into `pos` (or it stays there,
             // unblocked now, and is passed over next).
-            self.to_back(pos);
+            self.move_to_back(pos);
         }
     }
 
@@ -335,7 +349,7 @@ impl Consumers {
             let c = &mut self.list[pos];
             if !c.blocked {
                 if c.has_capacity() {
-                    return Some(self.to_back(pos));
+                    return Some(self.move_to_back(pos));
                 }
                 c.blocked = true;
                 self.blocked += 1;
@@ -472,6 +486,15 @@ mod tests {
             .unwrap();
         assert_eq!(deliver(&mut cs), Some(2));
         assert_eq!(deliver(&mut cs), Some(2));
+    }
+
+    #[test]
+    fn consume_arguments_are_checked_as_rabbitmq_does() {
+        let check = |key: &str, v: FieldValue| {
+            let mut t = FieldTable::new();
+            t.insert(key, v);
+            check_consume_arguments(&t, "q", "/")
+        };
         for ok in [
             FieldValue::I8(-1),
             FieldValue::U8(1),
@@ -482,30 +505,44 @@ mod tests {
             FieldValue::I64(i64::MIN),
             FieldValue::U64(u64::MAX),
         ] {
-            let mut t = FieldTable::new();
-            t.insert("x-priority", ok);
-            assert!(check_consume_arguments(&t).is_ok());
+            assert_eq!(check("x-priority", ok), Ok(()));
         }
-        for (bad, text) in [
-            (
-                FieldValue::LongStr("x".into()),
-                "\"expected integer, got longstr\"",
-            ),
-            (FieldValue::Bool(true), "\"expected integer, got bool\""),
-            (FieldValue::F64(1.5), "\"expected integer, got double\""),
-            (
-                FieldValue::Timestamp(1),
-                "\"expected integer, got timestamp\"",
-            ),
+        for (bad, ty) in [
+            (FieldValue::LongStr("x".into()), "longstr"),
+            (FieldValue::Bool(true), "bool"),
+            (FieldValue::F64(1.5), "double"),
+            (FieldValue::Timestamp(1), "timestamp"),
         ] {
-            let mut t = FieldTable::new();
-            t.insert("x-priority", bad);
-            assert_eq!(
-                check_consume_arguments(&t),
-                Err(("x-priority", text.to_string()))
+            let want = format!(
+                "invalid arg 'x-priority' for queue 'q' in vhost '/': \"expected integer, got {ty}\""
             );
+            assert_eq!(check("x-priority", bad), Err(want));
         }
-        assert!(check_consume_arguments(&FieldTable::new()).is_ok());
+        assert_eq!(
+            check("x-cancel-on-ha-failover", FieldValue::Bool(true)),
+            Ok(())
+        );
+        assert_eq!(
+            check("x-cancel-on-ha-failover", FieldValue::LongStr("x".into())),
+            Err(
+                "invalid arg 'x-cancel-on-ha-failover' for queue 'q' in vhost '/': \
+                 {unacceptable_type,longstr}"
+                    .into()
+            )
+        );
+        assert_eq!(
+            check("x-stream-offset", FieldValue::LongStr("first".into())),
+            Err(
+                "invalid arg 'x-stream-offset' for queue 'q' in vhost '/' of queue type \
+                 rabbit_classic_queue"
+                    .into()
+            )
+        );
+        assert_eq!(check("x-other", FieldValue::I32(1)), Ok(()));
+        assert_eq!(
+            check_consume_arguments(&FieldTable::new(), "q", "/"),
+            Ok(())
+        );
     }
 
     fn sac() -> Consumers {

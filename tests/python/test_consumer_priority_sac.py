@@ -113,6 +113,31 @@ def test_x_priority_must_be_an_integer(broker, cleanup, value, type_name):
         conn.close()
 
 
+@pytest.mark.parametrize("args,reason", [
+    ({"x-cancel-on-ha-failover": "yes"},
+     "invalid arg 'x-cancel-on-ha-failover' for queue '{q}' in vhost '{v}': "
+     "{{unacceptable_type,longstr}}"),
+    ({"x-stream-offset": "first"},
+     "invalid arg 'x-stream-offset' for queue '{q}' in vhost '{v}' of queue type "
+     "rabbit_classic_queue"),
+])
+def test_other_consume_arguments_checked(broker, cleanup, args, reason):
+    name = cleanup.queue(nm("cp"))
+    conn = broker.connect()
+    try:
+        ch = conn.channel()
+        ch.queue_declare(name)
+        with pytest.raises(pex.ChannelClosedByBroker) as ei:
+            ch.basic_consume(name, lambda *a: None, arguments=args)
+        assert close_reason(ei.value) == (
+            406, "PRECONDITION_FAILED - " + reason.format(q=name, v=broker.vhost))
+        ch = conn.channel()
+        ch.basic_consume(name, lambda *a: None,
+                         arguments={"x-cancel-on-ha-failover": True, "x-other": 1})
+    finally:
+        conn.close()
+
+
 @pytest.mark.parametrize("value", [-3, 0, 7, 2 ** 40])
 def test_x_priority_any_integer_is_accepted(broker, cleanup, value):
     name = cleanup.queue(nm("cp"))

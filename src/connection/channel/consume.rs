@@ -65,12 +65,8 @@ impl Conn {
                     format!("attempt to reuse consumer tag '{tag}'"),
                 ));
             }
-            if let Err((arg, e)) = check_consume_arguments(&m.arguments) {
-                return Err(AmqpError::precondition(format!(
-                    "invalid arg '{arg}' for queue '{queue}' in vhost '{}': {e}",
-                    self.vhost
-                )));
-            }
+            check_consume_arguments(&m.arguments, &queue, &self.vhost)
+                .map_err(AmqpError::precondition)?;
             d.consumers.insert(
                 tag.clone(),
                 ConsumerInfo {
