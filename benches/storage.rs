@@ -28,6 +28,8 @@ fn message(size: usize) -> MessageData {
         raw_properties: Bytes::from_static(&[0x10, 0x00, 0x02]),
         body: Bytes::from(vec![0x5a; size]),
         persistent: true,
+        expiration_ms: None,
+        priority: 0,
     }
 }
 

@@ -384,8 +384,8 @@ pub(super) async fn list_consumers(shard: &Rc<Shard>, ctx: &Context, req: &Reque
                         "consumer_tag" => json!(c.tag.to_string()),
                         "ack_required" => json!(c.ack_required),
                         "prefetch_count" => json!(c.prefetch),
-                        "active" => json!(true),
-                        "activity_status" => json!("up"),
+                        "active" => json!(c.activity.is_active()),
+                        "activity_status" => json!(c.activity.as_str()),
                         _ => table_triples(&c.arguments),
                     })
                     .collect(),

@@ -29,6 +29,7 @@ use crate::codec::ShortStr;
 use crate::ids::{ChannelRef, ConsumerId, Loc, MsgId};
 use crate::metrics::QueueCounters;
 use consumers::Consumers;
+pub use consumers::{check_consume_arguments, ConsumerActivity};
 use paged::PagedList;
 
 /// Most deliveries a consumer may have on their way to its socket (delivered
@@ -360,9 +361,26 @@ impl Queue {
         self.unacked.len() as u32
     }
 
-    /// The consumers, in round-robin order.
+    /// The consumers, highest priority first, each priority in
+    /// round-robin order.
     pub fn consumers(&self) -> impl Iterator<Item = &ConsumerSpec> {
         self.consumers.specs()
+    }
+
+    /// `x-single-active-consumer`: only one consumer gets messages, the
+    /// next one in priority order once it goes. Set as the queue is made.
+    pub fn set_single_active_consumer(&mut self, on: bool) {
+        self.consumers.set_single_active(on);
+    }
+
+    /// The single active consumer (none without single active consumer).
+    pub fn single_active_consumer(&self) -> Option<&ConsumerSpec> {
+        self.consumers.single_active()
+    }
+
+    /// Whether consumer `id` gets messages, for listings.
+    pub fn consumer_activity(&self, id: ConsumerId) -> ConsumerActivity {
+        self.consumers.activity(id)
     }
 
     /// Body bytes of the ready messages held in memory (RabbitMQ's
@@ -766,14 +784,18 @@ impl Queue {
         }
     }
 
-    /// Adds a consumer, last in the round-robin. Fails if an exclusive consumer
-    /// holds the queue, or if this one is exclusive and others consume.
+    /// Adds a consumer, last of its priority (`x-priority`) in the
+    /// round-robin. Fails if an exclusive consumer holds the queue, if this
+    /// one is exclusive and others consume, or if it is exclusive and the
+    /// queue has single active consumer.
     pub fn add_consumer(&mut self, spec: ConsumerSpec) -> Result<(), ConsumeError> {
         self.consumers.add(spec)
     }
 
     /// Removes a consumer. Its unacked messages stay unacked on its channel
-    /// (AMQP: cancelling does not requeue).
+    /// (AMQP: cancelling does not requeue). A single active consumer hands
+    /// over to the next, who gets messages from the next dispatch on (the
+    /// caller does not dispatch, as RabbitMQ does not on a cancel).
     pub fn remove_consumer(&mut self, id: ConsumerId) -> Option<ConsumerSpec> {
         self.consumers.remove(id)
     }
@@ -982,6 +1004,8 @@ mod tests {
             raw_properties: Bytes::from_static(&[0, 0]),
             body: Bytes::from_static(body.as_bytes()),
             persistent: false,
+            expiration_ms: None,
+            priority: 0,
         })
     }
 
@@ -1014,12 +1038,12 @@ mod tests {
     fn round_robin_respects_prefetch() {
         let mut q = Queue::new();
         for b in ["a", "b", "c", "d"] {
-            q.publish(msg(b), None);
+            q.publish(msg(b), None, 0);
         }
         q.add_consumer(consumer(1, 1, 1, false)).unwrap();
         q.add_consumer(consumer(2, 1, 1, false)).unwrap();
         let mut out = Vec::new();
-        q.dispatch(&mut out);
+        q.dispatch(&mut out, None);
         assert_eq!(bodies(&out), vec![&b"a"[..], b"b"]);
         assert_eq!(out[0].consumer, ConsumerId(1));
         assert_eq!(out[1].consumer, ConsumerId(2));
@@ -1027,7 +1051,7 @@ mod tests {
         // Acking consumer 2's message frees only consumer 2.
         q.settle(&[out[1].msg_id], Settle::Ack);
         let mut more = Vec::new();
-        q.dispatch(&mut more);
+        q.dispatch(&mut more, None);
         assert_eq!(bodies(&more), vec![&b"c"[..]]);
         assert_eq!(more[0].consumer, ConsumerId(2));
     }
@@ -1037,12 +1061,12 @@ mod tests {
         let mut q = Queue::new();
         let holder = ch(1);
         for b in ["a", "b", "c"] {
-            q.publish(msg(b), None);
+            q.publish(msg(b), None, 0);
         }
-        let a = q.get(holder, false).unwrap();
-        let b = q.get(holder, false).unwrap();
+        let a = q.get(holder, false, None).unwrap();
+        let b = q.get(holder, false, None).unwrap();
         q.settle(&[b.msg_id, a.msg_id], Settle::Requeue);
-        let order: Vec<_> = std::iter::from_fn(|| q.get(holder, true))
+        let order: Vec<_> = std::iter::from_fn(|| q.get(holder, true, None))
             .map(|g| (g.msg.body.clone(), g.redelivered))
             .collect();
         assert_eq!(
@@ -1058,32 +1082,32 @@ mod tests {
     #[test]
     fn closing_a_channel_requeues_and_removes_consumers() {
         let mut q = Queue::new();
-        q.publish(msg("a"), None);
+        q.publish(msg("a"), None, 0);
         q.add_consumer(consumer(1, 1, 0, false)).unwrap();
         let mut out = Vec::new();
-        q.dispatch(&mut out);
+        q.dispatch(&mut out, None);
         assert_eq!(q.message_count(), 0);
         let removed = q.release_channel(ch(1));
         assert_eq!(removed.len(), 1);
         assert_eq!(q.consumer_count(), 0);
         assert_eq!(q.message_count(), 1);
-        assert!(q.get(ch(2), true).unwrap().redelivered);
+        assert!(q.get(ch(2), true, None).unwrap().redelivered);
     }
 
     #[test]
     fn no_ack_consumers_are_bounded_by_transport_credit() {
         let mut q = Queue::new();
         for _ in 0..TRANSPORT_WINDOW + 10 {
-            q.publish(msg("x"), None);
+            q.publish(msg("x"), None, 0);
         }
         q.add_consumer(consumer(1, 1, 0, true)).unwrap();
         let mut out = Vec::new();
-        q.dispatch(&mut out);
+        q.dispatch(&mut out, None);
         assert_eq!(out.len() as u32, TRANSPORT_WINDOW);
         assert_eq!(q.unacked_count(), 0);
         q.credit(ConsumerId(1), 5);
         out.clear();
-        q.dispatch(&mut out);
+        q.dispatch(&mut out, None);
         assert_eq!(out.len(), 5);
     }
 
@@ -1108,9 +1132,9 @@ mod tests {
     #[test]
     fn purge_keeps_unacked() {
         let mut q = Queue::new();
-        q.publish(msg("a"), None);
-        q.publish(msg("b"), None);
-        let a = q.get(ch(1), false).unwrap();
+        q.publish(msg("a"), None, 0);
+        q.publish(msg("b"), None, 0);
+        let a = q.get(ch(1), false, None).unwrap();
         assert_eq!(q.purge(), 1);
         q.settle(&[a.msg_id], Settle::Requeue);
         assert_eq!(q.message_count(), 1);

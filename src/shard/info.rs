@@ -106,6 +106,9 @@ pub struct ConsumerInfo {
     pub prefetch: u32,
     /// basic.consume's arguments.
     pub arguments: FieldTable,
+    /// Gets messages, or waits to be the single active consumer
+    /// (RabbitMQ's `active` and `activity_status`).
+    pub activity: crate::queue::ConsumerActivity,
 }
 
 /// One owned queue's figures.
@@ -251,6 +254,7 @@ impl Call for ListQueues {
                         exclusive: c.exclusive,
                         prefetch: c.prefetch,
                         arguments: c.arguments.clone(),
+                        activity: oq.queue.consumer_activity(c.id),
                     })
                     .collect(),
             })
@@ -469,6 +473,8 @@ mod tests {
                             raw_properties: Default::default(),
                             body: bytes::Bytes::from_static(b"m"),
                             persistent: false,
+                            expiration_ms: None,
+                            priority: 0,
                         });
                         shard.publish("/", "", key, None, &msg, from);
                     }

@@ -107,8 +107,11 @@ sync_call!(Consume => (), |op, shard| shard.on_queue(op.queue, |shard, oq| {
 sync_call!(CancelConsumer => (), |op, shard| {
     let found = shard.on_queue(op.queue, |shard, oq| {
         oq.queue.remove_consumer(op.consumer);
+        // Its expiry may start now. No dispatch: a single active consumer's
+        // successor gets messages at the next event, as in RabbitMQ (a
+        // closing channel's requeued messages first).
         oq.used();
-        oq.touch(&shard.dirty);
+        shard.rearm(oq);
         Ok(())
     });
     if found.is_ok() {
@@ -214,10 +217,13 @@ impl Shard {
                 let oq = queues.entry(meta.id).or_insert_with(|| {
                     self.metrics.queues_created.inc();
                     let config = self.queue_config(vhost, meta);
+                    let sac = config.single_active_consumer;
+                    let mut queue = Queue::with_config(config);
+                    queue.set_single_active_consumer(sac);
                     OwnedQueue {
                         meta: meta.clone(),
                         vhost: vhost.clone(),
-                        queue: Queue::with_config(config),
+                        queue,
                         had_consumer: false,
                         logged: meta.durable && meta.exclusive.is_none(),
                         dirty: false,

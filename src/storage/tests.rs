@@ -96,6 +96,8 @@ impl Harness {
                     raw_properties: Bytes::from_static(&[0x10, 0, 2]),
                     body: body(queue.0, id, size),
                     persistent: true,
+                    expiration_ms: None,
+                    priority: 0,
                 };
                 let loc = self.log.append_publish(queue, id, false, &msg).unwrap();
                 self.locs.insert((queue, id), loc);

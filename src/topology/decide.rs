@@ -602,20 +602,24 @@ mod tests {
     }
 
     #[test]
-    fn reserved_names_and_unsupported_arguments_are_refused() {
+    fn reserved_names_bad_arguments_and_streams_are_refused() {
         let topo = Topology::new();
         let v = ShortStr::from_static("/");
         let err = declare_queue(&topo, &v, decl("amq.mine", false, conn(1)), QueueId(1), 1);
         assert_eq!(err.unwrap_err().code, 403);
         let mut ttl = decl("t", false, conn(1));
         ttl.arguments
-            .insert("x-message-ttl", crate::codec::FieldValue::I32(1000));
+            .insert("x-message-ttl", crate::codec::FieldValue::I32(-1));
+        let err = declare_queue(&topo, &v, ttl, QueueId(1), 1).unwrap_err();
+        assert_eq!(err.code, 406);
         assert_eq!(
-            declare_queue(&topo, &v, ttl, QueueId(1), 1)
-                .unwrap_err()
-                .code,
-            540
+            err.text,
+            "PRECONDITION_FAILED - invalid arg 'x-message-ttl' for queue 't' in vhost '/': {value_negative,-1}"
         );
+        let mut stream = decl("s", false, conn(1));
+        stream.arguments.insert("x-queue-type", "stream".into());
+        let err = declare_queue(&topo, &v, stream, QueueId(1), 1).unwrap_err();
+        assert_eq!(err.code, 540);
         let err = delete_exchange(&topo, &v, &ShortStr::from_static("amq.direct"), false);
         assert_eq!(err.unwrap_err().code, 403);
         assert!(matches!(

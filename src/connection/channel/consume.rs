@@ -8,7 +8,7 @@ use crate::codec::*;
 use crate::connection::handle::{ConsumerInfo, UnackedTag};
 use crate::error::AmqpError;
 use crate::ids::{ConsumerId, QueueRef};
-use crate::queue::{ConsumerSpec, Settle};
+use crate::queue::{check_consume_arguments, ConsumerSpec, Settle};
 use crate::shard::{CancelConsumer, Consume, GetMessage};
 use crate::topology::random_name;
 
@@ -68,6 +68,8 @@ impl Conn {
                     format!("attempt to reuse consumer tag '{tag}'"),
                 ));
             }
+            check_consume_arguments(&m.arguments, &queue, &self.vhost)
+                .map_err(AmqpError::precondition)?;
             d.consumers.insert(
                 tag.clone(),
                 ConsumerInfo {

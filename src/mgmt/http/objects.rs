@@ -24,6 +24,7 @@ use crate::mgmt::listings::{
 };
 use crate::mgmt::ops::{self, GetMode};
 use crate::mgmt::stats::Sampler;
+use crate::queue::ConsumerActivity;
 use crate::routing::{Binding, Destination};
 use crate::shard::{ConnInfo, QueueInfo, Shard};
 use crate::topology::policy::PolicyTarget;
@@ -136,6 +137,9 @@ pub fn queue_json(
         "memory": info.map_or(0, |i| i.memory),
         "exclusive_consumer_tag": info
             .and_then(|i| i.consumers.iter().find(|c| c.exclusive))
+            .map(|c| c.tag.to_string()),
+        "single_active_consumer_tag": info
+            .and_then(|i| i.consumers.iter().find(|c| c.activity == ConsumerActivity::SingleActive))
             .map(|c| c.tag.to_string()),
     });
     // Rates exist once the queue has been sampled (RabbitMQ's appear with
@@ -1114,8 +1118,8 @@ async fn consumers(
                     "exclusive": c.exclusive,
                     "prefetch_count": c.prefetch,
                     "arguments": arguments(&c.arguments),
-                    "active": true,
-                    "activity_status": "up",
+                    "active": c.activity.is_active(),
+                    "activity_status": c.activity.as_str(),
                 }));
             }
         }
