@@ -127,23 +127,11 @@ def test_file_sets_listener_defaults_and_data_dir(workdir):
     assert p.wait(timeout=15) == 0
 
 
-def supported_part_of_fixture():
-    """The RabbitMQ export without its queue with x-max-length/x-overflow,
-    which Warren refuses (540) until it implements them: load_definitions
-    stops the start on any failure, as RabbitMQ's does."""
-    with open(FIXTURE) as f:
-        d = json.load(f)
-    d = copy.deepcopy(d)
-    d["queues"] = [q for q in d["queues"] if not q["arguments"]]
-    return d
-
-
 def test_load_definitions_at_boot_imports_a_rabbitmq_export(workdir):
     d, _ = workdir
     port = free_port()
     defs = os.path.join(d, "defs.json")
-    with open(defs, "w") as f:
-        json.dump(supported_part_of_fixture(), f)
+    shutil.copy(FIXTURE, defs)
     p, _ = start(workdir, (
         "listeners.tcp.default = 127.0.0.1:%d\nwarren.data_dir = %s\nwarren.shards = 1\n"
         "load_definitions = %s\n") % (port, os.path.join(d, "data"), defs))
@@ -154,6 +142,10 @@ def test_load_definitions_at_boot_imports_a_rabbitmq_export(workdir):
     ch.confirm_delivery()
     ch.basic_publish("defs_fixture_x", "a.b", b"routed by the imported binding")
     assert ch.basic_get("defs_fixture_q", auto_ack=True)[2] == b"routed by the imported binding"
+    # The queue with a length limit is there with its arguments (a
+    # redeclaration with others would be refused).
+    ch.queue_declare("defs_fixture_q_args", durable=True,
+                     arguments={"x-max-length": 10, "x-overflow": "reject-publish"})
     c.close()
     with pytest.raises(pika.exceptions.ProbableAuthenticationError):
         login(port, FIXTURE_USER, "wrong", vhost=FIXTURE_VHOST)
@@ -169,16 +161,18 @@ def test_load_definitions_failure_stops_the_start(workdir):
 
 
 def test_import_rabbitmq_export_with_ctl(broker, ctl):
-    """The real 3.10.8 export: everything imports but the queue whose
-    arguments Warren refuses, which is reported (exit 65); the exported
-    user logs in with its old password."""
+    """The real 3.10.8 export imports whole: queues with their arguments,
+    the policy; the exported user logs in with its old password."""
     r = ctl("import_definitions", os.path.abspath(FIXTURE), check=False)
     try:
-        assert r.returncode == 65, (r.stdout, r.stderr)
-        assert "defs_fixture_q_args" in r.stderr and "x-max-length" in r.stderr, r.stderr
+        assert r.returncode == 0, (r.stdout, r.stderr)
         c = login(broker.port, FIXTURE_USER, FIXTURE_PASS, vhost=FIXTURE_VHOST)
         ch = c.channel()
         ch.queue_declare("defs_fixture_q", passive=True)
+        ch.queue_declare("defs_fixture_q_args", durable=True,
+                         arguments={"x-max-length": 10, "x-overflow": "reject-publish"})
+        policies = ctl("list_policies", "-p", FIXTURE_VHOST, "-s").stdout
+        assert "defs_fixture_policy\t^defs_fixture_\tqueues" in policies, policies
         c.close()
         users = ctl("list_users", "-s").stdout
         assert "%s\t[administrator]" % FIXTURE_USER in users, users
