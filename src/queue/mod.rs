@@ -240,7 +240,7 @@ impl Lane {
     /// Puts a message back in id order: the back of `ready` when it is
     /// the newest, else among the returned.
     fn insert(&mut self, r: Ready) {
-        if self.ready.back().map_or(true, |b| b.id < r.id) {
+        if self.ready.back().is_none_or(|b| b.id < r.id) {
             self.ready.push_back(r);
         } else {
             self.returned.insert(r.id, r);

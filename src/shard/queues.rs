@@ -145,7 +145,7 @@ sync_call!(DeleteOwned => u32, |op, shard| {
             )));
         }
         let now = crate::runtime::monotonic_ms();
-        if op.only_if_expired && !oq.expiry_deadline().is_some_and(|d| d <= now) {
+        if op.only_if_expired && oq.expiry_deadline().is_none_or(|d| d > now) {
             return Err(AmqpError::precondition(format!(
                 "queue '{name}' in vhost '{vhost}' in use"
             )));
