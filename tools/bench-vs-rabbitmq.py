@@ -79,6 +79,13 @@ SCENARIOS = [
     dict(id="S7b", kind="throughput",
          title="as S1 with 64 KiB bodies",
          args=["--producers", "1", "--consumers", "1", "--size", "65536"]),
+    dict(id="S12", kind="throughput",
+         title="as S2 into a queue with x-message-ttl 5 s, x-max-length 10,000 (drop-head) and "
+               "a dead-letter queue for what the limit drops",
+         args=["--producers", "1", "--consumers", "1", "--size", "16", "--confirm", "1000",
+               "--multi-ack-every", "100", "--prefetch", "1000",
+               "--queue-arg", "x-message-ttl=5000", "--queue-arg", "x-max-length=10000",
+               "--dead-letter-queue", "bench-S12-dead"]),
     dict(id="S8", kind="idle",
          title="10,000 idle connections, one channel each: broker RSS per connection",
          args=["--connections", "10000"]),
@@ -94,6 +101,7 @@ SCENARIOS = [
 SHORT = {"S1": "S1 1->1", "S2": "S2 confirms+acks", "S3": "S3 persistent", "S4": "S4 fanout x10",
          "S5a": "S5 topic 10 bind.", "S5b": "S5 topic 10k bind.", "S6": "S6 4p/4q/4c",
          "S7a": "S7 1 KiB", "S7b": "S7 64 KiB", "S8": "S8 idle conn.",
+         "S12": "S12 TTL+limit+DLX",
          "S9a": "S9 10k/s", "S9b": "S9 30k/s"}
 
 BROKERS = ["warren", "rabbitmq"]

@@ -135,6 +135,16 @@ pub struct RunArgs {
     /// Message body size in bytes (the first 8 carry the send timestamp).
     #[arg(long, default_value_t = 16)]
     pub size: usize,
+    /// A queue argument for the declared queues, `KEY=VALUE` (an integer
+    /// when VALUE parses as one, else a string); repeatable, e.g.
+    /// `--queue-arg x-message-ttl=5000`.
+    #[arg(long = "queue-arg", value_name = "KEY=VALUE")]
+    pub queue_args: Vec<String>,
+    /// Also declare this queue, as the dead-letter queue of the others
+    /// (they get `x-dead-letter-exchange: ""` and this routing key); it
+    /// is limited to 100,000 messages so a long run stays bounded.
+    #[arg(long)]
+    pub dead_letter_queue: Option<String>,
     /// Persistent messages (delivery_mode 2) and durable queues/exchange.
     #[arg(long)]
     pub persistent: bool,

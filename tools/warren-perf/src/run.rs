@@ -129,16 +129,36 @@ fn setup(admin: &mut Conn, args: &RunArgs) -> Result<()> {
         )?;
     }
     let queues: Vec<String> = (0..args.queues).map(|i| queue_name(args, i)).collect();
-    let declares = queues
-        .iter()
-        .map(|q| {
-            Method::QueueDeclare(QueueDeclare {
-                queue: q.as_str().into(),
-                durable: args.persistent,
-                ..Default::default()
-            })
+    let mut arguments = FieldTable::default();
+    for kv in &args.queue_args {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        let value = match v.parse::<i64>() {
+            Ok(n) => FieldValue::I64(n),
+            Err(_) => FieldValue::from(v),
+        };
+        arguments.insert(k, value);
+    }
+    let mut declares: Vec<Method> = Vec::new();
+    if let Some(dlq) = &args.dead_letter_queue {
+        arguments.insert("x-dead-letter-exchange", FieldValue::from(""));
+        arguments.insert("x-dead-letter-routing-key", FieldValue::from(dlq.as_str()));
+        let mut limit = FieldTable::default();
+        limit.insert("x-max-length", FieldValue::I64(100_000));
+        declares.push(Method::QueueDeclare(QueueDeclare {
+            queue: dlq.as_str().into(),
+            durable: args.persistent,
+            arguments: limit,
+            ..Default::default()
+        }));
+    }
+    declares.extend(queues.iter().map(|q| {
+        Method::QueueDeclare(QueueDeclare {
+            queue: q.as_str().into(),
+            durable: args.persistent,
+            arguments: arguments.clone(),
+            ..Default::default()
         })
-        .collect();
+    }));
     pipelined(
         admin,
         declares,
@@ -184,9 +204,11 @@ fn setup(admin: &mut Conn, args: &RunArgs) -> Result<()> {
 
 fn cleanup(admin: &mut Conn, args: &RunArgs) -> Result<()> {
     let deletes = (0..args.queues)
-        .map(|i| {
+        .map(|i| queue_name(args, i))
+        .chain(args.dead_letter_queue.clone())
+        .map(|queue| {
             Method::QueueDelete(QueueDelete {
-                queue: queue_name(args, i).into(),
+                queue: queue.into(),
                 ..Default::default()
             })
         })
