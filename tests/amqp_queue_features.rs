@@ -59,16 +59,14 @@ async fn rejected_and_expired_messages_are_dead_lettered() {
     declare_queue(&ch, &dead).await;
     bind(&ch, &dead, &dlx, "").await;
     let q = unique("qf-src");
-    declare_with(
-        &ch,
-        &q,
-        table(&[("x-dead-letter-exchange", lstr(&dlx))]),
-    )
-    .await;
+    declare_with(&ch, &q, table(&[("x-dead-letter-exchange", lstr(&dlx))])).await;
     publish_confirmed(&ch, "", &q, b"bad").await;
     let m = get_within(&ch, &q).await;
-    w!(ch.basic_reject(m.delivery.delivery_tag, BasicRejectOptions { requeue: false }))
-        .expect("reject");
+    w!(ch.basic_reject(
+        m.delivery.delivery_tag,
+        BasicRejectOptions { requeue: false }
+    ))
+    .expect("reject");
     let d = get_within(&ch, &dead).await;
     assert_eq!(&d.delivery.data[..], b"bad");
     let deaths = x_death(&d);
@@ -95,13 +93,23 @@ async fn length_limit_and_priorities() {
     let ch = channel(&conn).await;
     confirm(&ch).await;
     let limited = unique("qf-limited");
-    declare_with(&ch, &limited, table(&[("x-max-length", AMQPValue::LongInt(2))])).await;
+    declare_with(
+        &ch,
+        &limited,
+        table(&[("x-max-length", AMQPValue::LongInt(2))]),
+    )
+    .await;
     for b in ["1", "2", "3"] {
         publish_confirmed(&ch, "", &limited, b.as_bytes()).await;
     }
     assert_eq!(drain(&ch, &limited).await, vec!["2", "3"]);
     let prio = unique("qf-prio");
-    declare_with(&ch, &prio, table(&[("x-max-priority", AMQPValue::ShortShortUInt(3))])).await;
+    declare_with(
+        &ch,
+        &prio,
+        table(&[("x-max-priority", AMQPValue::ShortShortUInt(3))]),
+    )
+    .await;
     for (b, p) in [("low", 0u8), ("high", 3), ("mid", 2), ("high2", 7)] {
         let props = BasicProperties::default().with_priority(p);
         publish_confirmed_props(&ch, "", &prio, b.as_bytes(), props).await;

@@ -228,6 +228,7 @@ impl Lane {
         }
     }
 
+    #[inline]
     fn pop(&mut self) -> Option<Ready> {
         let returned_first = self.returned.keys().next().copied();
         match (returned_first, self.ready.front()) {
@@ -239,6 +240,7 @@ impl Lane {
 
     /// Puts a message back in id order: the back of `ready` when it is
     /// the newest, else among the returned.
+    #[inline]
     fn insert(&mut self, r: Ready) {
         if self.ready.back().is_none_or(|b| b.id < r.id) {
             self.ready.push_back(r);
@@ -509,6 +511,7 @@ impl Queue {
         id
     }
 
+    #[inline]
     fn push_ready(&mut self, lane: usize, r: Ready) {
         self.mem_count += 1;
         self.mem_bytes += r.msg.body_size();
@@ -516,8 +519,12 @@ impl Queue {
     }
 
     /// Takes the next message in memory, highest priority first.
+    #[inline]
     fn pop_ready(&mut self) -> Option<Ready> {
-        let r = self.lanes.iter_mut().rev().find_map(Lane::pop)?;
+        let r = match self.lanes.as_mut_slice() {
+            [one] => one.pop(),
+            lanes => lanes.iter_mut().rev().find_map(Lane::pop),
+        }?;
         self.mem_count -= 1;
         self.mem_bytes -= r.msg.body_size();
         Some(r)
@@ -525,6 +532,7 @@ impl Queue {
 
     /// Takes the next message that has not expired; expired ones on the
     /// way go (dead-lettered when the queue has a dead-letter exchange).
+    #[inline]
     fn pop_live(&mut self, now: Option<u64>) -> Option<Ready> {
         loop {
             let r = self.pop_ready()?;
@@ -776,12 +784,10 @@ impl Queue {
 
     /// A quorum queue tells a consumer how often a message came back
     /// (`x-delivery-count`, 0 on the first delivery, as RabbitMQ 3.10).
-    fn outgoing(&self, r: &Ready) -> Message {
-        if self.config.kind == QueueKind::Quorum {
-            dead_letter::with_delivery_count(&r.msg, r.returns)
-        } else {
-            r.msg.clone()
-        }
+    #[inline]
+    fn outgoing(&self, msg: &Message, returns: u32) -> Option<Message> {
+        (self.config.kind == QueueKind::Quorum)
+            .then(|| dead_letter::with_delivery_count(msg, returns))
     }
 
     /// Adds a consumer, last of its priority (`x-priority`) in the
@@ -825,12 +831,17 @@ impl Queue {
                 self.counters.deliver += 1;
             }
             self.counters.redeliver += ready.redelivered as u64;
-            let msg = self.outgoing(&ready);
+            let rewritten = self.outgoing(&ready.msg, ready.returns);
             let c = self.consumers.at(idx);
             c.unsent += 1;
             let (consumer, channel, tag) = (c.spec.id, c.spec.channel, c.spec.tag.clone());
-            if !no_ack {
+            // The queue's own reference goes to the consumer when nothing
+            // stays unacked (no second reference count change).
+            let msg = if no_ack {
+                rewritten.unwrap_or(ready.msg)
+            } else {
                 c.unacked += 1;
+                let msg = rewritten.unwrap_or_else(|| ready.msg.clone());
                 self.unacked.insert(
                     ready.id,
                     Unacked {
@@ -842,7 +853,8 @@ impl Queue {
                         returns: ready.returns,
                     },
                 );
-            }
+                msg
+            };
             out.push(Delivery {
                 consumer,
                 channel,
@@ -880,7 +892,9 @@ impl Queue {
             self.counters.get += 1;
         }
         self.counters.redeliver += ready.redelivered as u64;
-        let msg = self.outgoing(&ready);
+        let msg = self
+            .outgoing(&ready.msg, ready.returns)
+            .unwrap_or_else(|| ready.msg.clone());
         if !no_ack {
             self.unacked.insert(
                 ready.id,

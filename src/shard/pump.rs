@@ -281,11 +281,14 @@ impl Shard {
                     }
                 }
             }
+            // Dead letters routed here dirty their (local) queues: one
+            // more round dispatches them.
+            let routed_dead = !dead.is_empty();
             for batch in dead.drain(..) {
                 self.route_dead_letters(batch);
             }
             let deliveries = std::mem::take(&mut *self.deliveries.borrow_mut());
-            if deliveries.is_empty() && self.dirty.borrow().is_empty() {
+            if deliveries.is_empty() && !routed_dead {
                 break;
             }
             for d in deliveries {

@@ -5,6 +5,7 @@ use futures_lite::future::BoxedLocal;
 use std::rc::Rc;
 
 use super::{Call, OwnedQueue, Shard, ShardMsg};
+use crate::codec::ShortStr;
 use crate::error::{AmqpError, AmqpResult};
 use crate::ids::{ChannelRef, ConsumerId, QueueId};
 use crate::queue::{ConsumerSpec, GetResult, Queue};
@@ -282,17 +283,23 @@ impl Shard {
             .get(&id)
             .map(|oq| (oq.vhost.clone(), oq.meta.name.clone()));
         if let Some((vhost, name)) = target {
-            let this = self.clone();
-            crate::runtime::spawn(async move {
-                let op = super::AutoDeleteQueue {
-                    vhost,
-                    name,
-                    id,
-                    expired: true,
-                };
-                let _ = this.leader(op).await;
-            });
+            self.ask_to_delete(vhost, name, id, true);
         }
+    }
+
+    /// Asks the leader to delete owned queue `id` (auto-delete, or expired);
+    /// the owner checks the condition again when the leader asks.
+    fn ask_to_delete(self: &Rc<Self>, vhost: ShortStr, name: ShortStr, id: QueueId, expired: bool) {
+        let this = self.clone();
+        crate::runtime::spawn(async move {
+            let op = super::AutoDeleteQueue {
+                vhost,
+                name,
+                id,
+                expired,
+            };
+            let _ = this.leader(op).await;
+        });
     }
 
     /// An auto-delete queue that lost its last consumer asks the leader to
@@ -310,16 +317,7 @@ impl Shard {
             }
         };
         if let Some((vhost, name)) = target {
-            let this = self.clone();
-            crate::runtime::spawn(async move {
-                let op = super::AutoDeleteQueue {
-                    vhost,
-                    name,
-                    id,
-                    expired: false,
-                };
-                let _ = this.leader(op).await;
-            });
+            self.ask_to_delete(vhost, name, id, false);
         }
     }
 }

@@ -44,56 +44,17 @@ pub fn check_equivalent(
     name: &str,
     vhost: &str,
 ) -> AmqpResult<()> {
-    let (cur, got) = (
-        current.get(ALTERNATE_EXCHANGE),
-        declared.get(ALTERNATE_EXCHANGE),
-    );
-    let same = match (cur, got) {
-        (None, None) => true,
-        (Some(a), Some(b)) => match (a.as_i64(), b.as_i64()) {
-            // RabbitMQ compares integers by value whatever their width.
-            (Some(x), Some(y)) => x == y,
-            _ => a == b,
-        },
-        _ => false,
-    };
-    if same {
-        return Ok(());
-    }
-    // rabbit_misc:val/1: a bare value when both are there, else the value
-    // with its type, or `none`.
-    let show = |v: Option<&FieldValue>, both: bool| match v {
-        None => "none".to_owned(),
-        Some(v) if both => format!("'{}'", value_text(v)),
-        Some(v) => format!("the value '{}' of type '{}'", value_text(v), type_name(v)),
-    };
-    let both = cur.is_some() && got.is_some();
-    Err(AmqpError::precondition(format!(
-        "inequivalent arg '{ALTERNATE_EXCHANGE}' for {}: received {} but current is {}",
-        resource(name, vhost),
-        show(got, both),
-        show(cur, both)
-    )))
+    super::args::check_equivalent(
+        ALTERNATE_EXCHANGE,
+        current,
+        declared,
+        &resource(name, vhost),
+    )
 }
 
 /// `rabbit_misc:rs/1` of an exchange.
 fn resource(name: &str, vhost: &str) -> String {
     format!("exchange '{name}' in vhost '{vhost}'")
-}
-
-fn value_text(v: &FieldValue) -> String {
-    match v {
-        FieldValue::LongStr(b) | FieldValue::ByteArray(b) => {
-            String::from_utf8_lossy(b).into_owned()
-        }
-        FieldValue::Bool(b) => b.to_string(),
-        FieldValue::F32(f) => f.to_string(),
-        FieldValue::F64(f) => f.to_string(),
-        v => match v.as_i64() {
-            Some(i) => i.to_string(),
-            None => format!("{v:?}"),
-        },
-    }
 }
 
 #[cfg(test)]

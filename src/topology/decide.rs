@@ -422,50 +422,13 @@ fn check_quorum_flags(decl: &QueueDecl, durable: bool, name: &str, vhost: &str) 
     }
 }
 
-/// RabbitMQ's text for one side of an argument comparison.
-fn arg_text(v: Option<&crate::codec::FieldValue>, bare: bool) -> String {
-    use crate::codec::FieldValue as V;
-    let value = |v: &V| match v {
-        V::LongStr(b) => String::from_utf8_lossy(b).into_owned(),
-        V::Bool(b) => b.to_string(),
-        other => other
-            .as_i64()
-            .map_or_else(|| format!("{other:?}"), |n| n.to_string()),
-    };
-    match v {
-        None => "none".to_string(),
-        Some(v) if bare => format!("'{}'", value(v)),
-        Some(v) => format!(
-            "the value '{}' of type '{}'",
-            value(v),
-            config::type_name(v)
-        ),
-    }
-}
-
 /// A redeclaration must ask for the same arguments of those the queue's
 /// type takes (integers of any width compare by value), as RabbitMQ.
 fn check_equivalent_arguments(cur: &QueueMeta, new: &FieldTable, vhost: &str) -> AmqpResult<()> {
     let kind = config::QueueConfig::from_arguments(&cur.arguments).kind;
+    let resource = format!("queue '{}' in vhost '{vhost}'", cur.name);
     for key in config::type_arguments(kind) {
-        let (old, got) = (cur.arguments.get(key), new.get(key));
-        let same = match (old, got) {
-            (None, None) => true,
-            (Some(a), Some(b)) => match (a.as_i64(), b.as_i64()) {
-                (Some(x), Some(y)) => x == y,
-                _ => a == b,
-            },
-            _ => false,
-        };
-        if !same {
-            let both = old.is_some() && got.is_some();
-            return Err(AmqpError::precondition(format!(
-                "inequivalent arg '{key}' for queue '{}' in vhost '{vhost}': received {} but current is {}",
-                cur.name,
-                arg_text(got, both),
-                arg_text(old, both)
-            )));
-        }
+        super::args::check_equivalent(key, &cur.arguments, new, &resource)?;
     }
     Ok(())
 }

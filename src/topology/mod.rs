@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod alternate;
+pub mod args;
 pub mod decide;
 pub mod policy;
 
