@@ -189,11 +189,6 @@ impl QueueConfig {
         c
     }
 
-    /// Whether anything here needs a deadline (TTL or expiry).
-    pub fn has_ttl(&self) -> bool {
-        self.message_ttl.is_some()
-    }
-
     /// Whether there is a length limit.
     pub fn is_limited(&self) -> bool {
         self.max_length.is_some() || self.max_length_bytes.is_some()

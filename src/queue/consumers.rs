@@ -313,11 +313,9 @@ impl Consumers {
         if self.blocked > 0 {
             self.unblock();
         }
-        if let [only] = self.list.as_slices().0 {
+        if self.list.len() == 1 {
             // One consumer (the usual case): no rotation to keep.
-            if self.list.len() == 1 {
-                return only.has_capacity().then_some(0);
-            }
+            return self.list[0].has_capacity().then_some(0);
         }
         let mut pos = 0;
         while pos < self.list.len() {
