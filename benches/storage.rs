@@ -36,7 +36,8 @@ fn message(size: usize) -> MessageData {
 /// Appends `batch` messages, then syncs what they touched: one group commit.
 fn append_batch(log: &mut MessageLog, msg: &MessageData, id: &mut u64, batch: usize) {
     for _ in 0..batch {
-        log.append_publish(QueueId(1), *id, false, msg).unwrap();
+        log.append_publish(QueueId(1), *id, false, None, msg)
+            .unwrap();
         *id += 1;
     }
     if let Some(job) = log.sync_job() {

@@ -423,6 +423,13 @@ impl Queue {
         self.expiring > 0
     }
 
+    /// When `msg` would expire if published now (`now` on the shard's
+    /// clock), if a TTL applies to it: the log keeps it for restarts.
+    pub fn ttl_deadline(&self, msg: &MessageData, now: u64) -> Option<u64> {
+        let d = self.deadline(msg, now);
+        (d != NEVER).then_some(d)
+    }
+
     fn deadline(&self, msg: &MessageData, now: u64) -> u64 {
         let queue = self.config.message_ttl.map_or(NEVER, |t| now + t as u64);
         let own = msg.expiration_ms.map_or(NEVER, |t| now + t as u64);
@@ -667,8 +674,17 @@ impl Queue {
 
     /// A paged entry's message, read back (or `None` when it could not be:
     /// then it is gone, and the caller releases its place in the log).
-    /// `now` starts the TTL of a message recovered after a restart.
-    pub fn refill(&mut self, e: PagedEntry, msg: Option<Message>, now: u64) {
+    /// A message recovered after a restart expires at `logged_deadline`
+    /// (on the shard's clock), the one its log record kept; a record
+    /// without one (written before the log kept deadlines) starts its TTL
+    /// at `now`.
+    pub fn refill(
+        &mut self,
+        e: PagedEntry,
+        msg: Option<Message>,
+        now: u64,
+        logged_deadline: Option<u64>,
+    ) {
         let msg = match e.loc() {
             None => self.paged_mem.remove(&e.id()),
             Some(_) => msg,
@@ -682,7 +698,7 @@ impl Queue {
         };
         let expires = if e.id() < self.restored_below && self.needs_clock(&msg) {
             self.expiring += 1;
-            self.deadline(&msg, now)
+            logged_deadline.unwrap_or_else(|| self.deadline(&msg, now))
         } else {
             expires
         };

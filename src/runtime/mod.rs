@@ -107,6 +107,14 @@ pub fn busy_time() -> Duration {
     })
 }
 
+/// The wall clock in Unix ms: what the message log keeps of a TTL's
+/// deadline, since the monotonic clock starts again with the process.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// Milliseconds on a monotonic clock shared by every shard (message TTLs,
 /// queue expiry): a vDSO read, taken only by queues that need it.
 pub fn monotonic_ms() -> u64 {

@@ -166,11 +166,21 @@ impl Shard {
         }
         let mut outcome = Enqueued::Now;
         let logs_all = oq.queue.config().kind == crate::queue::QueueKind::Quorum;
+        let clock = oq
+            .queue
+            .needs_clock(&msg)
+            .then(crate::runtime::monotonic_ms);
         let loc = if oq.logged && (msg.persistent || logs_all) {
+            // The log keeps a TTL's deadline on the wall clock, so that it
+            // holds after a restart.
+            let deadline = clock.and_then(|now| {
+                let d = oq.queue.ttl_deadline(&msg, now)?;
+                Some(crate::runtime::unix_ms() + (d - now))
+            });
             let mut store = self.store.borrow_mut();
             let res = store
                 .log
-                .append_publish(id, oq.queue.next_id(), false, &msg);
+                .append_publish(id, oq.queue.next_id(), false, deadline, &msg);
             let Some(loc) = store.record(res, "persistent messages (refused to their publishers)")
             else {
                 return Enqueued::Refused;
@@ -184,12 +194,7 @@ impl Shard {
         } else {
             None
         };
-        let now = if oq.queue.needs_clock(&msg) {
-            crate::runtime::monotonic_ms()
-        } else {
-            0
-        };
-        oq.queue.publish(msg, loc, now);
+        oq.queue.publish(msg, loc, clock.unwrap_or(0));
         // Over a length limit with the oldest messages still on disk:
         // read them back so they can go too.
         while oq.queue.enforce_limits() && oq.queue.wants_refill() {
@@ -206,11 +211,20 @@ impl Shard {
         }
         let mut store = self.store.borrow_mut();
         let now = crate::runtime::monotonic_ms();
+        let unix_now = crate::runtime::unix_ms();
         for e in oq.queue.take_paged(REFILL_BATCH) {
+            let mut logged_deadline = None;
             let msg = match e.loc() {
                 None => None,
                 Some(loc) => match store.log.read(loc) {
-                    Ok(stored) => Some(Arc::new(stored.msg)),
+                    Ok(stored) => {
+                        // A deadline that passed while the broker was down
+                        // is now: the message expires at the head.
+                        logged_deadline = stored
+                            .deadline_unix_ms
+                            .map(|d| now + d.saturating_sub(unix_now));
+                        Some(Arc::new(stored.msg))
+                    }
                     Err(err) => {
                         tracing::error!(queue = %oq.meta.name, "message log: lost a message: {err}");
                         store.log.release(loc);
@@ -218,7 +232,7 @@ impl Shard {
                     }
                 },
             };
-            oq.queue.refill(e, msg, now);
+            oq.queue.refill(e, msg, now, logged_deadline);
         }
     }
 

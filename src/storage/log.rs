@@ -33,6 +33,8 @@ pub struct Stored {
     pub uid: QueueId,
     pub id: u64,
     pub redelivered: bool,
+    /// When its TTL ends (Unix ms), if one applied when it was logged.
+    pub deadline_unix_ms: Option<u64>,
     pub msg: MessageData,
 }
 
@@ -98,25 +100,31 @@ impl MessageLog {
         self.segs.len()
     }
 
-    /// Appends a PUBLISH of `msg` for queue `uid` as message `id`.
+    /// Appends a PUBLISH of `msg` for queue `uid` as message `id`, with
+    /// the deadline of its TTL (Unix ms) when one applies.
     pub fn append_publish(
         &mut self,
         uid: QueueId,
         id: u64,
         redelivered: bool,
+        deadline_unix_ms: Option<u64>,
         msg: &MessageData,
     ) -> io::Result<Loc> {
         let mut head: SmallVec<[u8; 128]> = SmallVec::new();
         head.extend_from_slice(&uid.0.to_be_bytes());
         head.extend_from_slice(&id.to_be_bytes());
-        put_short(&mut head, &msg.exchange);
-        put_short(&mut head, &msg.routing_key);
-        head.extend_from_slice(&(msg.raw_properties.len() as u32).to_be_bytes());
-        let flags = if redelivered {
+        let mut flags = if redelivered {
             record::FLAG_REDELIVERED
         } else {
             0
         };
+        if let Some(d) = deadline_unix_ms {
+            flags |= record::FLAG_DEADLINE;
+            head.extend_from_slice(&d.to_be_bytes());
+        }
+        put_short(&mut head, &msg.exchange);
+        put_short(&mut head, &msg.routing_key);
+        head.extend_from_slice(&(msg.raw_properties.len() as u32).to_be_bytes());
         let loc = self.append(
             kind::PUBLISH,
             flags,
@@ -536,11 +544,17 @@ fn bad_data(loc: Loc, what: &str) -> io::Error {
     )
 }
 
-/// Decodes a PUBLISH payload (queue, id, exchange, key, properties, body).
+/// Decodes a PUBLISH payload (queue, id, deadline when flagged, exchange,
+/// key, properties, body).
 fn decode_publish(payload: Bytes, flags: u8) -> Option<Stored> {
     let mut c = Cursor::new(&payload);
     let uid = c.u64()?;
     let id = c.u64()?;
+    let deadline_unix_ms = if flags & record::FLAG_DEADLINE != 0 {
+        Some(c.u64()?)
+    } else {
+        None
+    };
     let exchange = ShortStr::from(c.short()?);
     let routing_key = ShortStr::from(c.short()?);
     let plen = c.u32()? as usize;
@@ -554,6 +568,7 @@ fn decode_publish(payload: Bytes, flags: u8) -> Option<Stored> {
         uid: QueueId(uid),
         id,
         redelivered: flags & record::FLAG_REDELIVERED != 0,
+        deadline_unix_ms,
         msg: MessageData {
             exchange,
             routing_key,

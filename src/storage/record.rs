@@ -32,6 +32,10 @@ pub mod kind {
 
 /// Header flag on a PUBLISH: the message had been delivered.
 pub const FLAG_REDELIVERED: u8 = 1;
+/// Header flag on a PUBLISH: a TTL applies to the message, and its payload
+/// holds its deadline (Unix ms, u64) after the id, so that it expires when
+/// it would have after a restart too (RabbitMQ keeps the expiry time).
+pub const FLAG_DEADLINE: u8 = 2;
 
 /// Writes `parts` as one record into `out` (which must be exactly
 /// `HEADER_LEN + sum(parts)` long).

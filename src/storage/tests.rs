@@ -49,6 +49,9 @@ fn op() -> impl Strategy<Value = Op> {
 struct Expect {
     body: Bytes,
     redelivered: bool,
+    /// Every third message has a TTL deadline; it must survive
+    /// compaction and restarts.
+    deadline: Option<u64>,
 }
 
 struct Harness {
@@ -99,13 +102,18 @@ impl Harness {
                     expiration_ms: None,
                     priority: 0,
                 };
-                let loc = self.log.append_publish(queue, id, false, &msg).unwrap();
+                let deadline = (id % 3 == 0).then_some(1_700_000_000_000 + id);
+                let loc = self
+                    .log
+                    .append_publish(queue, id, false, deadline, &msg)
+                    .unwrap();
                 self.locs.insert((queue, id), loc);
                 self.model.insert(
                     (queue, id),
                     Expect {
                         body: msg.body,
                         redelivered: false,
+                        deadline,
                     },
                 );
             }
@@ -193,6 +201,7 @@ impl Harness {
                     Expect {
                         body: stored.msg.body,
                         redelivered: m.redelivered,
+                        deadline: stored.deadline_unix_ms,
                     },
                 );
                 self.locs.insert((uid, m.id), m.loc);

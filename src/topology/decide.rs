@@ -6,6 +6,7 @@
 //! persisting, broadcasting, asking queue owners.
 
 use super::{owner_shard, random_name, ExchangeMeta, QueueMeta, Topology, TopologyChange};
+use crate::access::PermissionKind::{self, Configure, Read, Write};
 use crate::codec::{reply_code, FieldTable, ShortStr};
 use crate::error::{describe, exclusive_locked, AmqpError, AmqpResult};
 use crate::ids::{ConnRef, QueueId, ShardId};
@@ -29,18 +30,38 @@ pub struct QueueDecl {
     pub arguments: FieldTable,
     /// The declaring connection.
     pub conn: ConnRef,
-    /// For a server-named queue: the declarer's permission, checked
-    /// against the name once it is made (RabbitMQ checks `amq.gen-…`).
+    /// The declarer's permission (a client's declare; operators' have
+    /// none), for the checks that need the final name or whether the
+    /// queue is new: configure on a server-made name (RabbitMQ checks
+    /// `amq.gen-…`), and for a new queue with a dead-letter exchange, read
+    /// on the queue and write on that exchange (RabbitMQ's channel).
     pub permit: Option<QueuePermit>,
 }
 
-/// Who declares a server-named queue, and what they may configure.
+/// Who declares a queue, and what they may do in its vhost.
 #[derive(Debug, Clone)]
 pub struct QueuePermit {
     /// The user, for the error text.
     pub user: String,
     /// Their permission in the vhost (none: nothing is permitted).
     pub permission: Option<std::sync::Arc<crate::access::Permission>>,
+}
+
+impl QueuePermit {
+    /// 403 unless the declarer has `kind` on `res` `name`.
+    fn check(&self, kind: PermissionKind, res: &str, name: &str, vhost: &str) -> AmqpResult<()> {
+        if self
+            .permission
+            .as_ref()
+            .is_some_and(|p| p.permits(kind, name))
+        {
+            return Ok(());
+        }
+        Err(AmqpError::access_refused(format!(
+            "access to {res} '{name}' in vhost '{vhost}' refused for user '{}'",
+            self.user
+        )))
+    }
 }
 
 /// What a queue.declare comes to.
@@ -172,17 +193,8 @@ pub fn declare_queue(
     } else {
         decl.name.clone()
     };
-    if let Some(p) = &decl.permit {
-        let ok = p
-            .permission
-            .as_ref()
-            .is_some_and(|perm| perm.permits(crate::access::PermissionKind::Configure, &name));
-        if !ok {
-            return Err(AmqpError::access_refused(format!(
-                "access to queue '{name}' in vhost '{vhost}' refused for user '{}'",
-                p.user
-            )));
-        }
+    if let Some(p) = decl.permit.as_ref().filter(|_| decl.name.is_empty()) {
+        p.check(Configure, "queue", &name, vhost)?;
     }
     // RabbitMQ refuses every non-passive declare of a reserved name, even
     // of a server-named queue that exists.
@@ -227,6 +239,13 @@ pub fn declare_queue(
     }
     if decl.passive {
         return Err(AmqpError::not_found(describe("queue", &name, vhost)));
+    }
+    let dlx = decl.arguments.get("x-dead-letter-exchange");
+    if let (Some(p), Some(dlx)) = (&decl.permit, dlx.and_then(|v| v.as_str())) {
+        p.check(Read, "queue", &name, vhost)?;
+        // The default exchange is checked as `amq.default`, as everywhere.
+        let dlx = if dlx.is_empty() { "amq.default" } else { dlx };
+        p.check(Write, "exchange", dlx, vhost)?;
     }
     if check_queue_arguments(&decl.arguments, &name, vhost)? == QueueKind::Quorum {
         check_quorum_flags(&decl, durable, &name, vhost)?;
@@ -436,6 +455,7 @@ fn check_equivalent_arguments(cur: &QueueMeta, new: &FieldTable, vhost: &str) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::FieldValue;
     use crate::ids::ConnId;
 
     fn conn(n: u64) -> ConnRef {
@@ -472,6 +492,61 @@ mod tests {
             Ok(QueueDeclared::Create(m)) => m,
             other => panic!("expected a new queue, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_new_queue_needs_read_on_itself_and_write_on_its_dead_letter_exchange() {
+        use crate::access::{Permission, PermissionSpec};
+        let v = ShortStr::from_static("/");
+        let with = |configure: &str, write: &str, read: &str, dlx: &str| {
+            let spec = PermissionSpec {
+                configure: configure.into(),
+                write: write.into(),
+                read: read.into(),
+            };
+            let mut d = decl("q", false, conn(1));
+            d.arguments
+                .insert("x-dead-letter-exchange", FieldValue::from(dlx));
+            d.permit = Some(QueuePermit {
+                user: "u".into(),
+                permission: Some(std::sync::Arc::new(Permission::compile(&spec).unwrap())),
+            });
+            declare_queue(&Topology::new(), &v, d, QueueId(1), 1)
+        };
+        created(with(".*", "^dlx$", "^q$", "dlx"));
+        // The default exchange is checked as `amq.default`.
+        created(with(".*", "^amq\\.default$", "^q$", ""));
+        let err = with(".*", "^other$", "^q$", "dlx").unwrap_err();
+        assert_eq!(err.code, 403);
+        assert_eq!(
+            err.text,
+            "ACCESS_REFUSED - access to exchange 'dlx' in vhost '/' refused for user 'u'"
+        );
+        let err = with(".*", ".*", "^other$", "dlx").unwrap_err();
+        assert_eq!(err.code, 403);
+        assert_eq!(
+            err.text,
+            "ACCESS_REFUSED - access to queue 'q' in vhost '/' refused for user 'u'"
+        );
+        // Only a new queue is checked, and only its dead-letter exchange:
+        // a named queue's configure permission is the channel's check.
+        let mut topo = Topology::new();
+        topo.apply(&TopologyChange::QueueAdded(
+            v.clone(),
+            created(with(".*", ".*", ".*", "dlx")),
+        ));
+        let mut again = decl("q", false, conn(1));
+        again
+            .arguments
+            .insert("x-dead-letter-exchange", FieldValue::from("dlx"));
+        again.permit = Some(QueuePermit {
+            user: "u".into(),
+            permission: None,
+        });
+        assert!(matches!(
+            declare_queue(&topo, &v, again, QueueId(2), 1),
+            Ok(QueueDeclared::Exists(_))
+        ));
     }
 
     #[test]

@@ -13,7 +13,8 @@ each test fails if the check were removed.
 The rules (rabbit_channel.erl):
 - configure: queue.declare (a server-named queue is checked under its
   generated name amq.gen-...), queue.delete, exchange.declare,
-  exchange.delete.
+  exchange.delete. A new queue with a dead-letter exchange also needs read
+  on itself and write on that exchange.
 - write: basic.publish on the exchange (the default exchange is checked as
   amq.default); queue.bind/unbind on the queue; exchange.bind/unbind on the
   destination.
@@ -190,6 +191,32 @@ def test_server_named_queue_refusal_names_the_generated_name(pv, as_user):
     gen = text[len(prefix):-len(suffix)]
     assert len(gen) == 22 and all(c.isalnum() or c in "-_" for c in gen), gen
     assert conn.is_open
+
+
+def test_new_queue_with_dead_letter_exchange_needs_write_on_it_and_read_on_itself(pv, as_user):
+    i = short_id()
+    dlx = {"x-dead-letter-exchange": "dlx%s" % i}
+    # Write on the dead-letter exchange is missing: refused, nothing made.
+    u, conn = as_user(".*", "^nothing$", ".*")
+    assert_refused(conn, lambda ch: ch.queue_declare("a%s" % i, arguments=dlx),
+                   "exchange", "dlx%s" % i, pv, u)
+    assert not pv.exists("queue", "a%s" % i)
+    # Read on the queue itself is missing.
+    u, conn = as_user(".*", ".*", "^nothing$")
+    assert_refused(conn, lambda ch: ch.queue_declare("b%s" % i, arguments=dlx),
+                   "queue", "b%s" % i, pv, u)
+    assert not pv.exists("queue", "b%s" % i)
+    # The default exchange as dead-letter exchange is checked as amq.default.
+    u, conn = as_user(".*", "^nothing$", ".*")
+    assert_refused(conn, lambda ch: ch.queue_declare(
+        "c%s" % i, arguments={"x-dead-letter-exchange": ""}), "exchange", "amq.default", pv, u)
+    # With both, the queue is made (the exchange need not exist); a
+    # redeclare of an existing queue is not checked again.
+    u, conn = as_user(".*", "^dlx%s$" % i, "^d%s$" % i)
+    allowed(conn, lambda ch: ch.queue_declare("d%s" % i, arguments=dlx))
+    assert pv.exists("queue", "d%s" % i)
+    u, conn = as_user(".*", "^nothing$", "^nothing$")
+    allowed(conn, lambda ch: ch.queue_declare("d%s" % i, arguments=dlx))
 
 
 def test_queue_delete_needs_configure(pv, as_user, accounts):

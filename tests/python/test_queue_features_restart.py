@@ -102,3 +102,47 @@ def test_durable_features_survive_a_restart(tmpdir_warren):
     with pytest.raises(pex.ChannelClosedByBroker):
         c.channel().queue_declare("expiring", passive=True)
     c.close()
+
+
+def test_a_logged_ttl_counts_from_publication_across_a_restart(tmpdir_warren):
+    """As RabbitMQ keeps a message's expiry time: a restart neither restarts
+    a TTL nor saves a message whose deadline passed while the broker was
+    down (it is dead-lettered as expired at once)."""
+    w = tmpdir_warren().start()
+    w.wait_accepting(timeout=30)
+    c = connect(w)
+    ch = c.channel()
+    ch.confirm_delivery()
+    ch.exchange_declare("dlx", "fanout", durable=True)
+    ch.queue_declare("dead", durable=True)
+    ch.queue_bind("dead", "dlx")
+    ch.queue_declare("ttl", durable=True, arguments={"x-dead-letter-exchange": "dlx"})
+    persistent = lambda ms: pika.BasicProperties(delivery_mode=2, expiration=str(ms))  # noqa: E731
+    ch.basic_publish("", "ttl", b"while-down", persistent(800))
+    published = time.monotonic()
+    ch.queue_declare("later", durable=True)
+    ch.basic_publish("", "later", b"after", persistent(5000))
+    ch.basic_publish("", "later", b"long", persistent(120000))
+    c.close()
+    assert w.stop() == 0
+    time.sleep(1.5)  # the first deadline passes while the broker is down
+    w.start()
+    w.wait_accepting(timeout=30)
+    c = connect(w)
+    ch = c.channel()
+    deadline = time.monotonic() + 5
+    dead = []
+    while not dead and time.monotonic() < deadline:
+        dead = drain(ch, "dead")
+        time.sleep(0.05)
+    assert [b for _, b in dead] == [b"while-down"]
+    assert dead[0][0].headers["x-death"][0]["reason"] == "expired"
+    assert ch.queue_declare("ttl", passive=True).method.message_count == 0
+    # 5 s from publication, not from the restart (which came >= 1.5 s later).
+    assert ch.queue_declare("later", passive=True).method.message_count == 2
+    while time.monotonic() < published + 5.0 + 0.7:
+        time.sleep(0.05)
+    m, _, body = ch.basic_get("later", auto_ack=True)
+    assert body == b"long"
+    assert ch.basic_get("later", auto_ack=True)[0] is None
+    c.close()

@@ -143,14 +143,16 @@ impl Conn {
         if !m.passive && named {
             self.permit(number, Configure, Resource::Queue, &m.queue)?;
         }
-        let server_named_check = (!m.passive && m.queue.is_empty()).then(|| QueuePermit {
+        // The leader checks what needs the final name or whether the
+        // queue is new (see `QueueDecl::permit`).
+        let permit = (!m.passive).then(|| QueuePermit {
             user: self.user.clone(),
             permission: self.shard.permission(&self.user, &self.vhost),
         });
         let op = DeclareQueue {
             vhost: self.vhost.clone(),
             decl: QueueDecl {
-                permit: server_named_check,
+                permit,
                 name: m.queue,
                 passive: m.passive,
                 durable: m.durable,
