@@ -365,12 +365,16 @@ def target_dir():
     return Path(meta["target_directory"])
 
 
-def build():
-    log("building Warren and warren-perf (release)")
-    subprocess.run(["cargo", "build", "--release", "-p", "warren", "-p", "warren-perf"],
-                   cwd=ROOT, check=True)
+def build(warren_bin=None):
+    """Builds warren-perf and, unless `warren_bin` names a build to measure
+    instead (an earlier commit's, for a before/after run), Warren."""
+    packages = ["-p", "warren-perf"] if warren_bin else ["-p", "warren", "-p", "warren-perf"]
+    log(f"building {'warren-perf' if warren_bin else 'Warren and warren-perf'} (release)")
+    subprocess.run(["cargo", "build", "--release", *packages], cwd=ROOT, check=True)
     t = target_dir() / "release"
-    return t / "warren", t / "warren-perf"
+    if warren_bin and not Path(warren_bin).is_file():
+        die(f"--warren-bin {warren_bin}: no such file")
+    return Path(warren_bin) if warren_bin else t / "warren", t / "warren-perf"
 
 
 def machine_info(rabbit):
@@ -489,7 +493,7 @@ class Bench:
     def main(self):
         a = self.args
         ensure_rabbitmq()
-        warren_bin, self.perf = build()
+        warren_bin, self.perf = build(a.warren_bin)
         sha = (try_run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT) or "nogit")
         self.out = Path(a.out) if a.out else \
             ROOT / "bench-results" / f"{datetime.date.today().isoformat()}-{sha}"
@@ -521,6 +525,8 @@ class Bench:
                 log(f"  {LABEL[b.name]} on 127.0.0.1:{b.port} (pid {b.pid})")
             self.machine = machine_info(brokers["rabbitmq"])
             self.machine["warren_version"] = brokers["warren"].version()
+            # With --warren-bin the checkout's sha is not what was measured.
+            self.machine["warren_bin"] = str(warren_bin)
             self.machine["warren_command"] = " ".join(brokers["warren"].cmd)
             self.machine["rabbitmq_node"] = brokers["rabbitmq"].node
             (self.out / "machine.json").write_text(json.dumps(self.machine, indent=2) + "\n")
@@ -802,6 +808,9 @@ def main():
     p.add_argument("--warren-management", action="store_true",
                    help="Warren serves its management API and Prometheus endpoint, polled "
                         "every 5 s as an open overview page and a scraper do")
+    p.add_argument("--warren-bin", metavar="PATH",
+                   help="measure this Warren binary (e.g. an earlier commit's build) instead"
+                        " of building the checkout's")
     p.add_argument("--redraw", metavar="RUN_DIR",
                    help="only redraw RUN_DIR/chart.png from its chart-data.json")
     a = p.parse_args()
