@@ -574,24 +574,22 @@ pub const MEMORY_COLLECT_INTERVAL: Duration = Duration::from_millis(100);
 /// back its free memory before they compare.
 pub const MEMORY_COLLECT_FROM: f64 = 0.9;
 
-// The broker's allocator (`main.rs`'s global allocator), linked in here too
-// so that `mi_collect` resolves in every binary built from this library.
-extern crate mimalloc as _;
-
-extern "C" {
-    /// mimalloc's: frees this thread's empty pages (taking in the blocks
-    /// other threads freed) and, with `force`, purges (`MADV_DONTNEED`) the
-    /// free memory of its arenas now rather than after the purge delay.
-    fn mi_collect(force: bool);
-}
-
 /// Has the allocator return the calling thread's free memory to the
 /// system (a no-op when mimalloc is not the global allocator: it then
-/// holds nothing).
+/// holds nothing). mimalloc's `mi_collect` frees this thread's empty pages
+/// (taking in the blocks other threads freed) and, with `force`, purges
+/// (`MADV_DONTNEED`) the free memory of its arenas now rather than after
+/// the purge delay.
 pub fn release_free_memory() {
     // SAFETY: mi_collect has no preconditions; it only touches the calling
     // thread's heap and the shared arenas, under mimalloc's own locking.
     unsafe { mi_collect(true) }
+}
+
+// mimalloc's, linked in through `runtime::alloc` (libmimalloc-sys declares
+// it only with its `extended` feature).
+extern "C" {
+    fn mi_collect(force: bool);
 }
 
 /// Computes the memory limit for `watermark` (kept for

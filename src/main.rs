@@ -10,11 +10,10 @@ use warren::config::file::FileConfig;
 use warren::config::resolve::{resolve, Flags, DEFAULT_CONFIG_FILE};
 use warren::config::{parse_size, parse_watermark, SyncMode};
 
-/// Messages are allocated on the publisher's shard and freed on the
-/// consumer's: glibc malloc serialises those frees on the first arena's lock.
-/// mimalloc takes them through per-thread lock-free lists.
+/// mimalloc (see `runtime/alloc.rs` for why, and why not through the
+/// `mimalloc` crate).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: warren::runtime::alloc::MiMalloc = warren::runtime::alloc::MiMalloc;
 
 /// Exit status for a configuration that cannot be used (EX_USAGE would be
 /// 64; systemd's unit treats 2 as "do not restart").

@@ -240,7 +240,7 @@ impl Lane {
 
     /// Puts a message back in id order: the back of `ready` when it is
     /// the newest, else among the returned.
-    #[inline]
+    #[inline(always)]
     fn insert(&mut self, r: Ready) {
         if self.ready.back().is_none_or(|b| b.id < r.id) {
             self.ready.push_back(r);
@@ -413,6 +413,7 @@ impl Queue {
     }
 
     /// Whether publishing `msg` needs the clock (a TTL applies to it).
+    #[inline]
     pub fn needs_clock(&self, msg: &MessageData) -> bool {
         self.config.message_ttl.is_some() || msg.expiration_ms.is_some()
     }
@@ -445,6 +446,7 @@ impl Queue {
 
     /// Whether a publish of `msg` is refused by the length limit
     /// (`reject-publish` and `reject-publish-dlx`).
+    #[inline]
     pub fn rejects(&self, msg: &MessageData) -> bool {
         if self.config.overflow == Overflow::DropHead {
             return false;
@@ -518,7 +520,7 @@ impl Queue {
         id
     }
 
-    #[inline]
+    #[inline(always)]
     fn push_ready(&mut self, lane: usize, r: Ready) {
         self.mem_count += 1;
         self.mem_bytes += r.msg.body_size();
@@ -619,10 +621,18 @@ impl Queue {
     /// `drop-head`: the oldest messages go until the queue is within its
     /// limits. True when it is still over them with nothing in memory to
     /// drop: the shard reads more of the backlog back and calls again.
+    /// (Called on every publish: the check for a queue without limits is
+    /// inlined, the dropping is not.)
+    #[inline(always)]
     pub fn enforce_limits(&mut self) -> bool {
         if !self.config.is_limited() || self.config.overflow != Overflow::DropHead {
             return false;
         }
+        self.drop_head_over_limit()
+    }
+
+    #[inline(never)]
+    fn drop_head_over_limit(&mut self) -> bool {
         while self.over_limit() {
             match self.pop_ready() {
                 Some(r) => self.discard(r, DeathReason::MaxLen),

@@ -9,6 +9,7 @@
 //! glommio for another thread-per-core runtime touches only this folder.
 #![warn(missing_docs)]
 
+pub mod alloc;
 pub mod io;
 pub mod mailbox;
 pub mod net;
