@@ -338,4 +338,67 @@ mod tests {
         let none = file("listeners.tcp = none\n");
         assert!(resolve(Flags::default(), none, None, 1, 0).is_err());
     }
+
+    #[test]
+    fn tls_listener_from_the_file_and_flags() {
+        let base = "listeners.ssl.default = 127.0.0.1:5671\n\
+                    ssl_options.certfile = s.pem\n\
+                    ssl_options.keyfile = s.key\n";
+        let r = resolve(Flags::default(), file(base), None, 1, 0).unwrap();
+        let t = r.config.tls.unwrap();
+        assert_eq!((t.bind, t.port), (Some("127.0.0.1".parse().unwrap()), 5671));
+        assert_eq!((t.verify, t.fail_if_no_peer_cert), (SslVerify::None, false));
+        assert_eq!(t.versions, vec![TlsVersion::Tls13, TlsVersion::Tls12]);
+        assert_eq!(t.handshake_timeout, std::time::Duration::from_secs(5));
+        // No TLS without the keys, and none by default.
+        assert!(resolve(Flags::default(), file(""), None, 1, 0)
+            .unwrap()
+            .config
+            .tls
+            .is_none());
+        let e = resolve(
+            Flags::default(),
+            file("listeners.ssl.default = 5671\n"),
+            None,
+            1,
+            0,
+        )
+        .unwrap_err();
+        assert!(e.contains("certificate"), "{e}");
+        // verify_peer needs the CA file; flags override the file.
+        let peer = format!("{base}ssl_options.verify = verify_peer\n");
+        let e = resolve(Flags::default(), file(&peer), None, 1, 0).unwrap_err();
+        assert!(e.contains("cacertfile"), "{e}");
+        let flags = Flags {
+            ssl_port: Some(6671),
+            ssl_cacertfile: Some("ca.pem".into()),
+            ssl_fail_if_no_peer_cert: Some(true),
+            ..Flags::default()
+        };
+        let t = resolve(flags, file(&peer), None, 1, 0)
+            .unwrap()
+            .config
+            .tls
+            .unwrap();
+        assert_eq!(t.port, 6671);
+        assert_eq!(t.cacertfile, Some(PathBuf::from("ca.pem")));
+        assert!(t.fail_if_no_peer_cert && t.verify == SslVerify::Peer);
+        // --ssl-port 0 turns the file's listener off; the same port twice
+        // is refused.
+        let off = Flags {
+            ssl_port: Some(0),
+            ..Flags::default()
+        };
+        assert!(resolve(off, file(base), None, 1, 0)
+            .unwrap()
+            .config
+            .tls
+            .is_none());
+        let clash = Flags {
+            port: Some(5671),
+            bind: Some("127.0.0.1".parse().unwrap()),
+            ..Flags::default()
+        };
+        assert!(resolve(clash, file(base), None, 1, 0).is_err());
+    }
 }

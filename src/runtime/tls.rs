@@ -19,8 +19,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Ciphertext read from the socket at once: a few records.
+/// Ciphertext read from the socket at once: a few records on a busy
+/// connection; a quiet one starts small (idle connections should cost
+/// kilobytes) and grows once a read fills its buffer.
 const CIPHER_CHUNK: usize = 64 * 1024;
+const FIRST_CIPHER_CHUNK: usize = 4 * 1024;
 /// Plaintext rustls takes before its records are sent (bounds the
 /// ciphertext buffered per connection).
 const SEND_LIMIT: usize = 256 * 1024;
@@ -126,7 +129,7 @@ pub async fn handshake(
     run.or(expired).await?;
     let mut input = tls.input.borrow_mut();
     let left = input.buf[input.start..input.end].to_vec();
-    input.buf = vec![0; CIPHER_CHUNK];
+    input.buf = vec![0; FIRST_CIPHER_CHUNK.max(left.len())];
     input.buf[..left.len()].copy_from_slice(&left);
     input.start = 0;
     input.end = left.len();
@@ -235,6 +238,10 @@ impl Tls {
             input.start = 0;
             input.end = 0;
             match got? {
+                n if n == input.buf.len() && n < CIPHER_CHUNK => {
+                    input.end = n;
+                    input.buf.resize(CIPHER_CHUNK, 0);
+                }
                 0 => {
                     // EOF: rustls says whether the session was closed
                     // properly (close_notify) or cut short.
