@@ -101,7 +101,7 @@ impl TlsBroker {
         ))
     }
 
-    fn ctl(&self, args: &[&str]) {
+    fn ctl(&self, args: &[&str]) -> String {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_warren"))
             .arg("ctl")
             .arg("-n")
@@ -110,6 +110,7 @@ impl TlsBroker {
             .output()
             .unwrap();
         assert!(out.status.success(), "warren ctl {args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
     }
 
     fn add_user(&self, user: &str) {
@@ -178,6 +179,18 @@ async fn publish_consume_over_tls_with_plain_and_external_logins() {
         .await
         .expect("EXTERNAL login by certificate");
     publish_and_consume(&conn, b"external").await;
+    // Listed as RabbitMQ lists a TLS connection.
+    let listed = b.ctl(&[
+        "-s",
+        "list_connections",
+        "ssl",
+        "ssl_protocol",
+        "auth_mechanism",
+        "user",
+        "peer_cert_subject",
+    ]);
+    let line = format!("true\ttlsv1.3\tEXTERNAL\t{CLIENT_DN}\t{CLIENT_DN}");
+    assert!(listed.lines().any(|l| l == line), "{listed}");
     w!(conn.close(200, "bye".into())).unwrap();
     b.broker
         .wait_log_line("listening on", Duration::from_secs(1))

@@ -197,6 +197,9 @@ impl Conn {
             let mut meta = self.handle.meta.borrow_mut();
             meta.user = self.user.clone();
             meta.auth_mechanism = ok.mechanism.to_string();
+            if let Some(cert) = &cert {
+                meta.peer_cert_subject = crate::access::cert::subject_dn(cert).unwrap_or_default();
+            }
             meta.client_properties = ok.client_properties.clone();
         }
         if let Some(FieldValue::Table(caps)) = ok.client_properties.get("capabilities") {

@@ -186,6 +186,12 @@ impl ConnSocket {
         self.tls.as_ref().and_then(|t| t.peer_certificate())
     }
 
+    /// The TLS version as RabbitMQ names it (`tlsv1.3`), for listings;
+    /// `None` on a plain connection.
+    pub fn tls_protocol(&self) -> Option<&'static str> {
+        self.tls.as_ref().map(|t| t.protocol())
+    }
+
     /// The TLS version and cipher suite, for the log.
     pub fn tls_description(&self) -> Option<String> {
         self.tls.as_ref().map(|t| t.describe())

@@ -302,6 +302,15 @@ impl Tls {
             .map(|c| c.as_ref().to_vec())
     }
 
+    /// The negotiated version as RabbitMQ names it.
+    pub fn protocol(&self) -> &'static str {
+        match self.conn.borrow().protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => "tlsv1.3",
+            Some(rustls::ProtocolVersion::TLSv1_2) => "tlsv1.2",
+            _ => "unknown",
+        }
+    }
+
     /// The negotiated version and cipher suite, for the log.
     pub fn describe(&self) -> String {
         let conn = self.conn.borrow();
