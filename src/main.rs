@@ -106,10 +106,41 @@ struct ServeArgs {
     /// [default: 0.4, or the file's vm_memory_high_watermark.*].
     #[arg(long, value_parser = parse_watermark)]
     vm_memory_high_watermark: Option<warren::config::MemoryWatermark>,
+    /// AMQPS (TLS) port; 0 turns it off [default: the file's
+    /// listeners.ssl.default; none without it].
+    #[arg(long)]
+    ssl_port: Option<u16>,
+    /// The server's PEM certificate chain [default: the file's
+    /// ssl_options.certfile].
+    #[arg(long)]
+    ssl_certfile: Option<PathBuf>,
+    /// The server's PEM private key [default: ssl_options.keyfile].
+    #[arg(long)]
+    ssl_keyfile: Option<PathBuf>,
+    /// PEM certificates of the authorities client certificates are
+    /// checked against [default: ssl_options.cacertfile].
+    #[arg(long)]
+    ssl_cacertfile: Option<PathBuf>,
+    /// Ask for and check client certificates (`verify_peer`) or not
+    /// (`verify_none`) [default: ssl_options.verify, else verify_none].
+    #[arg(long, value_parser = parse_verify)]
+    ssl_verify: Option<warren::config::SslVerify>,
+    /// With verify_peer, refuse clients without a certificate [default:
+    /// ssl_options.fail_if_no_peer_cert, else false].
+    #[arg(long)]
+    ssl_fail_if_no_peer_cert: Option<bool>,
     /// Log level or tracing filter (e.g. info, debug, warren=trace)
     /// [default: info, or the file's log.console.level].
     #[arg(long)]
     log: Option<String>,
+}
+
+fn parse_verify(v: &str) -> Result<warren::config::SslVerify, String> {
+    match v {
+        "verify_peer" => Ok(warren::config::SslVerify::Peer),
+        "verify_none" => Ok(warren::config::SslVerify::None),
+        _ => Err("expected verify_peer or verify_none".into()),
+    }
 }
 
 fn main() {
@@ -169,6 +200,12 @@ fn serve(a: ServeArgs) {
         management_port: a.management_port,
         prometheus_port: a.prometheus_port,
         memory_watermark: a.vm_memory_high_watermark,
+        ssl_port: a.ssl_port,
+        ssl_certfile: a.ssl_certfile,
+        ssl_keyfile: a.ssl_keyfile,
+        ssl_cacertfile: a.ssl_cacertfile,
+        ssl_verify: a.ssl_verify,
+        ssl_fail_if_no_peer_cert: a.ssl_fail_if_no_peer_cert,
     };
     let resolved = resolve(
         flags,
@@ -181,6 +218,14 @@ fn serve(a: ServeArgs) {
         eprintln!("warren: {e}");
         std::process::exit(CONFIG_ERROR);
     });
+    // Unreadable or mismatched certificate files are a configuration
+    // error too: found now, not at the first handshake.
+    if let Some(t) = &resolved.config.tls {
+        if let Err(e) = warren::config::tls::server_config(t) {
+            eprintln!("warren: {e}");
+            std::process::exit(CONFIG_ERROR);
+        }
+    }
     let log = resolved.log;
     let filter = tracing_subscriber::EnvFilter::try_new(&log).unwrap_or_else(|_| {
         eprintln!("warren: invalid --log filter '{log}', using 'info'");

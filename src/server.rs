@@ -55,6 +55,23 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
         runtime::net::wait_port_free(a, PORT_WAIT)
             .map_err(|e| StartError(format!("cannot listen on {a} for {what}: {e}")))?;
     }
+    let tls = match &config.tls {
+        None => None,
+        Some(t) => {
+            let addr = match t.bind {
+                Some(ip) => SocketAddr::new(ip, t.port),
+                None => runtime::net::all_interfaces(t.port),
+            };
+            runtime::net::wait_port_free(addr, PORT_WAIT)
+                .map_err(|e| StartError(format!("cannot listen on {addr} for AMQPS: {e}")))?;
+            let server = crate::config::tls::server_config(t).map_err(StartError)?;
+            Some(Arc::new(TlsListen {
+                addr,
+                server,
+                handshake_timeout: t.handshake_timeout,
+            }))
+        }
+    };
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
         StartError(format!(
             "cannot create data directory {}: {e}",
@@ -86,7 +103,7 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
                 shards,
                 memlock,
                 cfg.spin_before_park,
-                move |start: ShardStart<ShardMsg>| shard_main(cfg, durable, start, ready_tx),
+                move |start: ShardStart<ShardMsg>| shard_main(cfg, durable, tls, start, ready_tx),
             )
         })
         .map_err(|e| StartError(format!("cannot start runtime thread: {e}")))?;
@@ -97,8 +114,15 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
             Err(_) => break,
         }
     }
+    let tls_note = match &config.tls {
+        Some(t) => format!(
+            " and AMQPS (TLS) on port {} (verify: {:?}, fail_if_no_peer_cert: {})",
+            t.port, t.verify, t.fail_if_no_peer_cert
+        ),
+        None => String::new(),
+    };
     tracing::info!(
-        "warren {} listening on {addr} with {shards} shard(s), data in {}",
+        "warren {} listening on {addr}{tls_note} with {shards} shard(s), data in {}",
         env!("CARGO_PKG_VERSION"),
         config.data_dir.display()
     );
@@ -277,12 +301,48 @@ fn segment_has_records(path: &Path) -> bool {
         .unwrap_or(true)
 }
 
+/// The AMQPS listener every shard opens beside the plain one.
+struct TlsListen {
+    addr: SocketAddr,
+    server: Arc<rustls::ServerConfig>,
+    handshake_timeout: std::time::Duration,
+}
+
+/// One shard's listening sockets: plain AMQP, and AMQPS when configured.
+struct Listeners {
+    plain: runtime::net::Listener,
+    tls: Option<runtime::net::Listener>,
+}
+
+impl Listeners {
+    fn open(addr: SocketAddr, tls: Option<&TlsListen>) -> Result<Listeners, String> {
+        let plain =
+            runtime::net::listen(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let tls = match tls {
+            None => None,
+            Some(t) => Some(runtime::net::listen(t.addr).map_err(|e| {
+                plain.shutdown();
+                format!("cannot listen on {} for AMQPS: {e}", t.addr)
+            })?),
+        };
+        Ok(Listeners { plain, tls })
+    }
+
+    fn shutdown(&self) {
+        self.plain.shutdown();
+        if let Some(t) = &self.tls {
+            t.shutdown();
+        }
+    }
+}
+
 /// Shard 0 serves the control socket: the other shards listen only after.
 static CONTROL_UP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 async fn shard_main(
     config: Config,
     durable: Arc<Durable>,
+    tls: Option<Arc<TlsListen>>,
     start: ShardStart<ShardMsg>,
     ready: std::sync::mpsc::Sender<Result<usize, String>>,
 ) {
@@ -334,10 +394,10 @@ async fn shard_main(
     while !CONTROL_UP.load(std::sync::atomic::Ordering::SeqCst) {
         runtime::sleep(std::time::Duration::from_millis(1)).await;
     }
-    let listener = match runtime::net::listen(addr) {
+    let listener = match Listeners::open(addr, tls.as_deref()) {
         Ok(l) => l,
         Err(e) => {
-            let _ = ready.send(Err(format!("cannot listen on {addr}: {e}")));
+            let _ = ready.send(Err(e));
             return;
         }
     };
@@ -347,7 +407,7 @@ async fn shard_main(
     loop {
         match listener.take() {
             Some(l) => {
-                accept_while_running(&shard, &l, id).await;
+                accept_while_running(&shard, &l, tls.as_ref(), id).await;
                 l.shutdown();
                 if runtime::net::stopped_listening() {
                     return;
@@ -358,10 +418,10 @@ async fn shard_main(
                 while !shard.app_running() {
                     shard.app_changed().await;
                 }
-                match runtime::net::listen(addr) {
+                match Listeners::open(addr, tls.as_deref()) {
                     Ok(l) => listener = Some(l),
                     Err(e) => {
-                        tracing::error!(shard = id, "start_app: cannot listen on {addr}: {e}");
+                        tracing::error!(shard = id, "start_app: {e}");
                         runtime::sleep(std::time::Duration::from_secs(1)).await;
                     }
                 }
@@ -373,7 +433,8 @@ async fn shard_main(
 /// Accepts connections until `stop_app` (or the process's shutdown).
 async fn accept_while_running(
     shard: &std::rc::Rc<Shard>,
-    listener: &runtime::net::Listener,
+    listeners: &Listeners,
+    tls: Option<&Arc<TlsListen>>,
     id: usize,
 ) {
     use futures_lite::FutureExt;
@@ -382,7 +443,16 @@ async fn accept_while_running(
         if !shard.app_running() {
             return;
         }
-        let accepted = async { Some(listener.accept().await) }
+        let plain = async { Some((false, listeners.plain.accept().await)) };
+        let secure = async {
+            match &listeners.tls {
+                Some(l) => Some((true, l.accept().await)),
+                None => std::future::pending().await,
+            }
+        };
+        // Either port at random when both are ready: a flood on one does
+        // not starve the other.
+        let accepted = futures_lite::future::race(plain, secure)
             .or(async {
                 shard.app_changed().await;
                 None
@@ -390,8 +460,14 @@ async fn accept_while_running(
             .await;
         match accepted {
             None => continue,
-            Some(Ok(socket)) => runtime::spawn(crate::connection::serve(shard.clone(), socket)),
-            Some(Err(e)) => {
+            Some((false, Ok(socket))) => {
+                runtime::spawn(crate::connection::serve(shard.clone(), socket))
+            }
+            Some((true, Ok(socket))) => {
+                let tls = tls.expect("a TLS listener has its settings").clone();
+                runtime::spawn(serve_tls(shard.clone(), socket, tls))
+            }
+            Some((_, Err(e))) => {
                 if runtime::net::stopped_listening() {
                     // Shutting down: the process exits in a moment.
                     return;
@@ -404,6 +480,38 @@ async fn accept_while_running(
                 }
                 runtime::sleep(std::time::Duration::from_millis(10)).await;
             }
+        }
+    }
+}
+
+/// A connection on the AMQPS port: the TLS handshake (bounded by
+/// `ssl_handshake_timeout`), then AMQP over it. A failed handshake is one
+/// log line and a closed socket.
+async fn serve_tls(
+    shard: std::rc::Rc<Shard>,
+    socket: runtime::net::ConnSocket,
+    tls: Arc<TlsListen>,
+) {
+    let peer = socket
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| "?".into());
+    let plain = socket.clone();
+    match socket
+        .start_tls(tls.server.clone(), tls.handshake_timeout)
+        .await
+    {
+        Ok(socket) => {
+            tracing::debug!(
+                %peer,
+                "TLS handshake done: {}",
+                socket.tls_description().unwrap_or_default()
+            );
+            crate::connection::serve(shard, socket).await
+        }
+        Err(e) => {
+            tracing::warn!(%peer, "TLS handshake failed, closing: {e}");
+            plain.shutdown_write();
         }
     }
 }

@@ -87,6 +87,21 @@ else
     exit 1
 fi
 
+# The TLS tests (tests/amqp_tls.rs, test_tls.py) make throwaway
+# certificates with openssl (tests/fixtures/make-test-certs.sh); a minimal
+# Debian machine may lack the command. As root with apt-get, install it.
+ensure_openssl() {
+    command -v openssl >/dev/null 2>&1 && return 0
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        step "installing openssl (the TLS tests make their certificates with it)"
+        { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q openssl; } \
+            || echo "tools/test.sh: could not install openssl; the TLS tests will fail" >&2
+    else
+        echo "tools/test.sh: no openssl command: install it, or the TLS tests fail" >&2
+    fi
+}
+ensure_openssl
+
 # --- Rust tests -----------------------------------------------------------
 if [[ $RUN_RUST -eq 1 ]]; then
     for shards in "${SHARDS_LIST[@]}"; do

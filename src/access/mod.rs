@@ -8,6 +8,7 @@
 //! against a resource's name; no entry means no access to the vhost.
 #![warn(missing_docs)]
 
+pub mod cert;
 pub mod password;
 pub mod permissions;
 
@@ -122,6 +123,21 @@ impl Access {
         if u.hash.is_none() || !u.hash.verify(password) {
             return Err(LoginError::Refused);
         }
+        if loopback_only && remote {
+            return Err(LoginError::LoopbackOnly);
+        }
+        Ok(u)
+    }
+
+    /// Checks a login by certificate (EXTERNAL): the user must exist; no
+    /// password is asked. The loopback rule applies as to a password login.
+    pub fn login_external(
+        &self,
+        user: &str,
+        loopback_only: bool,
+        remote: bool,
+    ) -> Result<&User, LoginError> {
+        let u = self.users.get(user).ok_or(LoginError::Refused)?;
         if loopback_only && remote {
             return Err(LoginError::LoopbackOnly);
         }

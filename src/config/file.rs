@@ -17,7 +17,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-use super::{parse_size, SyncMode};
+use super::{parse_size, CertLoginFrom, SslVerify, SyncMode, TlsVersion};
 
 /// What the file sets. Each field names its key; `None`: not in the file.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -106,6 +106,32 @@ pub struct FileConfig {
     /// `warren.call_timeout`: seconds a call between shards may take before
     /// it fails with 541, at least 1 (15).
     pub call_timeout: Option<u64>,
+    /// `listeners.ssl.<name>`: the AMQPS (TLS) listeners, in the forms of
+    /// `listeners.tcp.<name>`; `listeners.ssl = none` gives `Some(vec![])`.
+    /// None by default, as in RabbitMQ.
+    pub ssl_listeners: Option<Vec<Listener>>,
+    /// `ssl_options.cacertfile`: the PEM certificates of the authorities
+    /// client certificates are checked against.
+    pub ssl_cacertfile: Option<PathBuf>,
+    /// `ssl_options.certfile`: the server's PEM certificate chain.
+    pub ssl_certfile: Option<PathBuf>,
+    /// `ssl_options.keyfile`: its PEM private key.
+    pub ssl_keyfile: Option<PathBuf>,
+    /// `ssl_options.verify = verify_peer | verify_none`: whether a client
+    /// certificate is asked for and checked (`verify_none`).
+    pub ssl_verify: Option<SslVerify>,
+    /// `ssl_options.fail_if_no_peer_cert`: with `verify_peer`, refuse
+    /// clients without a certificate (`false`).
+    pub ssl_fail_if_no_peer_cert: Option<bool>,
+    /// `ssl_options.versions.<n> = tlsv1.2 | tlsv1.3`: the TLS versions
+    /// offered, in the order of their `<n>` (both).
+    pub ssl_versions: Option<Vec<TlsVersion>>,
+    /// `ssl_handshake_timeout`: milliseconds a TLS handshake may take
+    /// (5000, as RabbitMQ).
+    pub ssl_handshake_timeout: Option<u64>,
+    /// `ssl_cert_login_from = distinguished_name | common_name`: the user
+    /// name EXTERNAL takes from a client certificate (`distinguished_name`).
+    pub ssl_cert_login_from: Option<CertLoginFrom>,
 }
 
 /// One `listeners.tcp.<name>` entry.
@@ -266,6 +292,9 @@ struct Builder {
     config: FileConfig,
     listeners: Vec<Listener>,
     listeners_none: bool,
+    ssl_listeners: Vec<Listener>,
+    ssl_listeners_none: bool,
+    ssl_versions: Vec<(String, TlsVersion)>,
     tags: Vec<(String, bool)>,
     loopback: Vec<(String, bool)>,
     loopback_none: bool,
@@ -277,6 +306,16 @@ impl Builder {
         let c = &mut self.config;
         match key {
             "listeners.tcp" => self.listeners_none = none(key, v)?,
+            "listeners.ssl" => self.ssl_listeners_none = none(key, v)?,
+            "ssl_options.cacertfile" => c.ssl_cacertfile = Some(PathBuf::from(v)),
+            "ssl_options.certfile" => c.ssl_certfile = Some(PathBuf::from(v)),
+            "ssl_options.keyfile" => c.ssl_keyfile = Some(PathBuf::from(v)),
+            "ssl_options.verify" => c.ssl_verify = Some(verify(key, v)?),
+            "ssl_options.fail_if_no_peer_cert" => {
+                c.ssl_fail_if_no_peer_cert = Some(boolean(key, v)?)
+            }
+            "ssl_handshake_timeout" => c.ssl_handshake_timeout = Some(at_least(key, v, 1)?),
+            "ssl_cert_login_from" => c.ssl_cert_login_from = Some(cert_login_from(key, v)?),
             "default_user" => c.default_user = Some(v.to_owned()),
             "default_pass" => c.default_pass = Some(v.to_owned()),
             "default_vhost" => c.default_vhost = Some(v.to_owned()),
@@ -315,6 +354,12 @@ impl Builder {
                     let (ip, port) = listener(key, v)?;
                     let name = name.to_owned();
                     self.listeners.push(Listener { name, ip, port });
+                } else if let Some(name) = leaf(key, "listeners.ssl.") {
+                    let (ip, port) = listener(key, v)?;
+                    let name = name.to_owned();
+                    self.ssl_listeners.push(Listener { name, ip, port });
+                } else if let Some(n) = leaf(key, "ssl_options.versions.") {
+                    self.ssl_versions.push((n.to_owned(), tls_version(key, v)?));
                 } else if let Some(tag) = leaf(key, "default_user_tags.") {
                     self.tags.push((tag.to_owned(), boolean(key, v)?));
                 } else if let Some(user) = leaf(key, "loopback_users.") {
@@ -339,6 +384,26 @@ impl Builder {
             c.listeners = Some(Vec::new());
         } else if !self.listeners.is_empty() {
             c.listeners = Some(self.listeners);
+        }
+        if self.ssl_listeners_none {
+            c.ssl_listeners = Some(Vec::new());
+        } else if !self.ssl_listeners.is_empty() {
+            c.ssl_listeners = Some(self.ssl_listeners);
+        }
+        if !self.ssl_versions.is_empty() {
+            // Ordered by their index, as cuttlefish lists them.
+            let mut v = self.ssl_versions;
+            v.sort_by(|a, b| {
+                let n = |s: &str| s.parse::<u64>().unwrap_or(u64::MAX);
+                n(&a.0).cmp(&n(&b.0)).then(a.0.cmp(&b.0))
+            });
+            let mut versions: Vec<TlsVersion> = Vec::new();
+            for (_, ver) in v {
+                if !versions.contains(&ver) {
+                    versions.push(ver);
+                }
+            }
+            c.ssl_versions = Some(versions);
         }
         if !self.tags.is_empty() {
             c.default_user_tags = Some(set(self.tags));
@@ -486,6 +551,35 @@ fn sync(key: &str, v: &str) -> Result<SyncMode, String> {
     }
 }
 
+fn verify(key: &str, v: &str) -> Result<SslVerify, String> {
+    match v {
+        "verify_peer" => Ok(SslVerify::Peer),
+        "verify_none" => Ok(SslVerify::None),
+        _ => Err(bad(key, v, "verify_peer or verify_none")),
+    }
+}
+
+/// rustls speaks TLS 1.2 and 1.3 only: the older versions RabbitMQ can
+/// still be told to offer are refused by name.
+fn tls_version(key: &str, v: &str) -> Result<TlsVersion, String> {
+    match v {
+        "tlsv1.2" => Ok(TlsVersion::Tls12),
+        "tlsv1.3" => Ok(TlsVersion::Tls13),
+        "tlsv1" | "tlsv1.1" | "sslv3" => Err(format!(
+            "'{key}': {v} is not supported (Warren speaks tlsv1.2 and tlsv1.3)"
+        )),
+        _ => Err(bad(key, v, "tlsv1.2 or tlsv1.3")),
+    }
+}
+
+fn cert_login_from(key: &str, v: &str) -> Result<CertLoginFrom, String> {
+    match v {
+        "distinguished_name" => Ok(CertLoginFrom::DistinguishedName),
+        "common_name" => Ok(CertLoginFrom::CommonName),
+        _ => Err(bad(key, v, "distinguished_name or common_name")),
+    }
+}
+
 /// A port, `ip:port`, `[ipv6]:port`, or RabbitMQ's bracketless `ipv6:port`
 /// (`::1:5672`: the port is after the last colon).
 fn listener(key: &str, v: &str) -> Result<(Option<IpAddr>, u16), String> {
@@ -560,6 +654,16 @@ warren.sync = os
 warren.segment_size = 64MiB
 warren.spin_before_park_us = 0
 warren.call_timeout = 30
+listeners.ssl.default = 5671
+ssl_options.cacertfile = /etc/warren/ca.pem
+ssl_options.certfile = /etc/warren/server.pem
+ssl_options.keyfile = /etc/warren/server.key
+ssl_options.verify = verify_peer
+ssl_options.fail_if_no_peer_cert = true
+ssl_options.versions.2 = tlsv1.2
+ssl_options.versions.1 = tlsv1.3
+ssl_handshake_timeout = 7000
+ssl_cert_login_from = common_name
 ";
         let expected = FileConfig {
             listeners: Some(vec![
@@ -602,8 +706,37 @@ warren.call_timeout = 30
             segment_size: Some(64 << 20),
             spin_before_park_us: Some(0),
             call_timeout: Some(30),
+            ssl_listeners: Some(vec![Listener {
+                name: "default".into(),
+                ip: None,
+                port: 5671,
+            }]),
+            ssl_cacertfile: Some("/etc/warren/ca.pem".into()),
+            ssl_certfile: Some("/etc/warren/server.pem".into()),
+            ssl_keyfile: Some("/etc/warren/server.key".into()),
+            ssl_verify: Some(SslVerify::Peer),
+            ssl_fail_if_no_peer_cert: Some(true),
+            ssl_versions: Some(vec![TlsVersion::Tls13, TlsVersion::Tls12]),
+            ssl_handshake_timeout: Some(7000),
+            ssl_cert_login_from: Some(CertLoginFrom::CommonName),
         };
         assert_eq!(p(text).unwrap(), expected);
+    }
+
+    #[test]
+    fn ssl_keys_refused_as_rabbitmq_would() {
+        assert!(err("ssl_options.versions.1 = tlsv1.1")
+            .1
+            .contains("not supported"));
+        assert!(err("ssl_options.verify = yes")
+            .1
+            .contains("verify_peer or verify_none"));
+        assert!(err("ssl_options.ciphers.1 = x")
+            .1
+            .contains("unknown setting"));
+        assert!(err("ssl_cert_login_from = email").1.contains("common_name"));
+        let c = p("listeners.ssl.default = 5671\nlisteners.ssl = none\n").unwrap();
+        assert_eq!(c.ssl_listeners, Some(vec![]));
     }
 
     #[test]

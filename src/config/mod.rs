@@ -3,6 +3,7 @@
 //! hidden failpoints tests use to make the broker fail on purpose.
 pub mod file;
 pub mod resolve;
+pub mod tls;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -33,6 +34,56 @@ pub struct Config {
     pub prometheus: Option<std::net::SocketAddr>,
     /// Where the memory alarm goes off.
     pub memory_watermark: MemoryWatermark,
+    /// The AMQPS listener (`None`: no TLS).
+    pub tls: Option<TlsConfig>,
+}
+
+/// RabbitMQ's `ssl_options.verify`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslVerify {
+    /// `verify_peer`: ask for a client certificate and check it against
+    /// `cacertfile`.
+    Peer,
+    /// `verify_none`: ask for none.
+    None,
+}
+
+/// A TLS version rustls speaks (`ssl_options.versions.<n>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsVersion {
+    /// `tlsv1.2`
+    Tls12,
+    /// `tlsv1.3`
+    Tls13,
+}
+
+/// RabbitMQ's `ssl_cert_login_from`: which part of a client certificate
+/// names the user EXTERNAL logs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CertLoginFrom {
+    /// The subject's distinguished name, as RabbitMQ writes it
+    /// (`CN=client,O=Example,C=US`).
+    #[default]
+    DistinguishedName,
+    /// The subject's common name (CN).
+    CommonName,
+}
+
+/// The AMQPS listener and its TLS settings, as resolved (the files are
+/// read when the broker starts, see `config::tls`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsConfig {
+    /// `None`: every interface.
+    pub bind: Option<IpAddr>,
+    pub port: u16,
+    pub cacertfile: Option<PathBuf>,
+    pub certfile: PathBuf,
+    pub keyfile: PathBuf,
+    pub verify: SslVerify,
+    pub fail_if_no_peer_cert: bool,
+    /// Offered versions, never empty.
+    pub versions: Vec<TlsVersion>,
+    pub handshake_timeout: std::time::Duration,
 }
 
 /// RabbitMQ's `vm_memory_high_watermark`: publishers are blocked while the
@@ -75,6 +126,8 @@ pub struct AccessConfig {
     pub default_permissions: [String; 3],
     /// Users who may only log in from a loopback address.
     pub loopback_users: Vec<String>,
+    /// Where EXTERNAL finds the user name in a client certificate.
+    pub cert_login_from: CertLoginFrom,
 }
 
 impl Default for AccessConfig {
@@ -86,6 +139,7 @@ impl Default for AccessConfig {
             default_user_tags: vec!["administrator".into()],
             default_permissions: [".*".into(), ".*".into(), ".*".into()],
             loopback_users: vec!["guest".into()],
+            cert_login_from: CertLoginFrom::default(),
         }
     }
 }

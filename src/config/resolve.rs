@@ -4,7 +4,11 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use super::file::FileConfig;
-use super::{AccessConfig, Config, ConnLimits, MemoryWatermark, StorageConfig, SyncMode};
+use super::file::Listener;
+use super::{
+    AccessConfig, Config, ConnLimits, MemoryWatermark, SslVerify, StorageConfig, SyncMode,
+    TlsConfig, TlsVersion,
+};
 
 /// The default configuration file, as a package installs it.
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/warren/warren.conf";
@@ -32,6 +36,16 @@ pub struct Flags {
     pub prometheus_port: Option<u16>,
     /// `--vm-memory-high-watermark`.
     pub memory_watermark: Option<MemoryWatermark>,
+    /// `--ssl-port` (0: no TLS listener, whatever the file says).
+    pub ssl_port: Option<u16>,
+    /// `--ssl-certfile`, `--ssl-keyfile`, `--ssl-cacertfile`.
+    pub ssl_certfile: Option<PathBuf>,
+    pub ssl_keyfile: Option<PathBuf>,
+    pub ssl_cacertfile: Option<PathBuf>,
+    /// `--ssl-verify`.
+    pub ssl_verify: Option<SslVerify>,
+    /// `--ssl-fail-if-no-peer-cert`.
+    pub ssl_fail_if_no_peer_cert: Option<bool>,
 }
 
 /// The configuration to run with, and the log filter.
@@ -51,24 +65,65 @@ pub fn resolve(
     cpus: usize,
     total_memory: u64,
 ) -> Result<Resolved, String> {
-    let listener = match file.listeners.as_deref() {
-        None => None,
-        Some([]) => {
-            return Err("listeners.tcp = none: Warren needs its AMQP listener".into());
-        }
-        Some([one]) => Some(one.clone()),
-        Some(more) => {
-            return Err(format!(
-                "Warren listens on one AMQP address; the file names {}",
-                more.len()
-            ))
-        }
-    };
+    let listener = one_listener(file.listeners.as_deref(), "tcp", "AMQP")?;
+    if file.listeners.as_deref() == Some(&[]) {
+        return Err("listeners.tcp = none: Warren needs its AMQP listener".into());
+    }
+    let ssl_listener = one_listener(file.ssl_listeners.as_deref(), "ssl", "AMQPS")?;
     let port = flags
         .port
         .or(listener.as_ref().map(|l| l.port))
         .unwrap_or(5672);
     let bind = flags.bind.or(listener.and_then(|l| l.ip));
+    let ssl_port = match flags.ssl_port {
+        Some(0) => None,
+        Some(p) => Some(p),
+        None => ssl_listener.as_ref().map(|l| l.port),
+    };
+    let tls = match ssl_port {
+        None => None,
+        Some(port) => Some(TlsConfig {
+            // A flag's --bind narrows every listener; else the file's
+            // address for this one.
+            bind: flags
+                .bind
+                .or(ssl_listener.as_ref().and_then(|l| l.ip))
+                .or(bind),
+            port,
+            cacertfile: flags.ssl_cacertfile.or(file.ssl_cacertfile),
+            certfile: flags.ssl_certfile.or(file.ssl_certfile).ok_or(
+                "the TLS listener needs a certificate: ssl_options.certfile or --ssl-certfile",
+            )?,
+            keyfile: flags
+                .ssl_keyfile
+                .or(file.ssl_keyfile)
+                .ok_or("the TLS listener needs a key: ssl_options.keyfile or --ssl-keyfile")?,
+            verify: flags
+                .ssl_verify
+                .or(file.ssl_verify)
+                .unwrap_or(SslVerify::None),
+            fail_if_no_peer_cert: flags
+                .ssl_fail_if_no_peer_cert
+                .or(file.ssl_fail_if_no_peer_cert)
+                .unwrap_or(false),
+            versions: file
+                .ssl_versions
+                .unwrap_or_else(|| vec![TlsVersion::Tls13, TlsVersion::Tls12]),
+            handshake_timeout: std::time::Duration::from_millis(
+                file.ssl_handshake_timeout.unwrap_or(5000),
+            ),
+        }),
+    };
+    if let Some(t) = &tls {
+        if t.verify == SslVerify::Peer && t.cacertfile.is_none() {
+            return Err("ssl_options.verify = verify_peer needs ssl_options.cacertfile".into());
+        }
+        if t.port == port && t.bind == bind {
+            return Err(format!(
+                "the AMQP and AMQPS listeners both name port {port}"
+            ));
+        }
+    }
     // The HTTP listeners follow the AMQP address unless the file names
     // theirs: `--bind 127.0.0.1` keeps the whole broker on loopback.
     let http = |port: u16, ip: Option<IpAddr>| {
@@ -134,6 +189,7 @@ pub fn resolve(
                 .unwrap_or_else(|| perms[2].clone()),
         ],
         loopback_users: file.loopback_users.unwrap_or(defaults.loopback_users),
+        cert_login_from: file.ssl_cert_login_from.unwrap_or(defaults.cert_login_from),
     };
     let limit_defaults = ConnLimits::default();
     let limits = ConnLimits {
@@ -182,8 +238,25 @@ pub fn resolve(
         management,
         prometheus,
         memory_watermark,
+        tls,
     };
     Ok(Resolved { config, log })
+}
+
+/// The one listener of a kind the file may name (`None`: it names none).
+fn one_listener(
+    listeners: Option<&[Listener]>,
+    kind: &str,
+    what: &str,
+) -> Result<Option<Listener>, String> {
+    match listeners {
+        None | Some([]) => Ok(None),
+        Some([one]) => Ok(Some(one.clone())),
+        Some(more) => Err(format!(
+            "Warren listens on one {what} address; the file names {} (listeners.{kind}.*)",
+            more.len()
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -264,5 +337,68 @@ mod tests {
         assert!(e.contains("one AMQP address"), "{e}");
         let none = file("listeners.tcp = none\n");
         assert!(resolve(Flags::default(), none, None, 1, 0).is_err());
+    }
+
+    #[test]
+    fn tls_listener_from_the_file_and_flags() {
+        let base = "listeners.ssl.default = 127.0.0.1:5671\n\
+                    ssl_options.certfile = s.pem\n\
+                    ssl_options.keyfile = s.key\n";
+        let r = resolve(Flags::default(), file(base), None, 1, 0).unwrap();
+        let t = r.config.tls.unwrap();
+        assert_eq!((t.bind, t.port), (Some("127.0.0.1".parse().unwrap()), 5671));
+        assert_eq!((t.verify, t.fail_if_no_peer_cert), (SslVerify::None, false));
+        assert_eq!(t.versions, vec![TlsVersion::Tls13, TlsVersion::Tls12]);
+        assert_eq!(t.handshake_timeout, std::time::Duration::from_secs(5));
+        // No TLS without the keys, and none by default.
+        assert!(resolve(Flags::default(), file(""), None, 1, 0)
+            .unwrap()
+            .config
+            .tls
+            .is_none());
+        let e = resolve(
+            Flags::default(),
+            file("listeners.ssl.default = 5671\n"),
+            None,
+            1,
+            0,
+        )
+        .unwrap_err();
+        assert!(e.contains("certificate"), "{e}");
+        // verify_peer needs the CA file; flags override the file.
+        let peer = format!("{base}ssl_options.verify = verify_peer\n");
+        let e = resolve(Flags::default(), file(&peer), None, 1, 0).unwrap_err();
+        assert!(e.contains("cacertfile"), "{e}");
+        let flags = Flags {
+            ssl_port: Some(6671),
+            ssl_cacertfile: Some("ca.pem".into()),
+            ssl_fail_if_no_peer_cert: Some(true),
+            ..Flags::default()
+        };
+        let t = resolve(flags, file(&peer), None, 1, 0)
+            .unwrap()
+            .config
+            .tls
+            .unwrap();
+        assert_eq!(t.port, 6671);
+        assert_eq!(t.cacertfile, Some(PathBuf::from("ca.pem")));
+        assert!(t.fail_if_no_peer_cert && t.verify == SslVerify::Peer);
+        // --ssl-port 0 turns the file's listener off; the same port twice
+        // is refused.
+        let off = Flags {
+            ssl_port: Some(0),
+            ..Flags::default()
+        };
+        assert!(resolve(off, file(base), None, 1, 0)
+            .unwrap()
+            .config
+            .tls
+            .is_none());
+        let clash = Flags {
+            port: Some(5671),
+            bind: Some("127.0.0.1".parse().unwrap()),
+            ..Flags::default()
+        };
+        assert!(resolve(clash, file(base), None, 1, 0).is_err());
     }
 }

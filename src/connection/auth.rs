@@ -3,6 +3,10 @@
 //! ([`crate::access::Access::login`]).
 pub const MECHANISMS: &str = "PLAIN AMQPLAIN";
 
+/// What a TLS connection with a verified client certificate offers:
+/// EXTERNAL as well (RabbitMQ offers it only then).
+pub const MECHANISMS_WITH_CERT: &str = "PLAIN AMQPLAIN EXTERNAL";
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum AuthError {
     UnknownMechanism,
@@ -18,6 +22,16 @@ pub fn credentials(mechanism: &str, response: &[u8]) -> Result<(String, String),
         _ => return Err(AuthError::UnknownMechanism),
     }
     .ok_or(AuthError::Malformed)
+}
+
+/// The user EXTERNAL logs in as: the client certificate's subject DN or
+/// its CN, as `ssl_cert_login_from` says (the response is ignored, as
+/// RabbitMQ ignores it).
+pub fn certificate_user(cert: &[u8], from: crate::config::CertLoginFrom) -> Option<String> {
+    match from {
+        crate::config::CertLoginFrom::DistinguishedName => crate::access::cert::subject_dn(cert),
+        crate::config::CertLoginFrom::CommonName => crate::access::cert::common_name(cert),
+    }
 }
 
 /// `[authzid] NUL authcid NUL passwd`

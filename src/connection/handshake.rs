@@ -58,6 +58,16 @@ impl Conn {
             self.fill().await?;
         }
         if self.buf[..8] != codec::PROTOCOL_HEADER {
+            if self.buf[0] == 0x16 && !self.socket.is_tls() {
+                // A TLS record (handshake): a client that meant the AMQPS
+                // port.
+                tracing::warn!(
+                    conn = %self.handle.id,
+                    "a TLS client on the plain AMQP port (use the AMQPS port), closing"
+                );
+            } else {
+                tracing::info!(conn = %self.handle.id, "bad AMQP protocol header, closing");
+            }
             // Tell the client which protocol we speak, then hang up.
             let mut w = self.handle.out.borrow_mut();
             w.extend_from_slice(&codec::PROTOCOL_HEADER);
@@ -78,13 +88,21 @@ impl Conn {
             n => n,
         };
         self.handle.frame_max.set(max_frame);
+        // A verified client certificate (rustls checked it in the
+        // handshake) lets the client log in as its subject: EXTERNAL.
+        let cert = self.socket.peer_certificate();
+        let mechanisms = if cert.is_some() {
+            auth::MECHANISMS_WITH_CERT
+        } else {
+            auth::MECHANISMS
+        };
         self.handle.send_method(
             0,
             &Method::ConnectionStart(ConnectionStart {
                 version_major: 0,
                 version_minor: 9,
                 server_properties: server_properties(),
-                mechanisms: bytes::Bytes::from_static(auth::MECHANISMS.as_bytes()),
+                mechanisms: bytes::Bytes::from_static(mechanisms.as_bytes()),
                 locales: bytes::Bytes::from_static(b"en_US"),
             }),
         );
@@ -97,23 +115,54 @@ impl Conn {
             ));
         };
         let peer = self.socket.peer_addr().ok().map(|a| a.ip());
-        let (user, password) = match auth::credentials(&ok.mechanism, &ok.response) {
-            Ok(c) => c,
-            Err(AuthError::UnknownMechanism) => {
+        let external = &*ok.mechanism == "EXTERNAL";
+        let (user, password) = if external {
+            let Some(cert) = &cert else {
+                // Not offered without a certificate.
                 return Err(conn_error(
                     reply_code::COMMAND_INVALID,
-                    format!("unknown authentication mechanism '{}'", ok.mechanism),
-                ))
+                    "unknown authentication mechanism 'EXTERNAL'",
+                ));
+            };
+            let from = self.shard.options().access.cert_login_from;
+            match auth::certificate_user(cert, from) {
+                Some(user) => (user, String::new()),
+                None => {
+                    tracing::warn!(
+                        conn = %self.handle.id,
+                        "EXTERNAL login refused: no {from:?} in the client certificate"
+                    );
+                    return Err(Close::Error(
+                        AmqpError::access_refused(
+                            "Login was refused using authentication mechanism EXTERNAL. For details see the broker logfile.",
+                        ),
+                        0,
+                        0,
+                    ));
+                }
             }
-            Err(AuthError::Malformed) => (String::new(), String::new()),
+        } else {
+            match auth::credentials(&ok.mechanism, &ok.response) {
+                Ok(c) => c,
+                Err(AuthError::UnknownMechanism) => {
+                    return Err(conn_error(
+                        reply_code::COMMAND_INVALID,
+                        format!("unknown authentication mechanism '{}'", ok.mechanism),
+                    ))
+                }
+                Err(AuthError::Malformed) => (String::new(), String::new()),
+            }
         };
         // On a dual-stack socket 127.0.0.1 arrives as ::ffff:127.0.0.1.
         let remote = peer.is_some_and(|ip| !ip.to_canonical().is_loopback());
         let loopback_only = self.shard.options().access.loopback_users.contains(&user);
         let login = self.shard.with_topology(|t| {
-            t.access
-                .login(&user, &password, loopback_only, remote)
-                .map(|u| u.has_tag("impersonator"))
+            if external {
+                t.access.login_external(&user, loopback_only, remote)
+            } else {
+                t.access.login(&user, &password, loopback_only, remote)
+            }
+            .map(|u| u.has_tag("impersonator"))
         });
         match login {
             Ok(impersonator) => {
@@ -124,6 +173,9 @@ impl Conn {
                 // The client hears only that the login was refused, as from
                 // RabbitMQ; the log says why.
                 let why = match e {
+                    LoginError::Refused if external => {
+                        format!("no user '{user}' (the client certificate's subject)")
+                    }
                     LoginError::Refused => format!("invalid credentials for user '{user}'"),
                     LoginError::LoopbackOnly => {
                         format!("user '{user}' can only connect via localhost")
@@ -145,6 +197,9 @@ impl Conn {
             let mut meta = self.handle.meta.borrow_mut();
             meta.user = self.user.clone();
             meta.auth_mechanism = ok.mechanism.to_string();
+            if let Some(cert) = &cert {
+                meta.peer_cert_subject = crate::access::cert::subject_dn(cert).unwrap_or_default();
+            }
             meta.client_properties = ok.client_properties.clone();
         }
         if let Some(FieldValue::Table(caps)) = ok.client_properties.get("capabilities") {

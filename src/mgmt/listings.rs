@@ -197,11 +197,13 @@ pub(super) async fn list_connections(
                     "host" => json!(host(c.local)),
                     "peer_port" => json!(port(c.peer)),
                     "peer_host" => json!(host(c.peer)),
-                    "ssl" => json!(false),
-                    // No TLS yet: RabbitMQ shows these empty on a plain
-                    // connection.
-                    "ssl_protocol" | "ssl_key_exchange" | "ssl_cipher" | "ssl_hash"
-                    | "peer_cert_subject" | "peer_cert_issuer" | "peer_cert_validity" => json!(""),
+                    "ssl" => json!(c.ssl_protocol.is_some()),
+                    "ssl_protocol" => json!(c.ssl_protocol.unwrap_or("")),
+                    "peer_cert_subject" => json!(c.peer_cert_subject),
+                    // Not tracked yet: shown empty, as RabbitMQ shows them
+                    // on a plain connection.
+                    "ssl_key_exchange" | "ssl_cipher" | "ssl_hash" | "peer_cert_issuer"
+                    | "peer_cert_validity" => json!(""),
                     "user" => json!(c.user),
                     "vhost" => json!(c.vhost),
                     "state" => json!(c.state.as_str()),

@@ -14,6 +14,7 @@ pub mod io;
 pub mod mailbox;
 pub mod net;
 pub mod sync;
+pub mod tls;
 
 use glommio::channels::channel_mesh::{MeshBuilder, Receivers};
 use glommio::{CpuSet, LocalExecutorPoolBuilder, PoolPlacement};

@@ -142,23 +142,81 @@ const IOV_MAX: usize = 1024;
 /// only for the call, never across an await, and glommio keeps read and
 /// write readiness (and their timeouts) apart, so a pending read and a
 /// pending write coexist.
+///
+/// A TLS connection (`tls`) reads and writes through its session
+/// (`runtime::tls`); a plain one goes straight to the stream, as before,
+/// at the cost of one branch. The TLS calls are boxed so that the plain
+/// path's futures, which every idle connection holds, stay small.
 #[derive(Clone)]
-pub struct ConnSocket(Rc<RefCell<TcpStream>>);
+pub struct ConnSocket {
+    stream: Rc<RefCell<TcpStream>>,
+    tls: Option<Rc<super::tls::Tls>>,
+}
 
 impl ConnSocket {
     fn new(stream: TcpStream) -> Self {
-        ConnSocket(Rc::new(RefCell::new(stream)))
+        ConnSocket {
+            stream: Rc::new(RefCell::new(stream)),
+            tls: None,
+        }
+    }
+
+    /// Runs the server side of a TLS handshake within `timeout`; the
+    /// socket returned reads and writes through the session.
+    pub async fn start_tls(
+        self,
+        config: std::sync::Arc<rustls::ServerConfig>,
+        timeout: std::time::Duration,
+    ) -> Result<ConnSocket, super::tls::HandshakeError> {
+        let tls = super::tls::handshake(&self.stream, config, timeout).await?;
+        Ok(ConnSocket {
+            stream: self.stream,
+            tls: Some(Rc::new(tls)),
+        })
+    }
+
+    /// Whether this is a TLS connection.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// The verified client certificate (DER) of a TLS connection, if the
+    /// client sent one.
+    pub fn peer_certificate(&self) -> Option<Vec<u8>> {
+        self.tls.as_ref().and_then(|t| t.peer_certificate())
+    }
+
+    /// The TLS version as RabbitMQ names it (`tlsv1.3`), for listings;
+    /// `None` on a plain connection.
+    pub fn tls_protocol(&self) -> Option<&'static str> {
+        self.tls.as_ref().map(|t| t.protocol())
+    }
+
+    /// The TLS version and cipher suite, for the log.
+    pub fn tls_description(&self) -> Option<String> {
+        self.tls.as_ref().map(|t| t.describe())
     }
 
     /// Reads what is there (at least one byte; 0 at EOF).
     pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        poll_fn(|cx| Pin::new(&mut *self.0.borrow_mut()).poll_read(cx, buf)).await
+        match &self.tls {
+            None => poll_fn(|cx| Pin::new(&mut *self.stream.borrow_mut()).poll_read(cx, buf)).await,
+            Some(tls) => Box::pin(tls.read(&self.stream, buf)).await,
+        }
     }
 
     /// Writes all of `buf`.
-    pub async fn write_all(&self, mut buf: &[u8]) -> io::Result<()> {
+    pub async fn write_all(&self, buf: &[u8]) -> io::Result<()> {
+        match &self.tls {
+            None => self.write_all_plain(buf).await,
+            Some(tls) => Box::pin(tls.write_all(&self.stream, &[buf])).await,
+        }
+    }
+
+    async fn write_all_plain(&self, mut buf: &[u8]) -> io::Result<()> {
         while !buf.is_empty() {
-            let n = poll_fn(|cx| Pin::new(&mut *self.0.borrow_mut()).poll_write(cx, buf)).await?;
+            let n =
+                poll_fn(|cx| Pin::new(&mut *self.stream.borrow_mut()).poll_write(cx, buf)).await?;
             if n == 0 {
                 return Err(io::ErrorKind::WriteZero.into());
             }
@@ -173,7 +231,11 @@ impl ConnSocket {
     /// next part waits until the socket takes some of it.
     pub async fn write_all_vectored(&self, parts: &[&[u8]]) -> io::Result<()> {
         use std::os::fd::AsRawFd;
-        let fd = self.0.borrow().as_raw_fd();
+        if let Some(tls) = &self.tls {
+            // One pass of encryption over every part, then the records.
+            return Box::pin(tls.write_all(&self.stream, parts)).await;
+        }
+        let fd = self.stream.borrow().as_raw_fd();
         let mut first = 0; // index of the first part not fully sent
         let mut skip = 0; // bytes of that part already sent
         let mut iov: Vec<libc::iovec> = Vec::with_capacity(parts.len().min(IOV_MAX));
@@ -211,8 +273,10 @@ impl ConnSocket {
                     match err.kind() {
                         io::ErrorKind::WouldBlock => {
                             let part = &parts[first][skip..];
-                            poll_fn(|cx| Pin::new(&mut *self.0.borrow_mut()).poll_write(cx, part))
-                                .await?
+                            poll_fn(|cx| {
+                                Pin::new(&mut *self.stream.borrow_mut()).poll_write(cx, part)
+                            })
+                            .await?
                         }
                         io::ErrorKind::Interrupted => 0,
                         _ => return Err(err),
@@ -233,12 +297,16 @@ impl ConnSocket {
         }
     }
 
-    /// Sends FIN; the fd itself closes when both tasks have dropped it.
+    /// Sends FIN (after TLS's close_notify); the fd itself closes when
+    /// both tasks have dropped it.
     pub fn shutdown_write(&self) {
         use std::os::fd::AsRawFd;
+        if let Some(tls) = &self.tls {
+            tls.close_notify(self.stream.borrow().as_raw_fd());
+        }
         // SAFETY: shutdown on the fd this stream owns (glommio's own
         // shutdown is the same call behind an async signature).
-        unsafe { libc::shutdown(self.0.borrow().as_raw_fd(), libc::SHUT_WR) };
+        unsafe { libc::shutdown(self.stream.borrow().as_raw_fd(), libc::SHUT_WR) };
     }
 
     /// Ends reading: a pending or later read returns EOF at once. How an
@@ -246,22 +314,22 @@ impl ConnSocket {
     pub fn shutdown_read(&self) {
         use std::os::fd::AsRawFd;
         // SAFETY: shutdown on the fd this stream owns.
-        unsafe { libc::shutdown(self.0.borrow().as_raw_fd(), libc::SHUT_RD) };
+        unsafe { libc::shutdown(self.stream.borrow().as_raw_fd(), libc::SHUT_RD) };
     }
 
     /// This end's address.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.0.borrow().local_addr().map_err(io::Error::from)
+        self.stream.borrow().local_addr().map_err(io::Error::from)
     }
 
     /// Turns Nagle's algorithm off: frames go out as they are written.
     pub fn set_nodelay(&self) {
-        let _ = self.0.borrow().set_nodelay(true);
+        let _ = self.stream.borrow().set_nodelay(true);
     }
 
     /// Reads fail with `TimedOut` after this long without data.
     pub fn set_read_timeout(&self, timeout: Option<std::time::Duration>) -> io::Result<()> {
-        self.0
+        self.stream
             .borrow()
             .set_read_timeout(timeout)
             .map_err(io::Error::from)
@@ -269,7 +337,7 @@ impl ConnSocket {
 
     /// The peer's address.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.0.borrow().peer_addr().map_err(io::Error::from)
+        self.stream.borrow().peer_addr().map_err(io::Error::from)
     }
 }
 

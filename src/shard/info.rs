@@ -58,6 +58,11 @@ pub struct ConnInfo {
     pub client_properties: FieldTable,
     /// The SASL mechanism it logged in with.
     pub auth_mechanism: String,
+    /// Over TLS: its version as RabbitMQ names it (`tlsv1.3`); `None` for
+    /// a plain connection.
+    pub ssl_protocol: Option<&'static str>,
+    /// The client certificate's subject DN (empty without one).
+    pub peer_cert_subject: String,
     /// Negotiated limits.
     pub frame_max: u32,
     /// Negotiated heartbeat in seconds.

@@ -879,7 +879,7 @@ pub fn connection_json(ctx: &Context, stats: &Sampler, c: &ConnInfo) -> Value {
         "port": port(c.local),
         "protocol": "AMQP 0-9-1",
         "auth_mechanism": c.auth_mechanism,
-        "ssl": false,
+        "ssl": c.ssl_protocol.is_some(),
         "timeout": c.heartbeat,
         "frame_max": c.frame_max,
         "channel_max": c.channel_max,

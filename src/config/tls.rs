@@ -1,0 +1,73 @@
+//! The TLS listener's rustls settings from RabbitMQ's `ssl_options`: the
+//! PEM files are read and checked once, at start, so a missing or wrong
+//! file stops the broker with a message rather than failing handshakes.
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use super::{SslVerify, TlsConfig, TlsVersion};
+
+/// The rustls server configuration `t` describes (ring's primitives).
+pub fn server_config(t: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let versions: Vec<&'static rustls::SupportedProtocolVersion> = t
+        .versions
+        .iter()
+        .map(|v| match v {
+            TlsVersion::Tls12 => &rustls::version::TLS12,
+            TlsVersion::Tls13 => &rustls::version::TLS13,
+        })
+        .collect();
+    let certs = read_certs(&t.certfile, "ssl_options.certfile")?;
+    let key = PrivateKeyDer::from_pem_file(&t.keyfile)
+        .map_err(|e| format!("ssl_options.keyfile {}: {e}", t.keyfile.display()))?;
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&versions)
+        .map_err(|e| format!("ssl_options.versions: {e}"))?;
+    let builder = match t.verify {
+        SslVerify::None => builder.with_no_client_auth(),
+        SslVerify::Peer => {
+            let path = t
+                .cacertfile
+                .as_ref()
+                .ok_or("ssl_options.verify = verify_peer needs ssl_options.cacertfile")?;
+            let mut roots = rustls::RootCertStore::empty();
+            for c in read_certs(path, "ssl_options.cacertfile")? {
+                roots
+                    .add(c)
+                    .map_err(|e| format!("ssl_options.cacertfile {}: {e}", path.display()))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            );
+            let verifier = if t.fail_if_no_peer_cert {
+                verifier
+            } else {
+                verifier.allow_unauthenticated()
+            };
+            let verifier = verifier
+                .build()
+                .map_err(|e| format!("ssl_options.cacertfile {}: {e}", path.display()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let config = builder
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("ssl_options.certfile/keyfile: {e}"))?;
+    Ok(Arc::new(config))
+}
+
+fn read_certs(path: &std::path::Path, key: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("{key} {}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "{key} {}: no PEM certificate in it",
+            path.display()
+        ));
+    }
+    Ok(certs)
+}
