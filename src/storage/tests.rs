@@ -102,7 +102,7 @@ impl Harness {
                     expiration_ms: None,
                     priority: 0,
                 };
-                let deadline = (id % 3 == 0).then_some(1_700_000_000_000 + id);
+                let deadline = id.is_multiple_of(3).then_some(1_700_000_000_000 + id);
                 let loc = self
                     .log
                     .append_publish(queue, id, false, deadline, &msg)
