@@ -371,6 +371,10 @@ async fn shard_main(
     runtime::spawn(shard.clone().run_timers());
     let receiver = shard.clone();
     inbox.serve(move |batch| receiver.handle_batch(batch));
+    // Recovered queues were marked changed: one pump reads their heads
+    // back (expiring what a restart left past its deadline, arming the
+    // timers) even on a shard no connection ever wakes.
+    shard.schedule_pump();
     if id == 0 {
         if let Some(path) = &config.load_definitions {
             // As RabbitMQ: a definitions file that cannot be imported stops

@@ -17,4 +17,4 @@ for r in $(seq 1 $ROUNDS); do
       --rounds 1 --seconds 8 --no-chart --out "$OUT/r$r-$which" > "$OUT/r$r-$which.log" 2>&1
   done
 done
-python3 "$OUT/ratios.py" "$OUT"
+python3 "$(dirname "$0")/ratios.py" "$OUT"

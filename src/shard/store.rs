@@ -258,9 +258,9 @@ impl Shard {
                         .map(|m| PagedEntry::new(m.id, Some(m.loc), m.redelivered)),
                     rq.next_id,
                 );
-                // Read the head back at once: expired messages (their TTL
-                // restarted) and length limits are then handled without
-                // waiting for a consumer.
+                // Read the head back at once (the shard's first pump):
+                // expired messages and length limits are then handled
+                // without waiting for a consumer.
                 oq.touch(&self.dirty);
             }
         }

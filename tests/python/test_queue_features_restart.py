@@ -35,6 +35,17 @@ def drain(ch, q):
         out.append((props, body))
 
 
+def wait_drain(ch, q, timeout):
+    """Drains `q` once something is in it, or returns [] after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = drain(ch, q)
+        if got:
+            return got
+        time.sleep(0.05)
+    return []
+
+
 def test_durable_features_survive_a_restart(tmpdir_warren):
     w = tmpdir_warren().start()
     w.wait_accepting(timeout=30)
@@ -73,22 +84,13 @@ def test_durable_features_survive_a_restart(tmpdir_warren):
     assert got == want
     assert [b for _, b in drain(ch, "quorum")] == [b"transient"]
     # The expired message goes to the dead-letter exchange; the other stays.
-    deadline = time.monotonic() + 10
-    dead = []
-    while not dead and time.monotonic() < deadline:
-        dead = drain(ch, "dead")
-        time.sleep(0.05)
+    dead = wait_drain(ch, "dead", 10)
     assert [b for _, b in dead] == [b"soon"]
     assert dead[0][0].headers["x-death"][0]["reason"] == "expired"
     m, _, body = ch.basic_get("ttl")
     assert body == b"kept"
     ch.basic_reject(m.delivery_tag, requeue=False)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        dead = drain(ch, "dead")
-        if dead:
-            break
-        time.sleep(0.05)
+    dead = wait_drain(ch, "dead", 5)
     assert [b for _, b in dead] == [b"kept"]
     assert dead[0][0].headers["x-death"][0]["reason"] == "rejected"
     time.sleep(2.0)
@@ -130,11 +132,7 @@ def test_a_logged_ttl_counts_from_publication_across_a_restart(tmpdir_warren):
     w.wait_accepting(timeout=30)
     c = connect(w)
     ch = c.channel()
-    deadline = time.monotonic() + 5
-    dead = []
-    while not dead and time.monotonic() < deadline:
-        dead = drain(ch, "dead")
-        time.sleep(0.05)
+    dead = wait_drain(ch, "dead", 5)
     assert [b for _, b in dead] == [b"while-down"]
     assert dead[0][0].headers["x-death"][0]["reason"] == "expired"
     assert ch.queue_declare("ttl", passive=True).method.message_count == 0
