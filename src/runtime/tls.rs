@@ -148,17 +148,10 @@ impl Tls {
             if !self.conn.borrow().is_handshaking() {
                 return Ok(());
             }
-            if self.input.borrow().start == self.input.borrow().end {
-                let mut buf = std::mem::take(&mut self.input.borrow_mut().buf);
-                let got = read_some(stream, &mut buf).await;
-                let mut input = self.input.borrow_mut();
-                input.buf = buf;
-                input.start = 0;
-                input.end = 0;
-                match got.map_err(HandshakeError::Io)? {
-                    0 => return Err(HandshakeError::Closed),
-                    n => input.end = n,
-                }
+            if self.input.borrow().start == self.input.borrow().end
+                && self.read_input(stream).await.map_err(HandshakeError::Io)? == 0
+            {
+                return Err(HandshakeError::Closed);
             }
             let failed = {
                 let mut input = self.input.borrow_mut();
@@ -178,6 +171,18 @@ impl Tls {
                 return Err(e);
             }
         }
+    }
+
+    /// Reads ciphertext from the socket into the (drained) input buffer;
+    /// returns how much (0 at EOF). No borrow is held across the read.
+    async fn read_input(&self, stream: &RefCell<TcpStream>) -> io::Result<usize> {
+        let mut buf = std::mem::take(&mut self.input.borrow_mut().buf);
+        let got = read_some(stream, &mut buf).await;
+        let mut input = self.input.borrow_mut();
+        input.buf = buf;
+        input.start = 0;
+        input.end = *got.as_ref().unwrap_or(&0);
+        got
     }
 
     /// Sends the records rustls has made.
@@ -231,16 +236,9 @@ impl Tls {
             if filled > 0 {
                 return Ok(filled);
             }
-            let mut buf = std::mem::take(&mut self.input.borrow_mut().buf);
-            let got = read_some(stream, &mut buf).await;
-            let mut input = self.input.borrow_mut();
-            input.buf = buf;
-            input.start = 0;
-            input.end = 0;
-            match got? {
-                n if n == input.buf.len() && n < CIPHER_CHUNK => {
-                    input.end = n;
-                    input.buf.resize(CIPHER_CHUNK, 0);
+            match self.read_input(stream).await? {
+                n if n == self.input.borrow().buf.len() && n < CIPHER_CHUNK => {
+                    self.input.borrow_mut().buf.resize(CIPHER_CHUNK, 0);
                 }
                 0 => {
                     // EOF: rustls says whether the session was closed
@@ -249,7 +247,7 @@ impl Tls {
                     conn.read_tls(&mut &[][..])?;
                     conn.process_new_packets().map_err(tls_io_error)?;
                 }
-                n => input.end = n,
+                _ => {}
             }
         }
     }

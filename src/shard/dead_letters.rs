@@ -24,9 +24,7 @@ impl Shard {
     /// Routes dead letters. No publisher waits for them: they carry the
     /// operator's reference, whose refusals go nowhere.
     pub(super) fn route_dead_letters(self: &Rc<Self>, batch: DeadLetters) {
-        let time = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let time = crate::runtime::unix_ms() / 1000;
         let from = PublishRef {
             ch: self.channel_ref(ConnId::OPERATOR, 0, 0),
             seq: None,
