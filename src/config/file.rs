@@ -1128,6 +1128,7 @@ prometheus.ssl.keyfile = /etc/warren/server.key
         assert_eq!(c.heartbeat, Some(60));
         assert_eq!(c.frame_max, Some(131_072));
         assert_eq!(c.channel_max, Some(2047));
+        assert_eq!(c.ssl_handshake_timeout, Some(5000));
         assert_eq!(c.disk_free_limit_absolute, Some(storage.disk_free_limit));
         assert_eq!(c.log_console, Some(true));
         assert_eq!(c.log_console_level, Some(LogLevel::Info));
