@@ -139,8 +139,9 @@ pub fn resolve(
             std::net::SocketAddr::new(ip, port)
         })
     };
-    let handshake_timeout =
-        std::time::Duration::from_millis(file.ssl_handshake_timeout.unwrap_or(5000));
+    // `ssl_handshake_timeout` is AMQP's, as in RabbitMQ; the HTTPS
+    // listeners have ranch's 5 s (mgmt/http's HANDSHAKE_TIMEOUT).
+    let handshake_timeout = std::time::Duration::from_secs(5);
     let management_tls = https(
         "management.ssl",
         file.management_ssl.clone(),

@@ -114,6 +114,7 @@ class Broker:
 
 @pytest.fixture
 def hb():
+    """The HTTPS broker (see the module's docstring), in a temp directory."""
     d = tempfile.mkdtemp(prefix="warren-https-")
     b = Broker(d)
     yield b
