@@ -101,6 +101,17 @@ struct ServeArgs {
     /// file's prometheus.tcp.port].
     #[arg(long)]
     prometheus_port: Option<u16>,
+    /// Management API and page over HTTPS on this port, with the file's
+    /// management.ssl.* certificate; 0 turns it off [default: the file's
+    /// management.ssl.port (15671 when other management.ssl keys are set);
+    /// none without them].
+    #[arg(long)]
+    management_ssl_port: Option<u16>,
+    /// Prometheus over HTTPS on this port, with the file's prometheus.ssl.*
+    /// certificate; 0 turns it off [default: the file's prometheus.ssl.port
+    /// (15691 when other prometheus.ssl keys are set); none without them].
+    #[arg(long)]
+    prometheus_ssl_port: Option<u16>,
     /// Block publishers while the broker's resident memory is above this:
     /// a fraction of the available memory (0.4) or a size (512MiB)
     /// [default: 0.4, or the file's vm_memory_high_watermark.*].
@@ -206,6 +217,8 @@ fn serve(a: ServeArgs) {
         ssl_cacertfile: a.ssl_cacertfile,
         ssl_verify: a.ssl_verify,
         ssl_fail_if_no_peer_cert: a.ssl_fail_if_no_peer_cert,
+        management_ssl_port: a.management_ssl_port,
+        prometheus_ssl_port: a.prometheus_ssl_port,
     };
     let resolved = resolve(
         flags,
@@ -220,11 +233,9 @@ fn serve(a: ServeArgs) {
     });
     // Unreadable or mismatched certificate files are a configuration
     // error too: found now, not at the first handshake.
-    if let Some(t) = &resolved.config.tls {
-        if let Err(e) = warren::config::tls::server_config(t) {
-            eprintln!("warren: {e}");
-            std::process::exit(CONFIG_ERROR);
-        }
+    if let Err(e) = warren::mgmt::certs::Sources::of(&resolved.config).build() {
+        eprintln!("warren: {e}");
+        std::process::exit(CONFIG_ERROR);
     }
     let log = resolved.log;
     let filter = tracing_subscriber::EnvFilter::try_new(&log).unwrap_or_else(|_| {

@@ -55,6 +55,11 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
         runtime::net::wait_port_free(a, PORT_WAIT)
             .map_err(|e| StartError(format!("cannot listen on {a} for {what}: {e}")))?;
     }
+    // Every TLS listener's files, read once here: each shard starts with
+    // these (a reload replaces them).
+    let certs = crate::mgmt::certs::Sources::of(&config)
+        .build()
+        .map_err(StartError)?;
     let tls = match &config.tls {
         None => None,
         Some(t) => {
@@ -64,14 +69,30 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
             };
             runtime::net::wait_port_free(addr, PORT_WAIT)
                 .map_err(|e| StartError(format!("cannot listen on {addr} for AMQPS: {e}")))?;
-            let server = crate::config::tls::server_config(t).map_err(StartError)?;
             Some(Arc::new(TlsListen {
                 addr,
-                server,
                 handshake_timeout: t.handshake_timeout,
             }))
         }
     };
+    for (t, what) in [
+        (&mut config.management_tls, "the management API over HTTPS"),
+        (
+            &mut config.prometheus_tls,
+            "the Prometheus endpoint over HTTPS",
+        ),
+    ] {
+        let Some(t) = t.as_mut() else { continue };
+        let a = match t.bind {
+            Some(ip) if ip != std::net::IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED) => {
+                SocketAddr::new(ip, t.port)
+            }
+            _ => runtime::net::all_interfaces(t.port),
+        };
+        t.bind = Some(a.ip());
+        runtime::net::wait_port_free(a, PORT_WAIT)
+            .map_err(|e| StartError(format!("cannot listen on {a} for {what}: {e}")))?;
+    }
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
         StartError(format!(
             "cannot create data directory {}: {e}",
@@ -92,7 +113,7 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
         next_queue_id: QueueId(loaded.next_queue_id),
         definitions: Mutex::new(Some(definitions)),
     });
-    handle_shutdown_signals();
+    handle_signals(config.data_dir.clone());
     raise_open_files_limit();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<usize, String>>();
     let cfg = config.clone();
@@ -103,7 +124,9 @@ pub fn run(mut config: Config) -> Result<(), StartError> {
                 shards,
                 memlock,
                 cfg.spin_before_park,
-                move |start: ShardStart<ShardMsg>| shard_main(cfg, durable, tls, start, ready_tx),
+                move |start: ShardStart<ShardMsg>| {
+                    shard_main(cfg, durable, tls, certs.clone(), start, ready_tx)
+                },
             )
         })
         .map_err(|e| StartError(format!("cannot start runtime thread: {e}")))?;
@@ -176,22 +199,29 @@ fn exit_on_panic() {
     }));
 }
 
-fn handle_shutdown_signals() {
+/// SIGTERM and SIGINT stop the broker (see above); SIGHUP reloads the
+/// TLS certificates.
+fn handle_signals(data_dir: PathBuf) {
     // SAFETY: plain signal-mask calls on a zeroed, then filled, sigset.
     let set = unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGTERM);
         libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGHUP);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         set
     };
     let spawned = std::thread::Builder::new()
         .name("warren-signals".into())
-        .spawn(move || {
+        .spawn(move || loop {
             let mut sig: libc::c_int = 0;
             // SAFETY: `set` is a valid sigset; `sig` is a valid out pointer.
             unsafe { libc::sigwait(&set, &mut sig) };
+            if sig == libc::SIGHUP {
+                reload_certificates(&data_dir);
+                continue;
+            }
             tracing::info!("signal {sig} received, shutting down");
             let _ = crate::daemon::stopping();
             runtime::net::stop_listening();
@@ -199,6 +229,28 @@ fn handle_shutdown_signals() {
         });
     if let Err(e) = spawned {
         tracing::warn!("cannot watch for SIGTERM: {e}");
+    }
+}
+
+/// SIGHUP: `warren ctl reload_certificates`, through the control socket
+/// as any client, so the reload runs on shard 0 exactly as the verb's
+/// (which logs its outcome).
+fn reload_certificates(data_dir: &Path) {
+    use std::io::{BufRead, Write};
+    tracing::info!("SIGHUP received, reloading certificates");
+    let path = data_dir.join(crate::mgmt::proto::SOCKET_NAME);
+    let asked = std::os::unix::net::UnixStream::connect(&path).and_then(|mut s| {
+        s.set_read_timeout(Some(std::time::Duration::from_secs(60)))?;
+        s.write_all(b"{\"verb\":\"reload_certificates\"}\n")?;
+        let mut line = String::new();
+        std::io::BufReader::new(s).read_line(&mut line)?;
+        Ok(line)
+    });
+    if let Err(e) = asked {
+        tracing::error!(
+            "SIGHUP: cannot reload certificates through {}: {e}",
+            path.display()
+        );
     }
 }
 
@@ -301,10 +353,10 @@ fn segment_has_records(path: &Path) -> bool {
         .unwrap_or(true)
 }
 
-/// The AMQPS listener every shard opens beside the plain one.
+/// The AMQPS listener every shard opens beside the plain one (its
+/// certificate is the shard's current one, `mgmt::certs`).
 struct TlsListen {
     addr: SocketAddr,
-    server: Arc<rustls::ServerConfig>,
     handshake_timeout: std::time::Duration,
 }
 
@@ -343,9 +395,11 @@ async fn shard_main(
     config: Config,
     durable: Arc<Durable>,
     tls: Option<Arc<TlsListen>>,
+    certs: crate::mgmt::certs::Configs,
     start: ShardStart<ShardMsg>,
     ready: std::sync::mpsc::Sender<Result<usize, String>>,
 ) {
+    crate::mgmt::certs::install(certs);
     let ShardStart {
         id,
         shards,
@@ -501,10 +555,12 @@ async fn serve_tls(
         .map(|a| a.to_string())
         .unwrap_or_else(|_| "?".into());
     let plain = socket.clone();
-    match socket
-        .start_tls(tls.server.clone(), tls.handshake_timeout)
-        .await
-    {
+    let Some(server) = crate::mgmt::certs::current(crate::mgmt::certs::Listener::Amqps) else {
+        tracing::error!(%peer, "AMQPS connection without a certificate installed, closing");
+        plain.shutdown_write();
+        return;
+    };
+    match socket.start_tls(server, tls.handshake_timeout).await {
         Ok(socket) => {
             tracing::debug!(
                 %peer,

@@ -308,3 +308,75 @@ async fn a_handshake_that_never_finishes_is_cut_off() {
         .expect("a trusted client");
     publish_and_consume(&conn, b"after timeouts").await;
 }
+
+/// A client's TLS settings from the files in `dir`: its CA and, when
+/// named, its certificate and key.
+fn tls_config_in(dir: &Path, client: Option<&str>) -> OwnedTLSConfig {
+    let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
+    OwnedTLSConfig {
+        identity: client.map(|name| OwnedIdentity::PKCS8 {
+            pem: read(&format!("{name}.pem")),
+            key: read(&format!("{name}.key")),
+        }),
+        cert_chain: Some(String::from_utf8(read("ca.pem")).unwrap()),
+    }
+}
+
+async fn connect_with(b: &TlsBroker, tls: OwnedTLSConfig) -> lapin::Result<Connection> {
+    let uri = format!("amqps://127.0.0.1:{}/%2f", b.tls_port);
+    w!(Connection::connect_with_config(
+        &uri,
+        ConnectionProperties::default(),
+        tls,
+        lapin::runtime::default_runtime().unwrap(),
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloaded_certificates_serve_new_connections_and_open_ones_keep_theirs() {
+    let b = start("").await;
+    let old = certs();
+    for f in ["ca.pem", "client.pem", "client.key"] {
+        std::fs::copy(b.certs.join(f), old.join(f)).unwrap();
+    }
+    let open = connect_with(&b, tls_config_in(&old, Some("client")))
+        .await
+        .expect("a connection before the reload");
+    // A new CA, server and client certificate over the configured files.
+    let new = certs();
+    for f in ["ca.pem", "server.pem", "server.key"] {
+        std::fs::copy(new.join(f), b.certs.join(f)).unwrap();
+    }
+    b.ctl(&["reload_certificates"]);
+    b.broker
+        .wait_log_line("reloaded the certificates of AMQPS", STEP)
+        .await;
+    let fresh = connect_with(&b, tls_config_in(&new, Some("client")))
+        .await
+        .expect("the new CA's client after the reload");
+    publish_and_consume(&fresh, b"new certificate").await;
+    assert!(
+        connect_with(&b, tls_config_in(&old, Some("client")))
+            .await
+            .is_err(),
+        "the old CA's client must be refused after the reload"
+    );
+    publish_and_consume(&open, b"kept its session").await;
+    // A bad key: the reload fails (exit 65) and the new files stay in use.
+    std::fs::write(b.certs.join("server.key"), "not a key\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args(["ctl", "-n"])
+        .arg(b.broker.data_dir())
+        .arg("reload_certificates")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(65), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ssl_options.keyfile"),
+        "{out:?}"
+    );
+    let again = connect_with(&b, tls_config_in(&new, Some("client")))
+        .await
+        .expect("still the reloaded certificate");
+    publish_and_consume(&again, b"after a failed reload").await;
+}

@@ -132,6 +132,35 @@ pub struct FileConfig {
     /// `ssl_cert_login_from = distinguished_name | common_name`: the user
     /// name EXTERNAL takes from a client certificate (`distinguished_name`).
     pub ssl_cert_login_from: Option<CertLoginFrom>,
+    /// `management.ssl.*`: the management API and page over HTTPS.
+    pub management_ssl: HttpsKeys,
+    /// `prometheus.ssl.*`: the Prometheus endpoint over HTTPS.
+    pub prometheus_ssl: HttpsKeys,
+}
+
+/// An HTTPS listener's keys, `<prefix>.ssl.<key>` (`management.ssl.port`,
+/// `prometheus.ssl.certfile`...): as `ssl_options`, plus where it listens.
+/// Any of them set turns the listener on, as in RabbitMQ.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HttpsKeys {
+    /// `.port` (15671 for the management API, 15691 for Prometheus).
+    pub port: Option<u16>,
+    /// `.ip`: the address (the plain listener's, else every interface).
+    pub ip: Option<IpAddr>,
+    pub cacertfile: Option<PathBuf>,
+    pub certfile: Option<PathBuf>,
+    pub keyfile: Option<PathBuf>,
+    pub verify: Option<SslVerify>,
+    pub fail_if_no_peer_cert: Option<bool>,
+    /// `.versions.<n>`, in the order of their `<n>`.
+    pub versions: Option<Vec<TlsVersion>>,
+}
+
+impl HttpsKeys {
+    /// The file names this listener at all.
+    pub fn is_set(&self) -> bool {
+        *self != HttpsKeys::default()
+    }
 }
 
 /// One `listeners.tcp.<name>` entry.
@@ -295,6 +324,8 @@ struct Builder {
     ssl_listeners: Vec<Listener>,
     ssl_listeners_none: bool,
     ssl_versions: Vec<(String, TlsVersion)>,
+    /// `management.ssl.versions.<n>`, `prometheus.ssl.versions.<n>`.
+    https_versions: [Vec<(String, TlsVersion)>; 2],
     tags: Vec<(String, bool)>,
     loopback: Vec<(String, bool)>,
     loopback_none: bool,
@@ -349,6 +380,9 @@ impl Builder {
             "warren.segment_size" => c.segment_size = Some(segment_size(key, v)?),
             "warren.spin_before_park_us" => c.spin_before_park_us = Some(at_least(key, v, 0)?),
             "warren.call_timeout" => c.call_timeout = Some(at_least(key, v, 1)?),
+            _ if key.starts_with("management.ssl.") || key.starts_with("prometheus.ssl.") => {
+                self.apply_https(key, v)?
+            }
             _ => {
                 if let Some(name) = leaf(key, "listeners.tcp.") {
                     let (ip, port) = listener(key, v)?;
@@ -372,6 +406,32 @@ impl Builder {
         Ok(())
     }
 
+    /// A `management.ssl.*` or `prometheus.ssl.*` key.
+    fn apply_https(&mut self, key: &str, v: &str) -> Result<(), String> {
+        let (i, rest) = match key.strip_prefix("management.ssl.") {
+            Some(rest) => (0, rest),
+            None => (1, &key["prometheus.ssl.".len()..]),
+        };
+        let h = match i {
+            0 => &mut self.config.management_ssl,
+            _ => &mut self.config.prometheus_ssl,
+        };
+        match rest {
+            "port" => h.port = Some(ranged(key, v, 1, u16::MAX)?),
+            "ip" => h.ip = Some(ip(key, v)?),
+            "cacertfile" => h.cacertfile = Some(PathBuf::from(v)),
+            "certfile" => h.certfile = Some(PathBuf::from(v)),
+            "keyfile" => h.keyfile = Some(PathBuf::from(v)),
+            "verify" => h.verify = Some(verify(key, v)?),
+            "fail_if_no_peer_cert" => h.fail_if_no_peer_cert = Some(boolean(key, v)?),
+            _ => match rest.strip_prefix("versions.").filter(|n| !n.contains('.')) {
+                Some(n) => self.https_versions[i].push((n.to_owned(), tls_version(key, v)?)),
+                None => return Err(format!("unknown setting '{key}'")),
+            },
+        }
+        Ok(())
+    }
+
     fn finish(self) -> FileConfig {
         let mut c = self.config;
         let set = |entries: Vec<(String, bool)>| {
@@ -390,21 +450,10 @@ impl Builder {
         } else if !self.ssl_listeners.is_empty() {
             c.ssl_listeners = Some(self.ssl_listeners);
         }
-        if !self.ssl_versions.is_empty() {
-            // Ordered by their index, as cuttlefish lists them.
-            let mut v = self.ssl_versions;
-            v.sort_by(|a, b| {
-                let n = |s: &str| s.parse::<u64>().unwrap_or(u64::MAX);
-                n(&a.0).cmp(&n(&b.0)).then(a.0.cmp(&b.0))
-            });
-            let mut versions: Vec<TlsVersion> = Vec::new();
-            for (_, ver) in v {
-                if !versions.contains(&ver) {
-                    versions.push(ver);
-                }
-            }
-            c.ssl_versions = Some(versions);
-        }
+        c.ssl_versions = versions(self.ssl_versions);
+        let [management, prometheus] = self.https_versions;
+        c.management_ssl.versions = versions(management);
+        c.prometheus_ssl.versions = versions(prometheus);
         if !self.tags.is_empty() {
             c.default_user_tags = Some(set(self.tags));
         }
@@ -415,6 +464,25 @@ impl Builder {
         }
         c
     }
+}
+
+/// `.versions.<n>` entries ordered by their index, as cuttlefish lists
+/// them, without repeats; `None` when there are none.
+fn versions(mut v: Vec<(String, TlsVersion)>) -> Option<Vec<TlsVersion>> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(|a, b| {
+        let n = |s: &str| s.parse::<u64>().unwrap_or(u64::MAX);
+        n(&a.0).cmp(&n(&b.0)).then(a.0.cmp(&b.0))
+    });
+    let mut out: Vec<TlsVersion> = Vec::new();
+    for (_, ver) in v {
+        if !out.contains(&ver) {
+            out.push(ver);
+        }
+    }
+    Some(out)
 }
 
 /// `name` when `key` is `prefix` followed by one word.
@@ -664,6 +732,17 @@ ssl_options.versions.2 = tlsv1.2
 ssl_options.versions.1 = tlsv1.3
 ssl_handshake_timeout = 7000
 ssl_cert_login_from = common_name
+management.ssl.port = 15671
+management.ssl.ip = 127.0.0.1
+management.ssl.cacertfile = /etc/warren/ca.pem
+management.ssl.certfile = /etc/warren/server.pem
+management.ssl.keyfile = /etc/warren/server.key
+management.ssl.verify = verify_peer
+management.ssl.fail_if_no_peer_cert = false
+management.ssl.versions.1 = tlsv1.2
+prometheus.ssl.port = 15691
+prometheus.ssl.certfile = /etc/warren/server.pem
+prometheus.ssl.keyfile = /etc/warren/server.key
 ";
         let expected = FileConfig {
             listeners: Some(vec![
@@ -719,6 +798,22 @@ ssl_cert_login_from = common_name
             ssl_versions: Some(vec![TlsVersion::Tls13, TlsVersion::Tls12]),
             ssl_handshake_timeout: Some(7000),
             ssl_cert_login_from: Some(CertLoginFrom::CommonName),
+            management_ssl: HttpsKeys {
+                port: Some(15671),
+                ip: Some("127.0.0.1".parse().unwrap()),
+                cacertfile: Some("/etc/warren/ca.pem".into()),
+                certfile: Some("/etc/warren/server.pem".into()),
+                keyfile: Some("/etc/warren/server.key".into()),
+                verify: Some(SslVerify::Peer),
+                fail_if_no_peer_cert: Some(false),
+                versions: Some(vec![TlsVersion::Tls12]),
+            },
+            prometheus_ssl: HttpsKeys {
+                port: Some(15691),
+                certfile: Some("/etc/warren/server.pem".into()),
+                keyfile: Some("/etc/warren/server.key".into()),
+                ..HttpsKeys::default()
+            },
         };
         assert_eq!(p(text).unwrap(), expected);
     }
@@ -737,6 +832,30 @@ ssl_cert_login_from = common_name
         assert!(err("ssl_cert_login_from = email").1.contains("common_name"));
         let c = p("listeners.ssl.default = 5671\nlisteners.ssl = none\n").unwrap();
         assert_eq!(c.ssl_listeners, Some(vec![]));
+    }
+
+    #[test]
+    fn https_keys_refused_as_rabbitmq_would() {
+        assert!(err("management.ssl.versions.1 = sslv3")
+            .1
+            .contains("not supported"));
+        assert!(err("prometheus.ssl.verify = maybe")
+            .1
+            .contains("verify_peer or verify_none"));
+        assert!(err("management.ssl.port = 0").1.contains("from 1 to 65535"));
+        assert!(err("management.ssl.password = x")
+            .1
+            .contains("unknown setting 'management.ssl.password'"));
+        assert!(err("prometheus.ssl.versions.1.x = tlsv1.2")
+            .1
+            .contains("unknown setting"));
+        let c = p("prometheus.ssl.versions.2 = tlsv1.2\nprometheus.ssl.versions.1 = tlsv1.3\n")
+            .unwrap();
+        assert_eq!(
+            c.prometheus_ssl.versions,
+            Some(vec![TlsVersion::Tls13, TlsVersion::Tls12])
+        );
+        assert!(c.prometheus_ssl.is_set() && !c.management_ssl.is_set());
     }
 
     #[test]
@@ -1009,6 +1128,7 @@ ssl_cert_login_from = common_name
         assert_eq!(c.heartbeat, Some(60));
         assert_eq!(c.frame_max, Some(131_072));
         assert_eq!(c.channel_max, Some(2047));
+        assert_eq!(c.ssl_handshake_timeout, Some(5000));
         assert_eq!(c.disk_free_limit_absolute, Some(storage.disk_free_limit));
         assert_eq!(c.log_console, Some(true));
         assert_eq!(c.log_console_level, Some(LogLevel::Info));

@@ -36,6 +36,11 @@ pub struct Config {
     pub memory_watermark: MemoryWatermark,
     /// The AMQPS listener (`None`: no TLS).
     pub tls: Option<TlsConfig>,
+    /// The management API and page over HTTPS (`management.ssl.*`;
+    /// `None`: off).
+    pub management_tls: Option<TlsConfig>,
+    /// The Prometheus endpoint over HTTPS (`prometheus.ssl.*`; `None`: off).
+    pub prometheus_tls: Option<TlsConfig>,
 }
 
 /// RabbitMQ's `ssl_options.verify`.
@@ -69,10 +74,14 @@ pub enum CertLoginFrom {
     CommonName,
 }
 
-/// The AMQPS listener and its TLS settings, as resolved (the files are
-/// read when the broker starts, see `config::tls`).
+/// A TLS listener (AMQPS, or HTTPS for the management API or
+/// Prometheus) and its settings, as resolved (the files are read when the
+/// broker starts and on a reload, see `config::tls`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TlsConfig {
+    /// The keys these settings come from (`ssl_options`, `management.ssl`,
+    /// `prometheus.ssl`), for error messages.
+    pub keys: &'static str,
     /// `None`: every interface.
     pub bind: Option<IpAddr>,
     pub port: u16,

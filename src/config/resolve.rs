@@ -4,7 +4,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use super::file::FileConfig;
-use super::file::Listener;
+use super::file::{HttpsKeys, Listener};
 use super::{
     AccessConfig, Config, ConnLimits, MemoryWatermark, SslVerify, StorageConfig, SyncMode,
     TlsConfig, TlsVersion,
@@ -46,6 +46,10 @@ pub struct Flags {
     pub ssl_verify: Option<SslVerify>,
     /// `--ssl-fail-if-no-peer-cert`.
     pub ssl_fail_if_no_peer_cert: Option<bool>,
+    /// `--management-ssl-port` (0: no HTTPS, whatever the file says).
+    pub management_ssl_port: Option<u16>,
+    /// `--prometheus-ssl-port` (0: no HTTPS, whatever the file says).
+    pub prometheus_ssl_port: Option<u16>,
 }
 
 /// The configuration to run with, and the log filter.
@@ -83,6 +87,7 @@ pub fn resolve(
     let tls = match ssl_port {
         None => None,
         Some(port) => Some(TlsConfig {
+            keys: "ssl_options",
             // A flag's --bind narrows every listener; else the file's
             // address for this one.
             bind: flags
@@ -134,20 +139,65 @@ pub fn resolve(
             std::net::SocketAddr::new(ip, port)
         })
     };
+    // `ssl_handshake_timeout` is AMQP's, as in RabbitMQ; the HTTPS
+    // listeners have ranch's 5 s (mgmt/http's HANDSHAKE_TIMEOUT).
+    let handshake_timeout = std::time::Duration::from_secs(5);
+    let management_tls = https(
+        "management.ssl",
+        file.management_ssl.clone(),
+        flags.management_ssl_port,
+        15671,
+        bind,
+        handshake_timeout,
+    )?;
+    let prometheus_tls = https(
+        "prometheus.ssl",
+        file.prometheus_ssl.clone(),
+        flags.prometheus_ssl_port,
+        15691,
+        bind,
+        handshake_timeout,
+    )?;
+    // As RabbitMQ: the plain listener is on by default, but not when only
+    // the HTTPS one is configured.
+    let plain_port =
+        |flag: Option<u16>, port: Option<u16>, ip: Option<IpAddr>, tls: bool, default| {
+            flag.or(port)
+                .unwrap_or(if tls && ip.is_none() { 0 } else { default })
+        };
     let management = http(
-        flags
-            .management_port
-            .or(file.management_tcp_port)
-            .unwrap_or(15672),
+        plain_port(
+            flags.management_port,
+            file.management_tcp_port,
+            file.management_tcp_ip,
+            management_tls.is_some(),
+            15672,
+        ),
         file.management_tcp_ip,
     );
     let prometheus = http(
-        flags
-            .prometheus_port
-            .or(file.prometheus_tcp_port)
-            .unwrap_or(15692),
+        plain_port(
+            flags.prometheus_port,
+            file.prometheus_tcp_port,
+            file.prometheus_tcp_ip,
+            prometheus_tls.is_some(),
+            15692,
+        ),
         file.prometheus_tcp_ip,
     );
+    for (plain, tls, what) in [
+        (management, &management_tls, "management"),
+        (prometheus, &prometheus_tls, "prometheus"),
+    ] {
+        if let (Some(a), Some(t)) = (plain, tls) {
+            if a.port() == t.port && t.bind.is_none_or(|ip| ip == a.ip()) {
+                return Err(format!(
+                    "{what}.tcp.port and {what}.ssl.port both name port {}",
+                    t.port
+                ));
+            }
+        }
+    }
     let memory_watermark = flags
         .memory_watermark
         .or(file
@@ -239,8 +289,52 @@ pub fn resolve(
         prometheus,
         memory_watermark,
         tls,
+        management_tls,
+        prometheus_tls,
     };
     Ok(Resolved { config, log })
+}
+
+/// An HTTPS listener from its `<keys>.*` and its port flag: on when the
+/// file sets any of the keys or the flag names a port (0: off).
+fn https(
+    keys: &'static str,
+    h: HttpsKeys,
+    flag_port: Option<u16>,
+    default_port: u16,
+    bind: Option<IpAddr>,
+    handshake_timeout: std::time::Duration,
+) -> Result<Option<TlsConfig>, String> {
+    let port = match flag_port {
+        Some(0) => return Ok(None),
+        Some(p) => p,
+        None if h.is_set() => h.port.unwrap_or(default_port),
+        None => return Ok(None),
+    };
+    let verify = h.verify.unwrap_or(SslVerify::None);
+    if verify == SslVerify::Peer && h.cacertfile.is_none() {
+        return Err(format!(
+            "{keys}.verify = verify_peer needs {keys}.cacertfile"
+        ));
+    }
+    Ok(Some(TlsConfig {
+        keys,
+        bind: h.ip.or(bind),
+        port,
+        cacertfile: h.cacertfile,
+        certfile: h
+            .certfile
+            .ok_or_else(|| format!("HTTPS on port {port} needs a certificate: {keys}.certfile"))?,
+        keyfile: h
+            .keyfile
+            .ok_or_else(|| format!("HTTPS on port {port} needs a key: {keys}.keyfile"))?,
+        verify,
+        fail_if_no_peer_cert: h.fail_if_no_peer_cert.unwrap_or(false),
+        versions: h
+            .versions
+            .unwrap_or_else(|| vec![TlsVersion::Tls13, TlsVersion::Tls12]),
+        handshake_timeout,
+    }))
 }
 
 /// The one listener of a kind the file may name (`None`: it names none).
@@ -400,5 +494,68 @@ mod tests {
             ..Flags::default()
         };
         assert!(resolve(clash, file(base), None, 1, 0).is_err());
+    }
+
+    #[test]
+    fn https_listeners_from_the_file_and_flags() {
+        let r = resolve(Flags::default(), file(""), None, 1, 0)
+            .unwrap()
+            .config;
+        assert!(r.management_tls.is_none() && r.prometheus_tls.is_none());
+        assert_eq!(r.management.map(|a| a.port()), Some(15672));
+        // Only management.ssl.*: HTTPS on its default port and no plain
+        // listener, as RabbitMQ; Prometheus keeps its plain default.
+        let ssl = "management.ssl.certfile = s.pem\nmanagement.ssl.keyfile = s.key\n";
+        let r = resolve(Flags::default(), file(ssl), None, 1, 0)
+            .unwrap()
+            .config;
+        let t = r.management_tls.unwrap();
+        assert_eq!(
+            (t.port, t.keys, t.verify),
+            (15671, "management.ssl", SslVerify::None)
+        );
+        assert_eq!(r.management, None);
+        assert_eq!(r.prometheus.map(|a| a.port()), Some(15692));
+        // Both, side by side, when the file names the plain one too.
+        let both = format!("{ssl}management.tcp.port = 15672\n");
+        let r = resolve(Flags::default(), file(&both), None, 1, 0)
+            .unwrap()
+            .config;
+        assert!(r.management_tls.is_some() && r.management.is_some());
+        // Prometheus: 15691 by default; the flag moves it or turns it off.
+        let prom = "prometheus.ssl.certfile = s.pem\nprometheus.ssl.keyfile = s.key\n";
+        let r = resolve(Flags::default(), file(prom), None, 1, 0)
+            .unwrap()
+            .config;
+        assert_eq!(r.prometheus_tls.unwrap().port, 15691);
+        assert_eq!(r.prometheus, None);
+        let flags = Flags {
+            prometheus_ssl_port: Some(16691),
+            ..Flags::default()
+        };
+        let r = resolve(flags, file(prom), None, 1, 0).unwrap().config;
+        assert_eq!(r.prometheus_tls.unwrap().port, 16691);
+        let off = Flags {
+            prometheus_ssl_port: Some(0),
+            ..Flags::default()
+        };
+        let r = resolve(off, file(prom), None, 1, 0).unwrap().config;
+        assert!(r.prometheus_tls.is_none());
+        // Missing files, verify_peer without a CA, one port twice.
+        let e = resolve(
+            Flags::default(),
+            file("management.ssl.port = 15671\n"),
+            None,
+            1,
+            0,
+        )
+        .unwrap_err();
+        assert!(e.contains("management.ssl.certfile"), "{e}");
+        let peer = format!("{prom}prometheus.ssl.verify = verify_peer\n");
+        let e = resolve(Flags::default(), file(&peer), None, 1, 0).unwrap_err();
+        assert!(e.contains("prometheus.ssl.cacertfile"), "{e}");
+        let clash = format!("{ssl}management.ssl.port = 15672\nmanagement.tcp.port = 15672\n");
+        let e = resolve(Flags::default(), file(&clash), None, 1, 0).unwrap_err();
+        assert!(e.contains("both name port 15672"), "{e}");
     }
 }

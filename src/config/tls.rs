@@ -1,6 +1,7 @@
-//! The TLS listener's rustls settings from RabbitMQ's `ssl_options`: the
-//! PEM files are read and checked once, at start, so a missing or wrong
-//! file stops the broker with a message rather than failing handshakes.
+//! A TLS listener's rustls settings from RabbitMQ's `ssl_options` (or
+//! `management.ssl`, `prometheus.ssl`): the PEM files are read and checked
+//! at start, so a missing or wrong file stops the broker with a message
+//! rather than failing handshakes, and again on a certificate reload.
 use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
@@ -19,24 +20,25 @@ pub fn server_config(t: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, String>
             TlsVersion::Tls13 => &rustls::version::TLS13,
         })
         .collect();
-    let certs = read_certs(&t.certfile, "ssl_options.certfile")?;
+    let k = t.keys;
+    let certs = read_certs(&t.certfile, &format!("{k}.certfile"))?;
     let key = PrivateKeyDer::from_pem_file(&t.keyfile)
-        .map_err(|e| format!("ssl_options.keyfile {}: {e}", t.keyfile.display()))?;
+        .map_err(|e| format!("{k}.keyfile {}: {e}", t.keyfile.display()))?;
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&versions)
-        .map_err(|e| format!("ssl_options.versions: {e}"))?;
+        .map_err(|e| format!("{k}.versions: {e}"))?;
     let builder = match t.verify {
         SslVerify::None => builder.with_no_client_auth(),
         SslVerify::Peer => {
             let path = t
                 .cacertfile
                 .as_ref()
-                .ok_or("ssl_options.verify = verify_peer needs ssl_options.cacertfile")?;
+                .ok_or_else(|| format!("{k}.verify = verify_peer needs {k}.cacertfile"))?;
             let mut roots = rustls::RootCertStore::empty();
-            for c in read_certs(path, "ssl_options.cacertfile")? {
+            for c in read_certs(path, &format!("{k}.cacertfile"))? {
                 roots
                     .add(c)
-                    .map_err(|e| format!("ssl_options.cacertfile {}: {e}", path.display()))?;
+                    .map_err(|e| format!("{k}.cacertfile {}: {e}", path.display()))?;
             }
             let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
                 Arc::new(roots),
@@ -49,13 +51,13 @@ pub fn server_config(t: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, String>
             };
             let verifier = verifier
                 .build()
-                .map_err(|e| format!("ssl_options.cacertfile {}: {e}", path.display()))?;
+                .map_err(|e| format!("{k}.cacertfile {}: {e}", path.display()))?;
             builder.with_client_cert_verifier(verifier)
         }
     };
     let config = builder
         .with_single_cert(certs, key)
-        .map_err(|e| format!("ssl_options.certfile/keyfile: {e}"))?;
+        .map_err(|e| format!("{k}.certfile/keyfile: {e}"))?;
     Ok(Arc::new(config))
 }
 

@@ -95,6 +95,7 @@ impl Ctx<'_, '_> {
             ),
             "stop" => format!("Stopping and halting node {node} ..."),
             "stop_app" => format!("Stopping rabbit application on node {node} ..."),
+            "reload_certificates" => format!("Reloading TLS certificates on node {node} ..."),
             "start_app" => format!("Starting node {node} ..."),
             "reset" => format!("Resetting node {node} ..."),
             "export_definitions" => {

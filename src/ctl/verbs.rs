@@ -152,6 +152,13 @@ pub static VERBS: &[Verb] = &[
         ..BASE
     },
     Verb {
+        name: "reload_certificates",
+        usage: "reload_certificates",
+        about: "Re-reads the TLS listeners' certificate, key and CA files (Warren's; SIGHUP does the same)",
+        section: NODES,
+        ..BASE
+    },
+    Verb {
         name: "add_user",
         usage: "add_user <username> <password>",
         about: "Creates a user without permissions",

@@ -32,6 +32,13 @@ pub struct Context {
     pub management: Option<std::net::SocketAddr>,
     /// The Prometheus listener, if on.
     pub prometheus: Option<std::net::SocketAddr>,
+    /// The management API's HTTPS listener, if on.
+    pub management_tls: Option<std::net::SocketAddr>,
+    /// The Prometheus HTTPS listener, if on.
+    pub prometheus_tls: Option<std::net::SocketAddr>,
+    /// What the TLS listeners' certificates are read from (a reload reads
+    /// them again).
+    pub certs: super::certs::Sources,
 }
 
 impl Context {
@@ -49,8 +56,19 @@ impl Context {
             shards: config.shards,
             management: config.management,
             prometheus: config.prometheus,
+            management_tls: config.management_tls.as_ref().map(tls_addr),
+            prometheus_tls: config.prometheus_tls.as_ref().map(tls_addr),
+            certs: super::certs::Sources::of(config),
         }
     }
+}
+
+/// Where a TLS listener listens (`server::run` resolved its address).
+fn tls_addr(t: &crate::config::TlsConfig) -> std::net::SocketAddr {
+    let ip = t
+        .bind
+        .unwrap_or(std::net::IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED));
+    std::net::SocketAddr::new(ip, t.port)
 }
 
 /// `warren@<short host name>`, the node name in listings and info lines.

@@ -2,6 +2,7 @@
 //! `rabbitmqctl` link) talks to, the HTTP API, page and Prometheus
 //! endpoint, and RabbitMQ's definitions format. It sits
 //! above the shards and asks them through typed calls, like a connection.
+pub mod certs;
 pub mod control;
 pub mod definitions;
 pub mod definitions_json;

@@ -542,6 +542,10 @@ async fn run_verb(shard: &Rc<Shard>, ctx: &Context, req: &Request) -> VerbResult
             Ok(Reply::Done)
         }
         "reset" | "force_reset" => admin(shard, verb, AdminOp::Reset).await,
+        "reload_certificates" => super::certs::reload(shard, &ctx.certs, ctx.shards)
+            .await
+            .map(|_| Reply::Done)
+            .map_err(|e| err(exit::DATAERR, e)),
         "export_definitions" => Ok(Reply::Document(super::definitions::export(shard))),
         "import_definitions" => {
             let Some(doc) = req.options.get("definitions") else {

@@ -51,7 +51,7 @@ def tls_broker():
             "management.tcp.port = 0\n"
             "prometheus.tcp.port = 0\n"
             % (port, tls_port, c("ca.pem"), c("server.pem"), c("server.key"), data,
-               os.environ.get("WARREN_TEST_SHARDS", "3")))
+               os.environ.get("WARREN_SHARDS") or os.environ.get("WARREN_TEST_SHARDS", "3")))
     err_path = os.path.join(d, "stderr.log")
     with open(err_path, "wb") as err:
         p = subprocess.Popen([warren_binary(), "serve", "--config", conf],

@@ -746,6 +746,12 @@ fn listeners(ctx: &Context) -> Vec<(u16, &'static str, std::net::IpAddr)> {
     if let Some(a) = ctx.prometheus {
         v.push((a.port(), "http/prometheus", a.ip()));
     }
+    if let Some(a) = ctx.management_tls {
+        v.push((a.port(), "https", a.ip()));
+    }
+    if let Some(a) = ctx.prometheus_tls {
+        v.push((a.port(), "https/prometheus", a.ip()));
+    }
     v
 }
 

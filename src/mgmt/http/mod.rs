@@ -1,5 +1,8 @@
 //! The management HTTP API and web page (`management.tcp.port`, 15672) and
-//! the Prometheus endpoint (`prometheus.tcp.port`, 15692), RabbitMQ's.
+//! the Prometheus endpoint (`prometheus.tcp.port`, 15692), RabbitMQ's, and
+//! both over HTTPS (`management.ssl.port`, `prometheus.ssl.port`): the same
+//! service behind a rustls handshake (futures-rustls over the same socket),
+//! with the shard's current certificate (`mgmt::certs`).
 //!
 //! HTTP/1.1 is hyper's: it runs on shard 0's executor, beside the control
 //! socket, over the runtime's socket and timer (`io.rs`). Requests fan out
@@ -23,6 +26,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
+use super::certs::Listener as TlsListener;
 use super::control::Context;
 use super::stats::Sampler;
 use crate::runtime::net::{SoleListener, Stream};
@@ -41,30 +45,46 @@ enum Service {
     Prometheus,
 }
 
-/// Binds the management and Prometheus listeners that `ctx` names and
-/// serves them on this shard. Fails when a port cannot be bound, as the
-/// broker does for its AMQP port.
+/// A client has this long to finish its TLS handshake on an HTTPS port
+/// (ranch's default handshake timeout, which RabbitMQ's listeners use).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Binds the management and Prometheus listeners (HTTP and HTTPS) that
+/// `ctx` names and serves them on this shard. Fails when a port cannot be
+/// bound, as the broker does for its AMQP port.
 pub fn start(shard: Rc<Shard>, ctx: Rc<Context>) -> Result<(), String> {
-    if ctx.management.is_none() && ctx.prometheus.is_none() {
+    let listeners = [
+        (ctx.management, Service::Management, None),
+        (ctx.prometheus, Service::Prometheus, None),
+        (
+            ctx.management_tls,
+            Service::Management,
+            Some(TlsListener::Management),
+        ),
+        (
+            ctx.prometheus_tls,
+            Service::Prometheus,
+            Some(TlsListener::Prometheus),
+        ),
+    ];
+    if listeners.iter().all(|(a, _, _)| a.is_none()) {
         return Ok(());
     }
     // The rates' 5 s samples, for the API (Prometheus reads counters).
     let stats = crate::mgmt::stats::start(shard.clone());
-    for (addr, service) in [
-        (ctx.management, Service::Management),
-        (ctx.prometheus, Service::Prometheus),
-    ] {
+    for (addr, service, tls) in listeners {
         let Some(addr) = addr else { continue };
+        let scheme = if tls.is_some() { "HTTPS" } else { "HTTP" };
         let listener = SoleListener::bind(addr).map_err(|e| {
             let what = match service {
                 Service::Management => "the management API",
                 Service::Prometheus => "the Prometheus endpoint",
             };
-            format!("cannot listen on {addr} for {what}: {e}")
+            format!("cannot listen on {addr} for {what} over {scheme}: {e}")
         })?;
-        tracing::info!("serving {service:?} over HTTP on {addr}");
+        tracing::info!("serving {service:?} over {scheme} on {addr}");
         let (shard, ctx, stats) = (shard.clone(), ctx.clone(), stats.clone());
-        crate::runtime::spawn(accept_loop(listener, service, shard, ctx, stats));
+        crate::runtime::spawn(accept_loop(listener, service, tls, shard, ctx, stats));
     }
     Ok(())
 }
@@ -72,6 +92,7 @@ pub fn start(shard: Rc<Shard>, ctx: Rc<Context>) -> Result<(), String> {
 async fn accept_loop(
     listener: SoleListener,
     service: Service,
+    tls: Option<TlsListener>,
     shard: Rc<Shard>,
     ctx: Rc<Context>,
     stats: Rc<Sampler>,
@@ -80,7 +101,14 @@ async fn accept_loop(
         match listener.accept().await {
             Ok(stream) => {
                 let (shard, ctx, stats) = (shard.clone(), ctx.clone(), stats.clone());
-                crate::runtime::spawn(serve_connection(stream, service, shard, ctx, stats));
+                match tls {
+                    None => {
+                        crate::runtime::spawn(serve_connection(stream, service, shard, ctx, stats))
+                    }
+                    Some(l) => {
+                        crate::runtime::spawn(serve_tls(stream, l, service, shard, ctx, stats))
+                    }
+                }
             }
             Err(e) => {
                 if crate::runtime::net::stopped_listening() {
@@ -93,6 +121,48 @@ async fn accept_loop(
     }
 }
 
+/// An HTTPS connection: the TLS handshake within [`HANDSHAKE_TIMEOUT`]
+/// with this shard's current certificate, then HTTP as on the plain port.
+/// A failed handshake (a plain HTTP client, an untrusted or missing client
+/// certificate, a stall) is one log line and a closed socket.
+async fn serve_tls(
+    stream: Stream,
+    listener: TlsListener,
+    service: Service,
+    shard: Rc<Shard>,
+    ctx: Rc<Context>,
+    stats: Rc<Sampler>,
+) {
+    use futures_lite::FutureExt;
+    let peer = stream.peer_addr().ok();
+    let Some(config) = super::certs::current(listener) else {
+        tracing::error!(
+            "{service:?} HTTPS connection from {peer:?} without a certificate installed, closing"
+        );
+        return;
+    };
+    let handshake = async {
+        futures_rustls::TlsAcceptor::from(config)
+            .accept(stream)
+            .await
+    };
+    let expired = async {
+        crate::runtime::sleep(HANDSHAKE_TIMEOUT).await;
+        Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("did not finish within {HANDSHAKE_TIMEOUT:?}"),
+        ))
+    };
+    match handshake.or(expired).await {
+        Ok(tls) => serve_http(tls, peer, service, shard, ctx, stats).await,
+        // Dropping the stream closes the socket.
+        Err(e) => tracing::warn!(
+            "{service:?} HTTPS connection from {}: TLS handshake failed, closing: {e}",
+            peer.map(|p| p.to_string()).unwrap_or_else(|| "?".into())
+        ),
+    }
+}
+
 async fn serve_connection(
     stream: Stream,
     service: Service,
@@ -101,6 +171,20 @@ async fn serve_connection(
     stats: Rc<Sampler>,
 ) {
     let peer = stream.peer_addr().ok();
+    serve_http(stream, peer, service, shard, ctx, stats).await
+}
+
+/// HTTP/1.1 on `stream` (plain, or TLS after its handshake).
+async fn serve_http<S>(
+    stream: S,
+    peer: Option<SocketAddr>,
+    service: Service,
+    shard: Rc<Shard>,
+    ctx: Rc<Context>,
+    stats: Rc<Sampler>,
+) where
+    S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin + 'static,
+{
     let svc = hyper::service::service_fn(move |req| {
         let (shard, ctx, stats) = (shard.clone(), ctx.clone(), stats.clone());
         async move {
