@@ -79,6 +79,22 @@ SCENARIOS = [
     dict(id="S7b", kind="throughput",
          title="as S1 with 64 KiB bodies",
          args=["--producers", "1", "--consumers", "1", "--size", "65536"]),
+    # TLS variants: the same load over AMQPS (both brokers' TLS listeners,
+    # one throwaway certificate made by tests/fixtures/make-test-certs.sh,
+    # TLS 1.2 and 1.3 offered, no client certificate).
+    dict(id="T1", kind="throughput", tls=True,
+         title="S1 over TLS: 1 producer -> 1 queue -> 1 consumer, 16 B, no confirms, auto-ack",
+         args=["--producers", "1", "--consumers", "1", "--size", "16"]),
+    dict(id="T2", kind="throughput", tls=True,
+         title="S2 over TLS: confirms (window 1000), multi-ack every 100, prefetch 1000",
+         args=["--producers", "1", "--consumers", "1", "--size", "16", "--confirm", "1000",
+               "--multi-ack-every", "100", "--prefetch", "1000"]),
+    dict(id="T7a", kind="throughput", tls=True,
+         title="S7a over TLS: 1 KiB bodies",
+         args=["--producers", "1", "--consumers", "1", "--size", "1024"]),
+    dict(id="T7b", kind="throughput", tls=True,
+         title="S7b over TLS: 64 KiB bodies",
+         args=["--producers", "1", "--consumers", "1", "--size", "65536"]),
     dict(id="S12", kind="throughput",
          title="as S2 into a queue with x-message-ttl 5 s, x-max-length 10,000 (drop-head) and "
                "a dead-letter queue for what the limit drops",
@@ -101,7 +117,8 @@ SCENARIOS = [
 SHORT = {"S1": "S1 1->1", "S2": "S2 confirms+acks", "S3": "S3 persistent", "S4": "S4 fanout x10",
          "S5a": "S5 topic 10 bind.", "S5b": "S5 topic 10k bind.", "S6": "S6 4p/4q/4c",
          "S7a": "S7 1 KiB", "S7b": "S7 64 KiB", "S8": "S8 idle conn.",
-         "S12": "S12 TTL+limit+DLX",
+         "S12": "S12 TTL+limit+DLX", "T1": "T1 TLS 1->1", "T2": "T2 TLS confirms",
+         "T7a": "T7 TLS 1 KiB", "T7b": "T7 TLS 64 KiB",
          "S9a": "S9 10k/s", "S9b": "S9 30k/s"}
 
 BROKERS = ["warren", "rabbitmq"]
@@ -141,6 +158,26 @@ def try_run(cmd, **kw):
         return run(cmd, **kw).strip()
     except (OSError, subprocess.CalledProcessError):
         return None
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of a process, all its threads, so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class TlsFiles:
+    """A throwaway CA and server certificate for 127.0.0.1 (openssl)."""
+
+    def __init__(self):
+        self.dir = Path(tempfile.mkdtemp(prefix="bench-tls-"))
+        run(["bash", str(ROOT / "tests" / "fixtures" / "make-test-certs.sh"), str(self.dir)])
+        self.ca, self.cert, self.key = (self.dir / f for f in ("ca.pem", "server.pem",
+                                                              "server.key"))
+
+    def uri(self, port):
+        return f"amqps://guest:guest@127.0.0.1:{port}/%2F?cacertfile={self.ca}"
 
 
 def rss_kib(pid):
@@ -195,9 +232,10 @@ class PagePoller:
 class Warren:
     name = "warren"
 
-    def __init__(self, binary, logdir, management=False):
+    def __init__(self, binary, logdir, management=False, tls=None):
         self.binary = binary
         self.logdir = logdir
+        self.tls = tls
         self.proc = None
         self.crashes = []
         # --warren-management: serve the HTTP API and poll it as a page does.
@@ -214,12 +252,16 @@ class Warren:
                     "--prometheus-port", str(self.prom_port)]
         else:
             http = ["--management-port", "0", "--prometheus-port", "0"]
+        if self.tls:
+            self.tls_port = free_port()
+            http += ["--ssl-port", str(self.tls_port), "--ssl-certfile", str(self.tls.cert),
+                     "--ssl-keyfile", str(self.tls.key)]
         self.cmd = [str(self.binary), "serve", "--bind", "127.0.0.1", "--port", str(self.port),
                     "--data-dir", self.tmp, "--log", "warn", *http]
         self.proc = subprocess.Popen(self.cmd, stdout=open(self.logfile, "w"),
                                      stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.time() + 30
-        while not port_open(self.port):
+        while not (port_open(self.port) and (not self.tls or port_open(self.tls_port))):
             if self.proc.poll() is not None or time.time() > deadline:
                 die(f"Warren did not start; see {self.logfile}")
             time.sleep(0.1)
@@ -230,6 +272,10 @@ class Warren:
     @property
     def uri(self):
         return f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
+
+    @property
+    def tls_uri(self):
+        return self.tls.uri(self.tls_port)
 
     def alive(self):
         # A panicked shard thread can leave the process up but half dead.
@@ -261,8 +307,9 @@ class RabbitMQ:
     logs, config and (empty) plugin list, so a system node is untouched."""
     name = "rabbitmq"
 
-    def __init__(self, logdir):
+    def __init__(self, logdir, tls=None):
         self.logdir = logdir
+        self.tls = tls
         self.proc = None
         self.crashes = []
         lib = Path("/usr/lib/rabbitmq/bin")
@@ -280,9 +327,19 @@ class RabbitMQ:
         self.port, self.dist_port, self.epmd_port = free_port(), free_port(), free_port()
         self.node = f"warrenbench{os.getpid()}@localhost"
         (self.tmp / "enabled_plugins").write_text("[].\n")
-        (self.tmp / "rabbitmq.conf").write_text(
-            "loopback_users.guest = true\n"
-            "listeners.tcp.default = %d\n" % self.port)
+        conf = "loopback_users.guest = true\nlisteners.tcp.default = %d\n" % self.port
+        if self.tls:
+            self.tls_port = free_port()
+            conf += ("listeners.ssl.default = %d\n"
+                     "ssl_options.cacertfile = %s\n"
+                     "ssl_options.certfile = %s\n"
+                     "ssl_options.keyfile = %s\n"
+                     "ssl_options.verify = verify_none\n"
+                     "ssl_options.fail_if_no_peer_cert = false\n"
+                     "ssl_options.versions.1 = tlsv1.3\n"
+                     "ssl_options.versions.2 = tlsv1.2\n"
+                     % (self.tls_port, self.tls.ca, self.tls.cert, self.tls.key))
+        (self.tmp / "rabbitmq.conf").write_text(conf)
         self.env = dict(os.environ)
         self.env.update({
             "HOME": str(self.tmp / "home"),  # own Erlang cookie
@@ -308,7 +365,8 @@ class RabbitMQ:
                 die(f"RabbitMQ exited during startup; see {self.logfile}")
             r = subprocess.run([self.ctl, "-n", self.node, "await_startup", "--timeout", "10"],
                                env=self.env, capture_output=True, text=True)
-            if r.returncode == 0 and port_open(self.port):
+            if r.returncode == 0 and port_open(self.port) and \
+                    (not self.tls or port_open(self.tls_port)):
                 break
             if time.time() > deadline:
                 self.stop()
@@ -319,6 +377,10 @@ class RabbitMQ:
     @property
     def uri(self):
         return f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
+
+    @property
+    def tls_uri(self):
+        return self.tls.uri(self.tls_port)
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
@@ -424,10 +486,12 @@ class Bench:
         tag = f"{sc['id']}-{broker.name}-r{rnd}"
         out = self.raw / f"{tag}.json"
         secs = (a.latency_seconds if sc["kind"] == "latency" else a.seconds)
-        cmd = [self.perf, "--uri", broker.uri, *sc["args"], "--duration", str(secs),
+        uri = broker.tls_uri if sc.get("tls") else broker.uri
+        cmd = [self.perf, "--uri", uri, *sc["args"], "--duration", str(secs),
                "--queue-pattern", f"bench-{sc['id']}-%d", "--cleanup", "--json", out,
                "--label", f"{sc['id']} {broker.name} round {rnd}"]
         self.record(cmd)
+        cpu0 = cpu_seconds(broker.pid)
         with open(self.raw / f"{tag}.log", "w") as lf:
             try:
                 rc = subprocess.run([str(c) for c in cmd], stdout=lf, stderr=subprocess.STDOUT,
@@ -438,6 +502,8 @@ class Bench:
             self.fail(sc, broker, rnd, f"warren-perf exited {rc}; see raw/{tag}.log")
             return None
         res = json.loads(out.read_text())
+        # Set-up and clean-up included: both are small beside the run.
+        res["broker_cpu_seconds"] = cpu_seconds(broker.pid) - cpu0
         res["broker"] = broker.name
         res["scenario"] = sc["id"]
         res["round"] = rnd
@@ -516,8 +582,9 @@ class Bench:
                if not wanted or s["id"] in wanted or s["id"].rstrip("ab") in wanted]
         if not scs:
             die(f"no scenario matches {a.scenarios!r}")
-        brokers = {"warren": Warren(warren_bin, logs, management=a.warren_management),
-                   "rabbitmq": RabbitMQ(logs)}
+        tls = TlsFiles() if any(s.get("tls") for s in scs) else None
+        brokers = {"warren": Warren(warren_bin, logs, management=a.warren_management, tls=tls),
+                   "rabbitmq": RabbitMQ(logs, tls=tls)}
         try:
             for b in brokers.values():
                 log(f"starting {LABEL[b.name]}")
@@ -558,6 +625,8 @@ class Bench:
                 log(f"stopping {LABEL[b.name]}")
                 b.stop()
         self.write_outputs(scs, brokers)
+        if tls:
+            shutil.rmtree(tls.dir, ignore_errors=True)
         if not a.no_chart:
             chart(self, scs)
         log(f"results in {self.out}")
@@ -614,10 +683,22 @@ def metrics(sc):
         rows += [("p50", "latency p50 (us)", lat("p50"), False),
                  ("p99", "latency p99 (us)", lat("p99"), False),
                  ("p999", "latency p99.9 (us)", lat("p99_9"), False)]
-    if "65536" in sc["args"] or "1024" in sc["args"]:
-        size = int(sc["args"][sc["args"].index("--size") + 1])
+    size = int(sc["args"][sc["args"].index("--size") + 1]) if "--size" in sc["args"] else 0
+    if size >= 1024:
         rows.append(("mbs", "consumed MiB/s", lambda r: r["consume_rate"] * size / 2**20, True))
+        rows.append(("cpg", "broker CPU s per GiB consumed",
+                     lambda r: per(r, r["received"] * size / 2**30), False))
+    elif sc["kind"] == "throughput":
+        rows.append(("cpm", "broker CPU s per million consumed",
+                     lambda r: per(r, r["received"] / 1e6), False))
     return rows
+
+
+def per(r, amount):
+    """Broker CPU seconds per `amount` (None for runs from before it was
+    measured, or when nothing moved)."""
+    cpu = r.get("broker_cpu_seconds")
+    return cpu / amount if cpu is not None and amount > 0 else None
 
 
 def table_rows(bench, sc):
@@ -691,6 +772,12 @@ def summary(bench, scs):
         "- S8 restarts the broker first, measures its RSS (VmRSS of the Warren process, of"
         " RabbitMQ's beam.smp), opens 10,000 connections with one channel each,"
         " waits 10 s and measures again. RabbitMQ runs with no plugins (no management).",
+        "- Broker CPU: user + system seconds of the broker process (all threads; RabbitMQ's"
+        " beam.smp) over the whole load run, set-up and clean-up included, per million messages"
+        " or per GiB consumed. warren-perf's own CPU is not in it.",
+        "- T1-T7b are S1, S2, S7a and S7b over AMQPS: both brokers use the same throwaway"
+        " certificate (P-256), offer TLS 1.3 and 1.2 and ask no client certificate; warren-perf"
+        " uses rustls. The negotiated version and cipher suite are in each raw JSON (`tls`).",
         "- The machine is shared and noisy: compare medians and ratios from the same run only.",
         "",
     ]

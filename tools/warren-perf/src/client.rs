@@ -5,6 +5,7 @@
 //! matter are fully decoded with `warren::codec::decode_frame`. Writes are
 //! whatever the caller coalesced into one slice.
 
+use crate::stream::{Stream, TlsParams};
 use bytes::{Bytes, BytesMut};
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -79,7 +80,9 @@ impl From<codec::CodecError> for Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// `amqp://user:pass@host:port/vhost`, vhost percent-decoded (`%2F` is `/`).
+/// `amqp://user:pass@host:port/vhost`, vhost percent-decoded (`%2F` is `/`),
+/// or `amqps://...?cacertfile=PATH[&server_name_indication=NAME]` for TLS
+/// (RabbitMQ's URI query parameters; 5671 by default).
 #[derive(Debug, Clone)]
 pub struct AmqpUri {
     pub user: String,
@@ -87,6 +90,7 @@ pub struct AmqpUri {
     pub host: String,
     pub port: u16,
     pub vhost: String,
+    pub tls: Option<TlsParams>,
 }
 
 fn percent_decode(s: &str) -> std::result::Result<String, String> {
@@ -113,9 +117,30 @@ impl std::str::FromStr for AmqpUri {
     type Err = String;
 
     fn from_str(s: &str) -> std::result::Result<Self, String> {
-        let rest = s
-            .strip_prefix("amqp://")
-            .ok_or_else(|| format!("{s:?}: only amqp:// URIs are supported"))?;
+        let (tls, rest) = if let Some(r) = s.strip_prefix("amqps://") {
+            (true, r)
+        } else if let Some(r) = s.strip_prefix("amqp://") {
+            (false, r)
+        } else {
+            return Err(format!(
+                "{s:?}: only amqp:// and amqps:// URIs are supported"
+            ));
+        };
+        let (rest, query) = match rest.split_once('?') {
+            Some((r, q)) => (r, q),
+            None => (rest, ""),
+        };
+        let mut cacertfile = None;
+        let mut sni = None;
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let v = percent_decode(v)?;
+            match k {
+                "cacertfile" => cacertfile = Some(v),
+                "server_name_indication" => sni = Some(v),
+                _ => return Err(format!("{s:?}: unsupported URI parameter {k:?}")),
+            }
+        }
         let (auth_host, vhost) = match rest.split_once('/') {
             Some((a, v)) => (a, Some(v)),
             None => (rest, None),
@@ -136,7 +161,7 @@ impl std::str::FromStr for AmqpUri {
                 h.to_string(),
                 p.parse().map_err(|_| format!("bad port in {s:?}"))?,
             ),
-            None => (hostport.to_string(), 5672),
+            None => (hostport.to_string(), if tls { 5671 } else { 5672 }),
         };
         let host = if host.is_empty() {
             "localhost".into()
@@ -147,12 +172,22 @@ impl std::str::FromStr for AmqpUri {
             None | Some("") => "/".into(),
             Some(v) => percent_decode(v)?,
         };
+        let tls = match (tls, cacertfile) {
+            (false, None) if sni.is_none() => None,
+            (false, _) => return Err(format!("{s:?}: TLS parameters need amqps://")),
+            (true, None) => return Err(format!("{s:?}: amqps:// needs ?cacertfile=PATH")),
+            (true, Some(cacertfile)) => Some(TlsParams {
+                cacertfile,
+                server_name: sni.unwrap_or_else(|| host.clone()),
+            }),
+        };
         Ok(AmqpUri {
             user,
             pass,
             host,
             port,
             vhost,
+            tls,
         })
     }
 }
@@ -274,7 +309,7 @@ impl FrameBuf {
 
 /// A client connection after the handshake.
 pub struct Conn {
-    pub stream: TcpStream,
+    pub stream: Stream,
     pub rb: FrameBuf,
     pub frame_max: u32,
     pub channel_max: u16,
@@ -294,8 +329,10 @@ impl Conn {
             .to_socket_addrs()?
             .next()
             .ok_or_else(|| Error::Protocol(format!("cannot resolve {}", uri.host)))?;
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
-        stream.set_nodelay(true)?;
+        let sock = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
+        sock.set_nodelay(true)?;
+        sock.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let stream = Stream::new(sock, uri.tls.as_ref())?;
         let mut c = Conn {
             stream,
             rb: FrameBuf::new(read_buf),
@@ -517,6 +554,25 @@ mod tests {
         let u: AmqpUri = "amqp://guest:guest@h:1/v1".parse().unwrap();
         assert_eq!(u.vhost, "v1");
         assert!("http://x".parse::<AmqpUri>().is_err());
+        assert!(u.tls.is_none());
+        let u: AmqpUri = "amqps://g:g@127.0.0.1/%2F?cacertfile=/tmp/ca%20x.pem"
+            .parse()
+            .unwrap();
+        assert_eq!((u.port, u.vhost.as_str()), (5671, "/"));
+        let tls = u.tls.unwrap();
+        assert_eq!(
+            (tls.cacertfile.as_str(), tls.server_name.as_str()),
+            ("/tmp/ca x.pem", "127.0.0.1")
+        );
+        let u: AmqpUri = "amqps://h:5/?cacertfile=c&server_name_indication=localhost"
+            .parse()
+            .unwrap();
+        assert_eq!(u.tls.unwrap().server_name, "localhost");
+        assert!("amqps://h/".parse::<AmqpUri>().is_err(), "no CA file");
+        assert!("amqp://h/?cacertfile=c".parse::<AmqpUri>().is_err());
+        assert!("amqps://h/?cacertfile=c&verify=x"
+            .parse::<AmqpUri>()
+            .is_err());
     }
 
     #[test]

@@ -16,6 +16,7 @@ mod client;
 mod idle;
 mod run;
 mod sink;
+mod stream;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;

@@ -323,7 +323,7 @@ struct Confirms {
 
 /// Reads what the broker sends a producer connection: confirms (acks and
 /// nacks, `multiple` included), errors and the final close-ok.
-fn producer_reader(mut stream: std::net::TcpStream, shared: Arc<Confirms>, name: String) {
+fn producer_reader(mut stream: crate::stream::Stream, shared: Arc<Confirms>, name: String) {
     let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
     let mut rb = FrameBuf::new(256 * 1024);
     // pending[i] = sequence number base+i is settled; the front is the
@@ -774,6 +774,10 @@ pub fn run(args: RunArgs) {
     let _ = admin
         .stream
         .set_read_timeout(Some(Duration::from_secs(120)));
+    let tls = admin.stream.tls_description();
+    if let Some(t) = &tls {
+        eprintln!("TLS: {t}");
+    }
     let t0 = Instant::now();
     setup(&mut admin, &args).unwrap_or_else(|e| fatal("declaring queues and bindings", e));
     let setup_s = t0.elapsed().as_secs_f64();
@@ -923,7 +927,8 @@ pub fn run(args: RunArgs) {
         "version": env!("CARGO_PKG_VERSION"),
         "label": args.label,
         "parameters": {
-            "uri": format!("amqp://{}@{}:{}/{}", args.uri.user, args.uri.host, args.uri.port, args.uri.vhost),
+            "uri": format!("{}://{}@{}:{}/{}", if tls.is_some() { "amqps" } else { "amqp" }, args.uri.user, args.uri.host, args.uri.port, args.uri.vhost),
+            "tls": tls,
             "producers": args.producers,
             "consumers": args.consumers,
             "queues": args.queues,
