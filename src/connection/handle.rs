@@ -76,6 +76,45 @@ pub struct ConnMeta {
     pub channel_max: u16,
 }
 
+/// Deliveries written per (queue, consumer) since the last credit return.
+/// Runs of deliveries for one consumer are the common case, so the latest
+/// key is counted beside the map and reaches it only when another key
+/// comes (callgrind: the map's entry was 71 instructions per delivery).
+#[derive(Default)]
+pub struct CreditTally {
+    last: Option<((QueueRef, ConsumerId), u32)>,
+    rest: AHashMap<(QueueRef, ConsumerId), u32>,
+}
+
+impl CreditTally {
+    fn add(&mut self, key: (QueueRef, ConsumerId)) {
+        match &mut self.last {
+            Some((k, n)) if *k == key => *n += 1,
+            last => {
+                if let Some((k, n)) = last.replace((key, 1)) {
+                    *self.rest.entry(k).or_insert(0) += n;
+                }
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.last.is_none() && self.rest.is_empty()
+    }
+
+    /// Every count, each key once; leaves the tally empty with its map's
+    /// capacity kept.
+    fn drain(&mut self) -> impl Iterator<Item = ((QueueRef, ConsumerId), u32)> + '_ {
+        let mut last = self.last.take();
+        if !self.rest.is_empty() {
+            if let Some((k, n)) = last.take() {
+                *self.rest.entry(k).or_insert(0) += n;
+            }
+        }
+        last.into_iter().chain(self.rest.drain())
+    }
+}
+
 /// The side of a connection that its shard and the connection's own tasks
 /// share: the output buffer the writer drains, and each channel's delivery
 /// state. The shard reaches it only through [`LocalConn`].
@@ -94,7 +133,7 @@ pub struct ConnHandle {
     /// Notified whenever a queue accepts one of this connection's publishes.
     pub accepted: Event,
     /// Deliveries written since the last credit return, per consumer.
-    pub credits: RefCell<AHashMap<(QueueRef, ConsumerId), u32>>,
+    pub credits: RefCell<CreditTally>,
     /// Channels whose confirms the shard's pump will have us send.
     confirms_due: RefCell<Vec<u16>>,
     /// A queue could not store one of our plain publishes: the reader
@@ -146,7 +185,7 @@ impl ConnHandle {
             next_epoch: Cell::new(0),
             channels: RefCell::new(AHashMap::new()),
             accepted: Event::default(),
-            credits: RefCell::new(AHashMap::new()),
+            credits: RefCell::new(CreditTally::default()),
             confirms_due: RefCell::new(Vec::new()),
             store_failed: Cell::new(false),
         })
@@ -190,11 +229,7 @@ impl ConnHandle {
             self.frame_max.get(),
         );
         drop(out);
-        *self
-            .credits
-            .borrow_mut()
-            .entry((d.queue, del.consumer))
-            .or_insert(0) += 1;
+        self.credits.borrow_mut().add((d.queue, del.consumer));
         self.write_ready.notify();
     }
 
@@ -473,5 +508,41 @@ impl LocalConn for ConnHandle {
                 }),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{QueueId, ShardId};
+
+    fn key(q: u64, c: u64) -> (QueueRef, ConsumerId) {
+        let queue = QueueRef {
+            id: QueueId(q),
+            owner: ShardId(0),
+        };
+        (queue, ConsumerId(c))
+    }
+
+    #[test]
+    fn credit_tally_sums_each_key_once() {
+        let mut t = CreditTally::default();
+        assert!(t.is_empty());
+        for k in [
+            key(1, 1),
+            key(1, 1),
+            key(2, 7),
+            key(1, 1),
+            key(2, 7),
+            key(3, 3),
+        ] {
+            t.add(k);
+        }
+        let mut got: Vec<_> = t.drain().map(|((q, c), n)| (q.id.0, c.0, n)).collect();
+        got.sort();
+        assert_eq!(got, vec![(1, 1, 3), (2, 7, 2), (3, 3, 1)]);
+        assert!(t.is_empty());
+        t.add(key(4, 4));
+        assert_eq!(t.drain().map(|(_, n)| n).collect::<Vec<_>>(), vec![1]);
     }
 }

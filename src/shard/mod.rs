@@ -195,6 +195,8 @@ pub struct Shard {
     /// Reused by `publish` so routing allocates nothing per message.
     route_scratch: RefCell<Vec<ShortStr>>,
     deliveries: RefCell<Vec<RoutedDelivery>>,
+    /// The pump's working lists, kept between pumps for their capacity.
+    pump_buffers: RefCell<pump::PumpBuffers>,
     pump_scheduled: Cell<bool>,
     /// Calls sent to other shards, waiting for their replies.
     pending_calls: RefCell<AHashMap<u64, OneshotSender<call::AnyReply>>>,
@@ -242,6 +244,7 @@ impl Shard {
             confirms_due: RefCell::new(Vec::new()),
             route_scratch: RefCell::new(Vec::new()),
             deliveries: RefCell::new(Vec::new()),
+            pump_buffers: RefCell::default(),
             pump_scheduled: Cell::new(false),
             pending_calls: RefCell::new(AHashMap::new()),
             next_call: Cell::new(1),

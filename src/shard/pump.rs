@@ -6,8 +6,17 @@ use std::rc::Rc;
 use super::store::Enqueued;
 use super::{ConfirmRef, PublishRef, RoutedDelivery, Shard, ShardMsg};
 use crate::codec::FieldTable;
-use crate::ids::{ChannelRef, ConsumerId, MsgId, QueueRef, ShardId};
-use crate::queue::{Message, Settle};
+use crate::ids::{ChannelRef, ConsumerId, MsgId, QueueId, QueueRef, ShardId};
+use crate::queue::{Delivery, Message, Settle};
+
+/// The pump's lists, reused from one pump to the next (callgrind: growing
+/// fresh ones cost ~120 instructions per message).
+#[derive(Default)]
+pub struct PumpBuffers {
+    scratch: Vec<Delivery>,
+    dirty: Vec<QueueId>,
+    deliveries: Vec<RoutedDelivery>,
+}
 
 /// Where a publish went.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -244,19 +253,27 @@ impl Shard {
     /// Runs dispatch for queues that changed and routes the deliveries,
     /// then writes the log events and flushes the mailboxes.
     pub fn pump(self: &Rc<Self>) {
-        let mut scratch = Vec::new();
+        // Taken out of the cell: a pump run from inside this one (through
+        // a local delivery) finds empty lists and still works.
+        let mut bufs = std::mem::take(&mut *self.pump_buffers.borrow_mut());
+        let PumpBuffers {
+            scratch,
+            dirty,
+            deliveries,
+        } = &mut bufs;
         let mut dead = Vec::new();
         loop {
-            let dirty = std::mem::take(&mut *self.dirty.borrow_mut());
+            // Swapped, not taken: both lists keep their capacity.
+            std::mem::swap(dirty, &mut *self.dirty.borrow_mut());
             if !dirty.is_empty() {
                 let mut queues = self.queues.borrow_mut();
                 let mut out = self.deliveries.borrow_mut();
-                for id in dirty {
+                for id in dirty.drain(..) {
                     if let Some(oq) = queues.get_mut(&id) {
                         oq.dirty = false;
                         self.refill(oq);
                         let now = oq.queue.has_deadlines().then(crate::runtime::monotonic_ms);
-                        oq.queue.dispatch(&mut scratch, now);
+                        oq.queue.dispatch(scratch, now);
                         self.log_events(oq);
                         if oq.queue.has_dead_letters() {
                             let letters = oq.queue.take_dead_letters();
@@ -287,14 +304,15 @@ impl Shard {
             for batch in dead.drain(..) {
                 self.route_dead_letters(batch);
             }
-            let deliveries = std::mem::take(&mut *self.deliveries.borrow_mut());
+            std::mem::swap(deliveries, &mut *self.deliveries.borrow_mut());
             if deliveries.is_empty() && !routed_dead {
                 break;
             }
-            for d in deliveries {
+            for d in deliveries.drain(..) {
                 self.send(d.delivery.channel.shard, ShardMsg::Deliver(d));
             }
         }
+        *self.pump_buffers.borrow_mut() = bufs;
         let due = std::mem::take(&mut *self.confirms_due.borrow_mut());
         for id in due {
             if let Some(conn) = self.conn(id) {

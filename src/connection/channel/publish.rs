@@ -243,17 +243,23 @@ impl Conn {
         self.shard.check_publishable(&self.vhost, exchange)?;
         // In confirm and tx mode the publish is numbered, and queues on
         // other shards will say when they have it.
-        let seq = self
-            .handle
-            .channels
-            .borrow_mut()
-            .get_mut(&number)
-            .and_then(|d| d.publishes.as_mut())
-            .map(|t| t.next());
-        let (epoch, confirm_mode) = self
-            .channels
-            .get(&number)
-            .map_or((0, false), |c| (c.epoch, matches!(c.mode, Mode::Confirm)));
+        let (epoch, confirm_mode, numbered) =
+            self.channels.get(&number).map_or((0, false, false), |c| {
+                let numbered = !matches!(c.mode, Mode::Plain);
+                (c.epoch, matches!(c.mode, Mode::Confirm), numbered)
+            });
+        // Only numbered (confirm, tx) channels have a tracker: plain ones
+        // skip the lookup.
+        let seq = numbered
+            .then(|| {
+                self.handle
+                    .channels
+                    .borrow_mut()
+                    .get_mut(&number)
+                    .and_then(|d| d.publishes.as_mut())
+                    .map(|t| t.next())
+            })
+            .flatten();
         let from = PublishRef {
             ch: self.shard.channel_ref(self.handle.id, number, epoch),
             seq,
