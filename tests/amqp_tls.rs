@@ -232,6 +232,63 @@ async fn common_name_login_and_external_only_with_a_certificate() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_mechanisms_limits_what_a_client_may_choose() {
+    // RabbitMQ's way to allow certificate logins only.
+    let b = start("auth_mechanisms.1 = EXTERNAL").await;
+    b.add_user(CLIENT_DN);
+    let conn = b
+        .connect("?auth_mechanism=external", Some("client"))
+        .await
+        .expect("EXTERNAL is configured");
+    publish_and_consume(&conn, b"external only").await;
+    // PLAIN is no longer on offer, over TLS or on the plain port (where
+    // nothing is left to offer).
+    assert!(b.connect("", Some("client")).await.is_err());
+    let plain = w!(Connection::connect(
+        &b.broker.url(),
+        ConnectionProperties::default()
+    ));
+    assert!(plain.is_err(), "PLAIN must be refused");
+    // The broker is fine afterwards.
+    publish_and_consume(&conn, b"still").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chain_to_the_root_comes_from_cacertfile() {
+    // The server certificate is signed by an intermediate CA that only
+    // the cacertfile holds; a client that trusts only the root verifies
+    // it, as against RabbitMQ (which sends the chain it builds there).
+    let certs = certs();
+    let tls_port = free_port();
+    let conf = certs.join("chain.conf");
+    let c = |f: &str| certs.join(f).display().to_string();
+    std::fs::write(
+        &conf,
+        format!(
+            "listeners.ssl.default = {tls_port}\n\
+             ssl_options.cacertfile = {}\n\
+             ssl_options.certfile = {}\n\
+             ssl_options.keyfile = {}\n",
+            c("ca-bundle.pem"),
+            c("server-int.pem"),
+            c("server-int.key"),
+        ),
+    )
+    .unwrap();
+    let broker = TestBroker::start_with(&["--config", &conf.display().to_string()]).await;
+    let b = TlsBroker {
+        broker,
+        tls_port,
+        certs,
+    };
+    let conn = b
+        .connect("", None)
+        .await
+        .expect("the root alone verifies the chain");
+    publish_and_consume(&conn, b"chained").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn untrusted_or_missing_client_certificate_is_refused() {
     let b = start("").await;
     b.add_user(CLIENT_DN);

@@ -117,6 +117,23 @@ fn expect(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
 const SEQUENCE: u8 = 0x30;
 const SET: u8 = 0x31;
 
+/// The issuer's and the subject's names, as DER (for matching a
+/// certificate to the one that issued it).
+pub fn issuer_and_subject(der: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (cert, _) = expect(der, SEQUENCE)?;
+    let (tbs, _) = expect(cert, SEQUENCE)?;
+    let mut rest = tbs;
+    if rest.first() == Some(&0xa0) {
+        rest = tlv(rest)?.2; // [0] version
+    }
+    rest = expect(rest, 0x02)?.1; // serial number
+    rest = expect(rest, SEQUENCE)?.1; // signature algorithm
+    let (issuer, rest) = expect(rest, SEQUENCE)?;
+    let rest = expect(rest, SEQUENCE)?.1; // validity
+    let (subject, _) = expect(rest, SEQUENCE)?;
+    Some((issuer, subject))
+}
+
 /// The subject's RDNs, in certificate order.
 fn subject(der: &[u8]) -> Option<Vec<Vec<Attribute>>> {
     let (cert, _) = expect(der, SEQUENCE)?;
@@ -278,6 +295,15 @@ mod tests {
         ]);
         assert_eq!(subject_dn(&c).unwrap(), "CN=\\#a\\ ,2.5.4.97=X1");
         assert_eq!(common_name(&c).unwrap(), "#a ");
+    }
+
+    #[test]
+    fn issuer_and_subject_names() {
+        let c = cert(&[der(0x31, &atv(CN, 0x0c, b"leaf"))]);
+        let (issuer, subject) = issuer_and_subject(&c).unwrap();
+        assert_eq!(issuer, b"");
+        assert_eq!(subject, der(0x31, &atv(CN, 0x0c, b"leaf")).as_slice());
+        assert_eq!(issuer_and_subject(&c[..c.len() / 2]), None);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-use super::{parse_size, CertLoginFrom, SslVerify, SyncMode, TlsVersion};
+use super::{parse_size, AuthMechanism, CertLoginFrom, SslVerify, SyncMode, TlsVersion};
 
 /// What the file sets. Each field names its key; `None`: not in the file.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -132,6 +132,9 @@ pub struct FileConfig {
     /// `ssl_cert_login_from = distinguished_name | common_name`: the user
     /// name EXTERNAL takes from a client certificate (`distinguished_name`).
     pub ssl_cert_login_from: Option<CertLoginFrom>,
+    /// `auth_mechanisms.<n> = PLAIN | AMQPLAIN | EXTERNAL`: the SASL
+    /// mechanisms offered, in the order of their `<n>` (all three).
+    pub auth_mechanisms: Option<Vec<AuthMechanism>>,
     /// `management.ssl.*`: the management API and page over HTTPS.
     pub management_ssl: HttpsKeys,
     /// `prometheus.ssl.*`: the Prometheus endpoint over HTTPS.
@@ -324,6 +327,7 @@ struct Builder {
     ssl_listeners: Vec<Listener>,
     ssl_listeners_none: bool,
     ssl_versions: Vec<(String, TlsVersion)>,
+    auth_mechanisms: Vec<(String, AuthMechanism)>,
     /// `management.ssl.versions.<n>`, `prometheus.ssl.versions.<n>`.
     https_versions: [Vec<(String, TlsVersion)>; 2],
     tags: Vec<(String, bool)>,
@@ -394,6 +398,9 @@ impl Builder {
                     self.ssl_listeners.push(Listener { name, ip, port });
                 } else if let Some(n) = leaf(key, "ssl_options.versions.") {
                     self.ssl_versions.push((n.to_owned(), tls_version(key, v)?));
+                } else if let Some(n) = leaf(key, "auth_mechanisms.") {
+                    self.auth_mechanisms
+                        .push((n.to_owned(), auth_mechanism(key, v)?));
                 } else if let Some(tag) = leaf(key, "default_user_tags.") {
                     self.tags.push((tag.to_owned(), boolean(key, v)?));
                 } else if let Some(user) = leaf(key, "loopback_users.") {
@@ -450,10 +457,11 @@ impl Builder {
         } else if !self.ssl_listeners.is_empty() {
             c.ssl_listeners = Some(self.ssl_listeners);
         }
-        c.ssl_versions = versions(self.ssl_versions);
+        c.ssl_versions = ordered(self.ssl_versions);
+        c.auth_mechanisms = ordered(self.auth_mechanisms);
         let [management, prometheus] = self.https_versions;
-        c.management_ssl.versions = versions(management);
-        c.prometheus_ssl.versions = versions(prometheus);
+        c.management_ssl.versions = ordered(management);
+        c.prometheus_ssl.versions = ordered(prometheus);
         if !self.tags.is_empty() {
             c.default_user_tags = Some(set(self.tags));
         }
@@ -466,9 +474,10 @@ impl Builder {
     }
 }
 
-/// `.versions.<n>` entries ordered by their index, as cuttlefish lists
-/// them, without repeats; `None` when there are none.
-fn versions(mut v: Vec<(String, TlsVersion)>) -> Option<Vec<TlsVersion>> {
+/// `<key>.<n>` entries (`ssl_options.versions.<n>`, `auth_mechanisms.<n>`)
+/// ordered by their index, as cuttlefish lists them, without repeats;
+/// `None` when there are none.
+fn ordered<T: PartialEq>(mut v: Vec<(String, T)>) -> Option<Vec<T>> {
     if v.is_empty() {
         return None;
     }
@@ -476,10 +485,10 @@ fn versions(mut v: Vec<(String, TlsVersion)>) -> Option<Vec<TlsVersion>> {
         let n = |s: &str| s.parse::<u64>().unwrap_or(u64::MAX);
         n(&a.0).cmp(&n(&b.0)).then(a.0.cmp(&b.0))
     });
-    let mut out: Vec<TlsVersion> = Vec::new();
-    for (_, ver) in v {
-        if !out.contains(&ver) {
-            out.push(ver);
+    let mut out: Vec<T> = Vec::new();
+    for (_, item) in v {
+        if !out.contains(&item) {
+            out.push(item);
         }
     }
     Some(out)
@@ -640,6 +649,18 @@ fn tls_version(key: &str, v: &str) -> Result<TlsVersion, String> {
     }
 }
 
+fn auth_mechanism(key: &str, v: &str) -> Result<AuthMechanism, String> {
+    match v {
+        "PLAIN" => Ok(AuthMechanism::Plain),
+        "AMQPLAIN" => Ok(AuthMechanism::AmqPlain),
+        "EXTERNAL" => Ok(AuthMechanism::External),
+        "ANONYMOUS" | "RABBIT-CR-DEMO" | "SCRAM-SHA-256" => Err(format!(
+            "'{key}': {v} is not supported (Warren offers PLAIN, AMQPLAIN and EXTERNAL)"
+        )),
+        _ => Err(bad(key, v, "PLAIN, AMQPLAIN or EXTERNAL")),
+    }
+}
+
 fn cert_login_from(key: &str, v: &str) -> Result<CertLoginFrom, String> {
     match v {
         "distinguished_name" => Ok(CertLoginFrom::DistinguishedName),
@@ -732,6 +753,8 @@ ssl_options.versions.2 = tlsv1.2
 ssl_options.versions.1 = tlsv1.3
 ssl_handshake_timeout = 7000
 ssl_cert_login_from = common_name
+auth_mechanisms.2 = PLAIN
+auth_mechanisms.1 = EXTERNAL
 management.ssl.port = 15671
 management.ssl.ip = 127.0.0.1
 management.ssl.cacertfile = /etc/warren/ca.pem
@@ -798,6 +821,7 @@ prometheus.ssl.keyfile = /etc/warren/server.key
             ssl_versions: Some(vec![TlsVersion::Tls13, TlsVersion::Tls12]),
             ssl_handshake_timeout: Some(7000),
             ssl_cert_login_from: Some(CertLoginFrom::CommonName),
+            auth_mechanisms: Some(vec![AuthMechanism::External, AuthMechanism::Plain]),
             management_ssl: HttpsKeys {
                 port: Some(15671),
                 ip: Some("127.0.0.1".parse().unwrap()),
@@ -830,6 +854,12 @@ prometheus.ssl.keyfile = /etc/warren/server.key
             .1
             .contains("unknown setting"));
         assert!(err("ssl_cert_login_from = email").1.contains("common_name"));
+        assert!(err("auth_mechanisms.1 = ANONYMOUS")
+            .1
+            .contains("not supported"));
+        assert!(err("auth_mechanisms.1 = plain")
+            .1
+            .contains("PLAIN, AMQPLAIN"));
         let c = p("listeners.ssl.default = 5671\nlisteners.ssl = none\n").unwrap();
         assert_eq!(c.ssl_listeners, Some(vec![]));
     }

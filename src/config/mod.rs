@@ -74,6 +74,28 @@ pub enum CertLoginFrom {
     CommonName,
 }
 
+/// A SASL mechanism `connection.start` may offer (RabbitMQ's
+/// `auth_mechanisms.<n>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMechanism {
+    Plain,
+    AmqPlain,
+    /// Offered only on a TLS connection with a verified client
+    /// certificate.
+    External,
+}
+
+impl AuthMechanism {
+    /// The name on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthMechanism::Plain => "PLAIN",
+            AuthMechanism::AmqPlain => "AMQPLAIN",
+            AuthMechanism::External => "EXTERNAL",
+        }
+    }
+}
+
 /// A TLS listener (AMQPS, or HTTPS for the management API or
 /// Prometheus) and its settings, as resolved (the files are read when the
 /// broker starts and on a reload, see `config::tls`).
@@ -137,6 +159,9 @@ pub struct AccessConfig {
     pub loopback_users: Vec<String>,
     /// Where EXTERNAL finds the user name in a client certificate.
     pub cert_login_from: CertLoginFrom,
+    /// The mechanisms offered, in this order (EXTERNAL only with a
+    /// verified client certificate); a client choosing another is refused.
+    pub auth_mechanisms: Vec<AuthMechanism>,
 }
 
 impl Default for AccessConfig {
@@ -149,6 +174,14 @@ impl Default for AccessConfig {
             default_permissions: [".*".into(), ".*".into(), ".*".into()],
             loopback_users: vec!["guest".into()],
             cert_login_from: CertLoginFrom::default(),
+            // RabbitMQ offers EXTERNAL only once `auth_mechanisms` lists
+            // it (with its plugin enabled); Warren has the mechanism built
+            // in and offers it wherever a certificate was verified.
+            auth_mechanisms: vec![
+                AuthMechanism::Plain,
+                AuthMechanism::AmqPlain,
+                AuthMechanism::External,
+            ],
         }
     }
 }

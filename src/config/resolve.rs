@@ -240,6 +240,7 @@ pub fn resolve(
         ],
         loopback_users: file.loopback_users.unwrap_or(defaults.loopback_users),
         cert_login_from: file.ssl_cert_login_from.unwrap_or(defaults.cert_login_from),
+        auth_mechanisms: file.auth_mechanisms.unwrap_or(defaults.auth_mechanisms),
     };
     let limit_defaults = ConnLimits::default();
     let limits = ConnLimits {

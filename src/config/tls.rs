@@ -21,7 +21,10 @@ pub fn server_config(t: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, String>
         })
         .collect();
     let k = t.keys;
-    let certs = read_certs(&t.certfile, &format!("{k}.certfile"))?;
+    let mut certs = read_certs(&t.certfile, &format!("{k}.certfile"))?;
+    if let Some(ca) = &t.cacertfile {
+        complete_chain(&mut certs, &read_certs(ca, &format!("{k}.cacertfile"))?);
+    }
     let key = PrivateKeyDer::from_pem_file(&t.keyfile)
         .map_err(|e| format!("{k}.keyfile {}: {e}", t.keyfile.display()))?;
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
@@ -59,6 +62,30 @@ pub fn server_config(t: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, String>
         .with_single_cert(certs, key)
         .map_err(|e| format!("{k}.certfile/keyfile: {e}"))?;
     Ok(Arc::new(config))
+}
+
+/// Appends to `chain` the issuers found in `cas`, up to a self-signed
+/// one, as Erlang's ssl builds the chain RabbitMQ sends from its
+/// `cacertfile`: a client that trusts only the root then still verifies a
+/// server certificate signed by an intermediate kept in that file.
+fn complete_chain(chain: &mut Vec<CertificateDer<'static>>, cas: &[CertificateDer<'static>]) {
+    use crate::access::cert::issuer_and_subject;
+    // Bounded: each step adds a certificate not yet in the chain.
+    while chain.len() <= cas.len() + 1 {
+        let Some((issuer, subject)) = chain.last().and_then(|c| issuer_and_subject(c)) else {
+            return;
+        };
+        if issuer == subject {
+            return;
+        }
+        let next = cas.iter().find(|ca| {
+            issuer_and_subject(ca).is_some_and(|(_, s)| s == issuer) && !chain.contains(ca)
+        });
+        match next {
+            Some(ca) => chain.push(ca.clone()),
+            None => return,
+        }
+    }
 }
 
 fn read_certs(path: &std::path::Path, key: &str) -> Result<Vec<CertificateDer<'static>>, String> {

@@ -1,11 +1,27 @@
 //! SASL PLAIN and AMQPLAIN: the credentials a client presents. Checking
 //! them is the access module's, against this shard's replica
 //! ([`crate::access::Access::login`]).
-pub const MECHANISMS: &str = "PLAIN AMQPLAIN";
+use crate::config::AuthMechanism;
 
-/// What a TLS connection with a verified client certificate offers:
-/// EXTERNAL as well (RabbitMQ offers it only then).
-pub const MECHANISMS_WITH_CERT: &str = "PLAIN AMQPLAIN EXTERNAL";
+/// The configured mechanisms a connection offers: EXTERNAL only where a
+/// verified client certificate names the user (as RabbitMQ's
+/// `should_offer`).
+pub fn offered(configured: &[AuthMechanism], verified_cert: bool) -> Vec<AuthMechanism> {
+    configured
+        .iter()
+        .copied()
+        .filter(|m| *m != AuthMechanism::External || verified_cert)
+        .collect()
+}
+
+/// `connection.start`'s space-separated `mechanisms`.
+pub fn mechanisms_field(offered: &[AuthMechanism]) -> String {
+    offered
+        .iter()
+        .map(|m| m.name())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum AuthError {
@@ -72,6 +88,22 @@ fn parse_amqplain(mut r: &[u8]) -> Option<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn external_is_offered_only_with_a_certificate() {
+        use AuthMechanism::*;
+        let all = [Plain, AmqPlain, External];
+        assert_eq!(mechanisms_field(&offered(&all, false)), "PLAIN AMQPLAIN");
+        assert_eq!(
+            mechanisms_field(&offered(&all, true)),
+            "PLAIN AMQPLAIN EXTERNAL"
+        );
+        assert_eq!(
+            mechanisms_field(&offered(&[External, Plain], true)),
+            "EXTERNAL PLAIN"
+        );
+        assert_eq!(mechanisms_field(&offered(&[External], false)), "");
+    }
 
     #[test]
     fn plain_and_amqplain() {

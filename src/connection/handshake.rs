@@ -91,18 +91,14 @@ impl Conn {
         // A verified client certificate (rustls checked it in the
         // handshake) lets the client log in as its subject: EXTERNAL.
         let cert = self.socket.peer_certificate();
-        let mechanisms = if cert.is_some() {
-            auth::MECHANISMS_WITH_CERT
-        } else {
-            auth::MECHANISMS
-        };
+        let offered = auth::offered(&self.shard.options().access.auth_mechanisms, cert.is_some());
         self.handle.send_method(
             0,
             &Method::ConnectionStart(ConnectionStart {
                 version_major: 0,
                 version_minor: 9,
                 server_properties: server_properties(),
-                mechanisms: bytes::Bytes::from_static(mechanisms.as_bytes()),
+                mechanisms: bytes::Bytes::from(auth::mechanisms_field(&offered)),
                 locales: bytes::Bytes::from_static(b"en_US"),
             }),
         );
@@ -115,10 +111,17 @@ impl Conn {
             ));
         };
         let peer = self.socket.peer_addr().ok().map(|a| a.ip());
+        // A mechanism not offered is unknown here, as in RabbitMQ.
+        if !offered.iter().any(|m| m.name() == &*ok.mechanism) {
+            return Err(conn_error(
+                reply_code::COMMAND_INVALID,
+                format!("unknown authentication mechanism '{}'", ok.mechanism),
+            ));
+        }
         let external = &*ok.mechanism == "EXTERNAL";
         let (user, password) = if external {
+            // Offered only with a certificate, so always there.
             let Some(cert) = &cert else {
-                // Not offered without a certificate.
                 return Err(conn_error(
                     reply_code::COMMAND_INVALID,
                     "unknown authentication mechanism 'EXTERNAL'",

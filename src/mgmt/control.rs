@@ -32,6 +32,8 @@ pub struct Context {
     pub management: Option<std::net::SocketAddr>,
     /// The Prometheus listener, if on.
     pub prometheus: Option<std::net::SocketAddr>,
+    /// The AMQPS listener, if on.
+    pub amqps: Option<std::net::SocketAddr>,
     /// The management API's HTTPS listener, if on.
     pub management_tls: Option<std::net::SocketAddr>,
     /// The Prometheus HTTPS listener, if on.
@@ -56,6 +58,7 @@ impl Context {
             shards: config.shards,
             management: config.management,
             prometheus: config.prometheus,
+            amqps: config.tls.as_ref().map(tls_addr),
             management_tls: config.management_tls.as_ref().map(tls_addr),
             prometheus_tls: config.prometheus_tls.as_ref().map(tls_addr),
             certs: super::certs::Sources::of(config),

@@ -740,6 +740,9 @@ fn alarms(ctx: &Context) -> ApiResult {
 /// The listeners, as overview and the listener checks see them.
 fn listeners(ctx: &Context) -> Vec<(u16, &'static str, std::net::IpAddr)> {
     let mut v = vec![(ctx.amqp.port(), "amqp", ctx.amqp.ip())];
+    if let Some(a) = ctx.amqps {
+        v.push((a.port(), "amqp/ssl", a.ip()));
+    }
     if let Some(a) = ctx.management {
         v.push((a.port(), "http", a.ip()));
     }
@@ -777,6 +780,7 @@ fn protocol_listener(ctx: &Context, proto: &str) -> ApiResult {
     let all = listeners(ctx);
     let wanted = match proto {
         "amqp091" | "amqp0-9-1" | "amqp" => "amqp",
+        "amqps" | "amqp/ssl" => "amqp/ssl",
         "http" | "management" => "http",
         "prometheus" | "http/prometheus" => "http/prometheus",
         other => other,
