@@ -7,7 +7,13 @@ verify_peer and fail_if_no_peer_cert, so clients show a certificate),
 Prometheus over HTTPS (no client certificate) beside its plain port, and
 AMQPS. The certificates are made fresh by tests/fixtures/make-test-certs.sh.
 
-Warren only (it starts brokers with files of its own)."""
+Brokers of its own: Warren by default (so skipped with WARREN_TEST_URL);
+with WARREN_TEST_TLS_BROKER=rabbitmq a private RabbitMQ node
+(rabbitmq_node.py, plugins rabbitmq_management and rabbitmq_prometheus)
+given the same certificate files and the same ssl_options.*,
+management.ssl.* and prometheus.* keys. Warren's log lines are checked
+against Warren only; the reload and start-up checks are Warren's own and
+skipped there."""
 
 import base64
 import http.client
@@ -25,10 +31,13 @@ import pika
 import pytest
 
 from conftest import free_port, port_open
+from rabbitmq_node import RabbitMQNode, RabbitMQNodeError, tls_broker_kind
 from test_broker_process import warren_binary
 from test_rabbitmqadmin import find_rabbitmqadmin
 
-pytestmark = pytest.mark.needs_warren_process
+ON_RABBITMQ = tls_broker_kind() == "rabbitmq"
+# Against Warren the tests start the binary, which WARREN_TEST_URL runs do not.
+pytestmark = [] if ON_RABBITMQ else [pytest.mark.needs_warren_process]
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MAKE_CERTS = os.path.join(HERE, "..", "fixtures", "make-test-certs.sh")
@@ -42,45 +51,60 @@ def make_certs(d):
 
 
 class Broker:
+    """The broker of the module's docstring: Warren, or with
+    WARREN_TEST_TLS_BROKER=rabbitmq a private RabbitMQ node."""
+
     def __init__(self, d):
         self.dir = d
         self.certs = make_certs(os.path.join(d, "certs"))
         self.port, self.amqps_port = free_port(), free_port()
         self.mgmt_port, self.prom_port, self.prom_plain_port = free_port(), free_port(), free_port()
+        self.proc = None
+        self.node = None
+        if ON_RABBITMQ:
+            self._start_rabbitmq()
+        else:
+            self._start_warren()
+
+    def tls_keys(self):
+        """The TLS keys both brokers are given, word for word."""
+        c = self.cert
+        return (
+            "listeners.ssl.default = 127.0.0.1:%d\n"
+            "ssl_options.cacertfile = %s\n"
+            "ssl_options.certfile = %s\n"
+            "ssl_options.keyfile = %s\n"
+            "ssl_options.verify = verify_peer\n"
+            "ssl_options.fail_if_no_peer_cert = true\n"
+            "management.ssl.port = %d\n"
+            "management.ssl.ip = 127.0.0.1\n"
+            "management.ssl.cacertfile = %s\n"
+            "management.ssl.certfile = %s\n"
+            "management.ssl.keyfile = %s\n"
+            "management.ssl.verify = verify_peer\n"
+            "management.ssl.fail_if_no_peer_cert = true\n"
+            "management.ssl.versions.1 = tlsv1.3\n"
+            "management.ssl.versions.2 = tlsv1.2\n"
+            "prometheus.ssl.port = %d\n"
+            "prometheus.ssl.ip = 127.0.0.1\n"
+            "prometheus.ssl.certfile = %s\n"
+            "prometheus.ssl.keyfile = %s\n"
+            "prometheus.tcp.port = %d\n"
+            "prometheus.tcp.ip = 127.0.0.1\n"
+            % (self.amqps_port, c("ca.pem"), c("server.pem"), c("server.key"),
+               self.mgmt_port, c("ca.pem"), c("server.pem"), c("server.key"),
+               self.prom_port, c("server.pem"), c("server.key"), self.prom_plain_port))
+
+    def _start_warren(self):
+        d = self.dir
         self.data = os.path.join(d, "data")
         self.err_path = os.path.join(d, "stderr.log")
-        c = self.cert
         self.conf = os.path.join(d, "warren.conf")
         with open(self.conf, "w") as f:
-            f.write(
-                "listeners.tcp.default = 127.0.0.1:%d\n"
-                "listeners.ssl.default = 127.0.0.1:%d\n"
-                "ssl_options.cacertfile = %s\n"
-                "ssl_options.certfile = %s\n"
-                "ssl_options.keyfile = %s\n"
-                "ssl_options.verify = verify_peer\n"
-                "ssl_options.fail_if_no_peer_cert = true\n"
-                "management.ssl.port = %d\n"
-                "management.ssl.ip = 127.0.0.1\n"
-                "management.ssl.cacertfile = %s\n"
-                "management.ssl.certfile = %s\n"
-                "management.ssl.keyfile = %s\n"
-                "management.ssl.verify = verify_peer\n"
-                "management.ssl.fail_if_no_peer_cert = true\n"
-                "management.ssl.versions.1 = tlsv1.3\n"
-                "management.ssl.versions.2 = tlsv1.2\n"
-                "prometheus.ssl.port = %d\n"
-                "prometheus.ssl.ip = 127.0.0.1\n"
-                "prometheus.ssl.certfile = %s\n"
-                "prometheus.ssl.keyfile = %s\n"
-                "prometheus.tcp.port = %d\n"
-                "prometheus.tcp.ip = 127.0.0.1\n"
-                "warren.data_dir = %s\n"
-                "warren.shards = %s\n"
-                % (self.port, self.amqps_port, c("ca.pem"), c("server.pem"), c("server.key"),
-                   self.mgmt_port, c("ca.pem"), c("server.pem"), c("server.key"),
-                   self.prom_port, c("server.pem"), c("server.key"), self.prom_plain_port,
-                   self.data, SHARDS))
+            f.write("listeners.tcp.default = 127.0.0.1:%d\n" % self.port
+                    + self.tls_keys()
+                    + "warren.data_dir = %s\n"
+                      "warren.shards = %s\n" % (self.data, SHARDS))
         with open(self.err_path, "wb") as err:
             self.proc = subprocess.Popen([warren_binary(), "serve", "--config", self.conf],
                                          stdout=subprocess.DEVNULL, stderr=err,
@@ -89,22 +113,41 @@ class Broker:
         ports = [self.port, self.amqps_port, self.mgmt_port, self.prom_port, self.prom_plain_port]
         while not all(port_open("127.0.0.1", p) for p in ports):
             if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
                 pytest.fail("broker did not start:\n" + self.log())
             time.sleep(0.05)
+
+    def _start_rabbitmq(self):
+        self.node = RabbitMQNode(
+            os.path.join(self.dir, "rabbitmq"), port=self.port, conf=self.tls_keys(),
+            plugins=["rabbitmq_management", "rabbitmq_prometheus"],
+            wait_ports=[self.amqps_port, self.mgmt_port, self.prom_port, self.prom_plain_port])
+        try:
+            self.node.start()
+        except RabbitMQNodeError as e:
+            pytest.fail(str(e), pytrace=False)
 
     def cert(self, name):
         return os.path.join(self.certs, name)
 
     def log(self):
+        if self.node:
+            return self.node.log()
         with open(self.err_path, errors="replace") as f:
             return f.read()
 
     def ctl(self, *args):
+        if self.node:
+            return self.node.ctl(*args, check=False)
         return subprocess.run([warren_binary(), "ctl", "-n", self.data] + list(args),
                               capture_output=True, text=True, timeout=30)
 
     def stop(self):
-        self.proc.terminate()
+        if self.node:
+            self.node.stop()
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -116,10 +159,16 @@ class Broker:
 def hb():
     """The HTTPS broker (see the module's docstring), in a temp directory."""
     d = tempfile.mkdtemp(prefix="warren-https-")
-    b = Broker(d)
-    yield b
-    b.stop()
-    shutil.rmtree(d, ignore_errors=True)
+    try:
+        b = Broker(d)
+    except BaseException:
+        shutil.rmtree(d, ignore_errors=True)
+        raise
+    try:
+        yield b
+    finally:
+        b.stop()
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def context(cafile, client=None):
@@ -146,6 +195,10 @@ def get(port, path, ctx, auth=True):
 
 
 def wait_for_log(b, text, limit=5):
+    """Waits for one of Warren's log lines (not checked against RabbitMQ,
+    whose lines are its own)."""
+    if ON_RABBITMQ:
+        return
     deadline = time.monotonic() + limit
     while text not in b.log():
         assert time.monotonic() < deadline, "no %r in the log:\n%s" % (text, b.log())
@@ -158,6 +211,7 @@ def test_api_over_https(hb):
     assert status == 200, body
     protocols = {l["protocol"]: l["port"] for l in json.loads(body)["listeners"]}
     assert protocols.get("https") == hb.mgmt_port
+    assert protocols.get("amqp/ssl") == hb.amqps_port, protocols
     assert protocols.get("https/prometheus") == hb.prom_port
     assert protocols.get("http/prometheus") == hb.prom_plain_port
     # Only management.ssl.* is configured: no plain management listener,
@@ -300,6 +354,10 @@ def check_refuses(b, ca, client):
         amqps(b, ca, client)
 
 
+@pytest.mark.skipif(ON_RABBITMQ, reason=(
+    "WARREN_TEST_TLS_BROKER=rabbitmq: `warren ctl reload_certificates` and the SIGHUP "
+    "reload are Warren's; rabbitmqctl 3.10 has no such verb (RabbitMQ rereads the files "
+    "when Erlang's PEM cache is cleared)"))
 def test_reload_certificates(hb):
     old = keep(os.path.join(hb.dir, "old"),
                [hb.cert(n) for n in ("ca.pem", "client.pem", "client.key")])
@@ -362,6 +420,9 @@ def test_reload_certificates(hb):
     assert "SIGHUP received, reloading certificates" in hb.log()
 
 
+@pytest.mark.skipif(ON_RABBITMQ, reason=(
+    "WARREN_TEST_TLS_BROKER=rabbitmq: runs `warren serve` on bad files (Warren's own "
+    "start-up check, exit code 2 and the key named)"))
 def test_bad_certificate_files_stop_the_start(tmp_path):
     certs = make_certs(str(tmp_path / "certs"))
     cases = [
