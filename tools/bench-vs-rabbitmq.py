@@ -4,6 +4,8 @@
     tools/bench-vs-rabbitmq.py                  # every scenario, 3 rounds
     tools/bench-vs-rabbitmq.py --quick          # shorter runs
     tools/bench-vs-rabbitmq.py --scenarios S1,S5 --rounds 5
+    tools/bench-vs-rabbitmq.py --scenarios S10,S11 --s10-conns 100 --s10-duration 10 \
+        --s11-count 200000 --rounds 1 --no-chart --out /tmp/s10s11-smoke
 
 What it does:
 - installs rabbitmq-server with apt if it is missing;
@@ -14,7 +16,16 @@ What it does:
 - runs every selected scenario against both brokers, alternating which goes
   first, for --rounds rounds, with warren-perf as the load generator;
 - writes bench-results/<date>-<sha>/: raw JSON per run, summary.md (medians
-  and ratios), machine.json, commands.txt and chart.png/.svg.
+  and ratios), machine.json, commands.txt and chart.png/.svg;
+- holds the flag file /tmp/bench-running (its pid and output folder) while
+  the brokers are up, so other work on the machine can wait for the end.
+
+S10 (1,000 publisher + 1,000 consumer connections, 60 s) and S11 (a
+5,000,000-message backlog, transient then persistent, and its drain) are
+part of the full run and much longer than the rest: S10 about 1.5 min per
+broker and round, S11 several minutes per broker, phase and round at 5M.
+--s10-conns, --s10-duration and --s11-count (or BENCH_S11_COUNT) shrink
+them; --quick uses 20 s and 1,000,000.
 
 Only the Python standard library is needed; the chart uses matplotlib from a
 venv the script creates in tools/.venv (skipped with a warning if that
@@ -45,6 +56,10 @@ ROOT = Path(__file__).resolve().parent.parent
 # kind "throughput": warren-perf for a duration; published and consumed msg/s.
 # kind "latency": warren-perf at a fixed rate; latency percentiles.
 # kind "idle": warren-perf idle; broker RSS per connection.
+# kind "manyconn": warren-perf --poll, many rate-limited connections; broker
+#   CPU and RSS over the steady phase (between the STEADY and END markers).
+# kind "backlog": fill a queue with no consumer (broker RSS per queued
+#   message), then drain it (msg/s).
 SCENARIOS = [
     dict(id="S1", kind="throughput",
          title="1 producer -> 1 queue -> 1 consumer, 16 B, no confirms, auto-ack",
@@ -111,6 +126,21 @@ SCENARIOS = [
     dict(id="S9b", kind="latency",
          title="latency at a fixed 30,000 msg/s (1 producer, 1 consumer, auto-ack, 16 B)",
          args=["--producers", "1", "--consumers", "1", "--size", "16", "--rate", "30000"]),
+    # Connection count, rate and duration come from --s10-conns,
+    # --s10-rate and --s10-duration (filled into the title).
+    dict(id="S10", kind="manyconn",
+         title="many connections: {conns:,} publishers at {rate:g} msg/s (16 B, phase-staggered), "
+               "each to its own queue, {conns:,} consumers with manual acks (prefetch 100), one "
+               "connection each: {total:,.0f} msg/s for {secs:g} s",
+         args=["--size", "16", "--multi-ack-every", "1", "--prefetch", "100", "--stagger"]),
+    # Message count from --s11-count (filled into the title).
+    dict(id="S11a", kind="backlog",
+         title="backlog of {count:,} transient 16 B messages in a queue with no consumer, "
+               "then drained (prefetch 5,000, multi-ack every 1,000)",
+         args=["--size", "16"]),
+    dict(id="S11b", kind="backlog", persistent=True,
+         title="as S11a with {count:,} persistent messages in a durable queue",
+         args=["--size", "16", "--persistent"]),
 ]
 
 # Chart labels.
@@ -119,7 +149,8 @@ SHORT = {"S1": "S1 1->1", "S2": "S2 confirms+acks", "S3": "S3 persistent", "S4":
          "S7a": "S7 1 KiB", "S7b": "S7 64 KiB", "S8": "S8 idle conn.",
          "S12": "S12 TTL+limit+DLX", "T1": "T1 TLS 1->1", "T2": "T2 TLS confirms",
          "T7a": "T7 TLS 1 KiB", "T7b": "T7 TLS 64 KiB",
-         "S9a": "S9 10k/s", "S9b": "S9 30k/s"}
+         "S9a": "S9 10k/s", "S9b": "S9 30k/s", "S10": "S10 1k+1k conn.",
+         "S11a": "S11 transient", "S11b": "S11 persistent"}
 
 BROKERS = ["warren", "rabbitmq"]
 LABEL = {"warren": "Warren", "rabbitmq": "RabbitMQ"}
@@ -186,6 +217,82 @@ def rss_kib(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def status_kib(pid, key):
+    """A `key:` line of /proc/PID/status in KiB (VmRSS, RssAnon...), or None."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def nofile_limit(pid):
+    """The soft open-files limit of a running process (None if unknown)."""
+    try:
+        with open(f"/proc/{pid}/limits") as f:
+            for line in f:
+                if line.startswith("Max open files"):
+                    v = line.split()[3]
+                    return None if v == "unlimited" else int(v)
+    except (OSError, IndexError, ValueError):
+        pass
+    return None
+
+
+class RssSampler:
+    """Samples a process's VmRSS every `period` seconds on a thread; `peak`
+    is the highest value seen (samples are also taken at start and stop)."""
+
+    def __init__(self, pid, period=0.25):
+        import threading
+        self.pid = pid
+        self.period = period
+        self.peak = rss_kib(pid)
+        self.samples = 1
+        self.stop_flag = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def sample(self):
+        v = status_kib(self.pid, "VmRSS")
+        if v is not None:
+            self.peak = max(self.peak, v)
+            self.samples += 1
+
+    def run(self):
+        while not self.stop_flag.wait(self.period):
+            self.sample()
+
+    def stop(self):
+        self.stop_flag.set()
+        self.thread.join(timeout=5)
+        self.sample()
+        return self.peak
+
+
+FLAG = Path("/tmp/bench-running")
+
+
+def set_flag(out):
+    try:
+        FLAG.write_text(f"pid {os.getpid()}\nout {out}\nsince {datetime.datetime.now().isoformat()}"
+                        f"\n")
+    except OSError as e:
+        log(f"note: cannot write {FLAG}: {e}")
+
+
+def clear_flag():
+    """Removes the flag file if it is ours (another run may have replaced it)."""
+    try:
+        if FLAG.read_text().startswith(f"pid {os.getpid()}\n"):
+            FLAG.unlink()
+    except OSError:
+        pass
 
 
 # ------------------------------------------------------------------ brokers
@@ -552,6 +659,191 @@ class Bench:
         (self.raw / f"{tag}.json").write_text(json.dumps(res, indent=2) + "\n")
         return res
 
+    def restart_for_baseline(self, broker):
+        log(f"  restarting {LABEL[broker.name]} for a clean RSS baseline")
+        broker.stop()
+        broker.start()
+        time.sleep(3)
+
+    def perf_cmd(self, cmd, tag, timeout):
+        """Runs warren-perf with its output in raw/<tag>.log; its exit status
+        (or a sentence on a timeout)."""
+        self.record(cmd)
+        with open(self.raw / f"{tag}.log", "w") as lf:
+            try:
+                return subprocess.run([str(c) for c in cmd], stdout=lf, stderr=subprocess.STDOUT,
+                                      timeout=timeout).returncode
+            except subprocess.TimeoutExpired:
+                return f"nothing (killed after {timeout:.0f} s)"
+
+    def manyconn_run(self, sc, broker, rnd):
+        """S10: many rate-limited publisher and consumer connections
+        (warren-perf --poll) on a freshly started broker; broker CPU and
+        RSS over the steady phase, between warren-perf's STEADY and END
+        markers."""
+        a = self.args
+        tag = f"{sc['id']}-{broker.name}-r{rnd}"
+        out = self.raw / f"{tag}.json"
+        n, rate, secs = a.s10_conns, a.s10_rate, a.s10_duration
+        self.restart_for_baseline(broker)
+        # One fd per connection (2n of them) in the broker and in
+        # warren-perf, plus the admin connection, files and some slack.
+        need = 2 * n + 200
+        for who, lim in (("warren-perf", resource.getrlimit(resource.RLIMIT_NOFILE)[0]),
+                         (LABEL[broker.name], nofile_limit(broker.pid))):
+            if lim is not None and lim < need:
+                self.fail(sc, broker, rnd, f"{who} may open {lim:,} files; {2 * n:,} connections"
+                          f" need about {need:,} (raise ulimit -Hn)")
+                return None
+        before = rss_kib(broker.pid)
+        cmd = [self.perf, "--uri", broker.uri, "--poll", "--producers", n, "--consumers", n,
+               "--queues", n, "--rate", rate, *sc["args"], "--duration", secs, "--markers",
+               "--queue-pattern", f"bench-{sc['id']}-%d", "--cleanup", "--json", out,
+               "--label", f"{sc['id']} {broker.name} round {rnd}"]
+        self.record(cmd)
+        import threading
+        marks = {}
+        cpu0 = cpu_seconds(broker.pid)
+        lf = open(self.raw / f"{tag}.log", "w")
+        p = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=lf, text=True)
+
+        def read_markers():
+            sampler = None
+            for line in p.stdout:
+                word = line.strip()
+                try:
+                    if word == "STEADY" and "steady" not in marks:
+                        marks["steady"] = (time.time(), cpu_seconds(broker.pid))
+                        sampler = RssSampler(broker.pid)
+                    elif word == "END" and sampler and "end" not in marks:
+                        marks["end"] = (time.time(), cpu_seconds(broker.pid))
+                        marks["rss_max"] = sampler.stop()
+                        sampler = None
+                except OSError as e:  # the broker is gone
+                    marks["error"] = repr(e)
+                lf.write(line)
+                lf.flush()
+            if sampler:
+                sampler.stop()
+
+        reader = threading.Thread(target=read_markers, daemon=True)
+        reader.start()
+        # Opening 2n connections takes a while on a slow broker.
+        timeout = secs + 300 + n / 10
+        try:
+            rc = p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            rc = f"nothing (killed after {timeout:.0f} s)"
+        reader.join(timeout=10)
+        lf.close()
+        if rc != 0 or not out.exists():
+            self.fail(sc, broker, rnd, f"warren-perf exited {rc}; see raw/{tag}.log")
+            return None
+        if "end" not in marks:
+            self.fail(sc, broker, rnd, f"no STEADY/END markers from warren-perf "
+                      f"({marks.get('error', 'none seen')}); see raw/{tag}.log")
+            return None
+        res = json.loads(out.read_text())
+        (t_s, c_s), (t_e, c_e) = marks["steady"], marks["end"]
+        sent, received = res["sent"], res["received"]
+        steady_cpu = c_e - c_s
+        res.update({
+            "broker": broker.name, "scenario": sc["id"], "round": rnd, "pid": broker.pid,
+            # The whole run (connections opened and closed included) ...
+            "broker_cpu_seconds": cpu_seconds(broker.pid) - cpu0,
+            # ... and the steady phase only, which the summary reports.
+            "broker_cpu_seconds_steady": steady_cpu,
+            "steady_wall_seconds": t_e - t_s,
+            "broker_cpu_percent_steady": steady_cpu / max(t_e - t_s, 1e-9) * 100,
+            "broker_cpu_per_100k_msgs": steady_cpu / (sent / 1e5) if sent else None,
+            "broker_rss_before_kib": before,
+            "broker_rss_max_kib": marks["rss_max"],
+            "broker_nofile_limit": nofile_limit(broker.pid),
+            "target_rate": n * rate,
+        })
+        # Is the broker keeping up? Everything sent in the steady phase must
+        # have been delivered (warren-perf waits up to 2 s for stragglers),
+        # and the generator must have sent what its schedule asked for.
+        due = n * rate * res["poll"]["steady_seconds"]
+        problems = []
+        if received < 0.99 * sent:
+            problems.append(f"delivered {received:,} of {sent:,} sent")
+        if sent < 0.95 * due:
+            problems.append(f"sent {sent:,} of {due:,.0f} due")
+        res["keeping_up"] = not problems
+        if problems:
+            self.fail(sc, broker, rnd, "not keeping up: " + "; ".join(problems))
+        out.write_text(json.dumps(res, indent=2) + "\n")
+        return res
+
+    def backlog_run(self, sc, broker, rnd):
+        """S11: on a freshly started broker, publish N messages (confirmed)
+        into one queue with no consumer, measure the RSS the backlog adds,
+        then drain it with one fast consumer."""
+        a = self.args
+        tag = f"{sc['id']}-{broker.name}-r{rnd}"
+        n = a.s11_count
+        pid = lambda: broker.pid  # noqa: E731 (a restart changes it)
+        self.restart_for_baseline(broker)
+        before, before_anon = rss_kib(pid()), status_kib(pid(), "RssAnon")
+        common = ["--uri", broker.uri, "--queues", "1", "--queue-pattern",
+                  f"bench-{sc['id']}-%d", *sc["args"]]
+        timeout = 600 + n / 1000
+        fill_out = self.raw / f"{tag}-fill.json"
+        fill = [self.perf, *common, "--producers", "1", "--consumers", "0", "--count", n,
+                "--confirm", "5000", "--json", fill_out,
+                "--label", f"{sc['id']} fill {broker.name} round {rnd}"]
+        cpu0 = cpu_seconds(pid())
+        sampler = RssSampler(pid(), period=0.5)
+        rc = self.perf_cmd(fill, f"{tag}-fill", timeout)
+        peak = sampler.stop()
+        cpu1 = cpu_seconds(pid())
+        fres = json.loads(fill_out.read_text()) if rc == 0 and fill_out.exists() else None
+        if fres is None or fres["confirmed"] != n or fres["nacked"]:
+            why = (f"fill: warren-perf exited {rc}" if fres is None else
+                   f"fill: {fres['confirmed']:,} of {n:,} confirmed, {fres['nacked']:,} nacked")
+            self.fail(sc, broker, rnd, f"{why}; see raw/{tag}-fill.log")
+            self.restart_for_baseline(broker)  # a fresh data dir: no backlog left
+            return None
+        time.sleep(5)  # let the broker settle (Erlang GC)
+        after, after_anon = rss_kib(pid()), status_kib(pid(), "RssAnon")
+        drain_out = self.raw / f"{tag}-drain.json"
+        drain = [self.perf, *common, "--producers", "0", "--consumers", "1", "--no-purge",
+                 "--expect", n, "--prefetch", "5000", "--multi-ack-every", "1000", "--cleanup",
+                 "--json", drain_out, "--label", f"{sc['id']} drain {broker.name} round {rnd}"]
+        cpu2 = cpu_seconds(pid())
+        rc = self.perf_cmd(drain, f"{tag}-drain", timeout)
+        cpu3 = cpu_seconds(pid())
+        dres = json.loads(drain_out.read_text()) if rc == 0 and drain_out.exists() else None
+        drained = dres is not None and dres["received"] >= n and not dres.get("expect_stalled")
+        res = {
+            "tool": "bench-vs-rabbitmq backlog", "broker": broker.name, "scenario": sc["id"],
+            "round": rnd, "pid": pid(), "count": n, "size": 16,
+            "persistent": bool(sc.get("persistent")),
+            "rss_before_kib": before, "rss_after_kib": after, "rss_peak_kib": max(peak, after),
+            "rss_anon_before_kib": before_anon, "rss_anon_after_kib": after_anon,
+            "bytes_per_message": (after - before) * 1024 / n,
+            "fill_seconds": fres["run_seconds"],
+            "fill_rate": n / fres["run_seconds"] if fres["run_seconds"] > 0 else None,
+            "drain_received": dres["received"] if dres else None,
+            "drain_seconds": (dres["received"] / dres["consume_rate"]
+                              if drained and dres["consume_rate"] else None),
+            "drain_rate": dres["consume_rate"] if drained else None,
+            "broker_cpu_fill_seconds": cpu1 - cpu0,
+            "broker_cpu_drain_seconds": cpu3 - cpu2,
+            "broker_cpu_per_million": (cpu1 - cpu0 + cpu3 - cpu2) / (n / 1e6) if drained
+            else None,
+            "fill_json": fill_out.name, "drain_json": drain_out.name,
+        }
+        (self.raw / f"{tag}.json").write_text(json.dumps(res, indent=2) + "\n")
+        if not drained:
+            got = f"{dres['received']:,} of {n:,} received" if dres else f"warren-perf exited {rc}"
+            self.fail(sc, broker, rnd, f"drain: {got}; see raw/{tag}-drain.log")
+            self.restart_for_baseline(broker)
+        return res
+
     def fail(self, sc, broker, rnd, why):
         log(f"  FAILED {sc['id']} on {LABEL[broker.name]} round {rnd}: {why}")
         self.failures.append(f"{sc['id']} {LABEL[broker.name]} round {rnd}: {why}")
@@ -582,20 +874,30 @@ class Bench:
                if not wanted or s["id"] in wanted or s["id"].rstrip("ab") in wanted]
         if not scs:
             die(f"no scenario matches {a.scenarios!r}")
+        # S10's and S11's titles carry their sizes.
+        params = dict(conns=a.s10_conns, rate=a.s10_rate, secs=a.s10_duration,
+                      total=a.s10_conns * a.s10_rate, count=a.s11_count)
+        scs = [dict(s, title=s["title"].format(**params))
+               if s["kind"] in ("manyconn", "backlog") else s for s in scs]
         tls = TlsFiles() if any(s.get("tls") for s in scs) else None
         brokers = {"warren": Warren(warren_bin, logs, management=a.warren_management, tls=tls),
                    "rabbitmq": RabbitMQ(logs, tls=tls)}
+        set_flag(self.out)
         try:
             for b in brokers.values():
                 log(f"starting {LABEL[b.name]}")
                 b.start()
-                log(f"  {LABEL[b.name]} on 127.0.0.1:{b.port} (pid {b.pid})")
+                log(f"  {LABEL[b.name]} on 127.0.0.1:{b.port} (pid {b.pid}, open files limit "
+                    f"{nofile_limit(b.pid)})")
             self.machine = machine_info(brokers["rabbitmq"])
             self.machine["warren_version"] = brokers["warren"].version()
             # With --warren-bin the checkout's sha is not what was measured.
             self.machine["warren_bin"] = str(warren_bin)
             self.machine["warren_command"] = " ".join(brokers["warren"].cmd)
             self.machine["rabbitmq_node"] = brokers["rabbitmq"].node
+            self.machine["nofile_limit"] = {
+                "bench": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+                **{n: nofile_limit(b.pid) for n, b in brokers.items()}}
             (self.out / "machine.json").write_text(json.dumps(self.machine, indent=2) + "\n")
             for rnd in range(1, a.rounds + 1):
                 for i, sc in enumerate(scs):
@@ -603,10 +905,9 @@ class Bench:
                     for bn in order:
                         b = brokers[bn]
                         log(f"round {rnd}/{a.rounds} {sc['id']} on {LABEL[bn]}: {sc['title']}")
-                        if sc["kind"] == "idle":
-                            res = self.idle_run(sc, b, rnd)
-                        else:
-                            res = self.perf_run(sc, b, rnd)
+                        run_one = {"idle": self.idle_run, "manyconn": self.manyconn_run,
+                                   "backlog": self.backlog_run}.get(sc["kind"], self.perf_run)
+                        res = run_one(sc, b, rnd)
                         if res:
                             self.results.setdefault((sc["id"], bn), []).append(res)
                             log("  " + one_line(res))
@@ -624,6 +925,7 @@ class Bench:
             for b in brokers.values():
                 log(f"stopping {LABEL[b.name]}")
                 b.stop()
+            clear_flag()
         self.write_outputs(scs, brokers)
         if tls:
             shutil.rmtree(tls.dir, ignore_errors=True)
@@ -644,6 +946,20 @@ class Bench:
 
 
 def one_line(r):
+    if "bytes_per_message" in r:
+        drain = f"{r['drain_rate']:,.0f}/s" if r.get("drain_rate") else "incomplete"
+        return (f"{r['bytes_per_message']:,.1f} B of RSS per queued message "
+                f"({r['rss_before_kib']} -> {r['rss_after_kib']} KiB),"
+                f" fill {r['fill_rate']:,.0f}/s, drain {drain}")
+    if "broker_cpu_per_100k_msgs" in r:
+        lat = r.get("latency_us") or {}
+        cpu = r["broker_cpu_per_100k_msgs"]
+        return (f"delivered {r['consume_rate']:,.0f}/s of {r['publish_rate']:,.0f}/s sent"
+                f"{'' if r['keeping_up'] else ' (NOT KEEPING UP)'}, broker CPU "
+                f"{cpu if cpu is None else round(cpu, 3)} s/100k msgs "
+                f"({r['broker_cpu_percent_steady']:.0f}% of a core), RSS max "
+                f"{r['broker_rss_max_kib'] / 1024:,.0f} MiB, latency p50 {lat.get('p50', 0):,.0f}"
+                f" p99 {lat.get('p99', 0):,.0f} us")
     if "kib_per_connection" in r:
         return (f"{r['kib_per_connection']:.1f} KiB/connection "
                 f"({r['rss_before_kib']} -> {r['rss_after_kib']} KiB)")
@@ -674,12 +990,29 @@ def metrics(sc):
     if sc["kind"] == "idle":
         return [("kib", "broker RSS per idle connection (KiB)",
                  lambda r: r["kib_per_connection"], False)]
+    lat = lambda k: (lambda r: r["latency_us"][k] if r.get("latency_us") else None)  # noqa: E731
+    if sc["kind"] == "manyconn":
+        return [("cpu", "broker CPU s per 100k messages, steady phase (lower is better)",
+                 lambda r: r.get("broker_cpu_per_100k_msgs"), False),
+                ("rss", "broker RSS, max over the steady phase, MiB (lower is better)",
+                 lambda r: r["broker_rss_max_kib"] / 1024, False),
+                ("p50", "latency p50 (us, lower is better)", lat("p50"), False),
+                ("p99", "latency p99 (us, lower is better)", lat("p99"), False),
+                ("con", "delivered msg/s", lambda r: r["consume_rate"], True)]
+    if sc["kind"] == "backlog":
+        return [("bpm", "broker RSS per queued message, bytes (lower is better)",
+                 lambda r: r["bytes_per_message"], False),
+                ("rss", "broker RSS with the backlog, MiB (lower is better)",
+                 lambda r: r["rss_after_kib"] / 1024, False),
+                ("fill", "fill msg/s (one publisher, confirms)", lambda r: r["fill_rate"], True),
+                ("drain", "drain msg/s", lambda r: r.get("drain_rate"), True),
+                ("cpm", "broker CPU s per million, fill + drain (lower is better)",
+                 lambda r: r.get("broker_cpu_per_million"), False)]
     rows = [("pub", "published msg/s", lambda r: r["publish_rate"], True),
             ("con", "consumed msg/s", lambda r: r["consume_rate"], True)]
     if "--confirm" in sc["args"]:
         rows.insert(1, ("cnf", "confirmed msg/s", lambda r: r["confirm_rate"], True))
     if sc["kind"] == "latency":
-        lat = lambda k: (lambda r: r["latency_us"][k] if r.get("latency_us") else None)
         rows += [("p50", "latency p50 (us)", lat("p50"), False),
                  ("p99", "latency p99 (us)", lat("p99"), False),
                  ("p999", "latency p99.9 (us)", lat("p99_9"), False)]
@@ -712,7 +1045,7 @@ def table_rows(bench, sc):
             vals[b] = (med(vs), min(vs) if vs else None, max(vs) if vs else None, len(vs))
         w, r = vals["warren"][0], vals["rabbitmq"][0]
         ratio = None
-        if w and r:
+        if w and r and w > 0 and r > 0:
             ratio = (w / r) if higher else (r / w)
         out.append((key, label, vals, ratio, higher))
     return out
@@ -730,8 +1063,8 @@ def summary(bench, scs):
         f"{' (--quick)' if a.quick else ''}. Figures are medians over the rounds,"
         " with the range (min-max) below them.",
         "",
-        "Ratio: Warren / RabbitMQ for rates; for latency and memory RabbitMQ / Warren,"
-        " so above 1 always means Warren is that many times better.",
+        "Ratio: Warren / RabbitMQ for rates; for latency, memory and CPU (lower is better)"
+        " RabbitMQ / Warren, so above 1 always means Warren is that many times better.",
         "",
         "| scenario | metric | Warren | RabbitMQ | ratio |",
         "|---|---|---:|---:|---:|",
@@ -781,6 +1114,28 @@ def summary(bench, scs):
         "- The machine is shared and noisy: compare medians and ratios from the same run only.",
         "",
     ]
+    ids = {sc["id"] for sc in scs}
+    if "S10" in ids:
+        lines[-1:-1] = [
+            f"- **S10** restarts the broker, then warren-perf `--poll` opens {a.s10_conns:,}"
+            f" consumer connections (manual acks, prefetch 100, one queue each) and {a.s10_conns:,}"
+            f" publisher connections, all driven by one epoll thread; each publisher sends"
+            f" {a.s10_rate:g} msg/s (16 B) to its own queue, phases staggered so the"
+            f" {a.s10_conns * a.s10_rate:,.0f} msg/s arrive evenly, for {a.s10_duration:g} s."
+            " Broker CPU is utime + stime from /proc/PID/stat between warren-perf's STEADY and"
+            " END markers (every connection open, until publishing stops) per 100k messages"
+            " published in it; RSS is the highest VmRSS sampled every 0.25 s over the same phase."
+            " A run counts as failed unless at least 99% of what was sent was delivered.",
+        ]
+    if ids & {"S11a", "S11b"}:
+        lines[-1:-1] = [
+            f"- **S11** restarts the broker, measures its VmRSS, publishes {a.s11_count:,}"
+            " 16 B messages (one publisher, confirms, window 5,000; S11b persistent into a durable"
+            " queue) into one queue with no consumer, waits 5 s and measures again: RSS per queued"
+            " message = (after - before) / count. Then one consumer (prefetch 5,000, multi-ack"
+            " every 1,000) drains the queue: drain msg/s = messages / time to the last delivery."
+            " The raw JSON also has RssAnon and the peak RSS while filling.",
+        ]
     lines[-1:-1] = [f"- {n}" for n in sorted(bench.notes)]
     if bench.failures:
         lines += ["## Failures", ""] + [f"- {f}" for f in bench.failures] + [""]
@@ -809,10 +1164,21 @@ def chart(bench, scs):
     except (OSError, subprocess.CalledProcessError) as e:
         log(f"no chart (cannot set up matplotlib: {e})")
         return
-    data = {"throughput": [], "latency": [], "idle": []}
+    data = {"throughput": [], "latency": [], "idle": [], "backlog": []}
     for sc in scs:
         rows = {k: (vals, ratio) for k, _, vals, ratio, _ in table_rows(bench, sc)}
-        if sc["kind"] == "throughput":
+        if sc["kind"] == "manyconn":
+            for k, lbl in (("p50", "p50"), ("p99", "p99")):
+                v, ratio = rows[k]
+                data["latency"].append([f"{SHORT[sc['id']]} {lbl}", v["warren"][0],
+                                        v["rabbitmq"][0], ratio])
+        elif sc["kind"] == "backlog":
+            v, ratio = rows["bpm"]
+            data["backlog"].append([SHORT[sc["id"]], v["warren"][0], v["rabbitmq"][0], ratio])
+            v, ratio = rows["drain"]
+            data["throughput"].append([f"{SHORT[sc['id']]} drain", v["warren"][0],
+                                       v["rabbitmq"][0], ratio])
+        elif sc["kind"] == "throughput":
             # The end-to-end figure: what consumers received.
             v, ratio = rows["con"]
             data["throughput"].append([SHORT[sc["id"]], v["warren"][0], v["rabbitmq"][0], ratio])
@@ -841,15 +1207,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 spec = json.load(open(sys.argv[1]))
 d = spec["data"]
-panels = [k for k in ("throughput", "latency", "idle") if d[k]]
+panels = [k for k in ("throughput", "latency", "idle", "backlog") if d.get(k)]
 ratios = {"throughput": max(len(d["throughput"]), 1), "latency": max(len(d["latency"]), 1),
-          "idle": 1.2}
+          "idle": 1.2, "backlog": max(len(d.get("backlog", [])), 1.2)}
 fig, axes = plt.subplots(len(panels), 1, figsize=(10, 1.2 + 0.62 * sum(ratios[p] for p in panels) + 0.8 * len(panels)),
                          gridspec_kw={"height_ratios": [ratios[p] for p in panels]}, squeeze=False)
 colors = {"Warren": "#d9622b", "RabbitMQ": "#7a7a7a"}
 titles = {"throughput": "Consumed messages/s (higher is better)",
           "latency": "Publish-to-deliver latency, microseconds (lower is better)",
-          "idle": "Broker memory per idle connection, KiB (lower is better)"}
+          "idle": "Broker memory per idle connection, KiB (lower is better)",
+          "backlog": "Broker memory per queued message, bytes (lower is better)"}
 for ax, p in zip(axes[:, 0], panels):
     rows = d[p][::-1]
     y = range(len(rows))
@@ -884,12 +1251,26 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=3, help="rounds per scenario and broker (3)")
-    p.add_argument("--scenarios", help="comma-separated ids: S1..S9 (S5, S7, S9 select both"
-                   " variants; S5a/S5b etc. one)")
+    p.add_argument("--scenarios", help="comma-separated ids: S1..S12, T1..T7 (S5, S7, S9, S11,"
+                   " T7 select both variants; S5a/S5b etc. one); default: all, S10 and S11"
+                   " included")
     p.add_argument("--quick", action="store_true",
-                   help="short runs: 5 s throughput, 8 s latency (default 10 s and 15 s)")
+                   help="short runs: 5 s throughput, 8 s latency, 20 s S10, 1,000,000-message"
+                        " S11 (default 10 s, 15 s, 60 s, 5,000,000)")
     p.add_argument("--seconds", type=float, help="seconds per throughput run")
     p.add_argument("--latency-seconds", type=float, help="seconds per latency run")
+    p.add_argument("--s10-conns", type=int, default=1000, metavar="N",
+                   help="S10: publisher connections, and as many consumer connections and"
+                        " queues (1000)")
+    p.add_argument("--s10-rate", type=float, default=20.0, metavar="MSG_S",
+                   help="S10: messages/s per publisher (20)")
+    p.add_argument("--s10-duration", type=float, metavar="SECONDS",
+                   help="S10: seconds of steady load (60; 20 with --quick)")
+    p.add_argument("--s11-count", type=int, metavar="N",
+                   default=int(os.environ["BENCH_S11_COUNT"])
+                   if os.environ.get("BENCH_S11_COUNT") else None,
+                   help="S11: messages in each backlog (default $BENCH_S11_COUNT, else 5000000;"
+                        " 1000000 with --quick)")
     p.add_argument("--out", help="output folder (default bench-results/<date>-<sha>)")
     p.add_argument("--no-chart", action="store_true", help="skip the matplotlib chart")
     p.add_argument("--warren-management", action="store_true",
@@ -911,8 +1292,16 @@ def main():
         a.seconds = 5.0 if a.quick else 10.0
     if a.latency_seconds is None:
         a.latency_seconds = 8.0 if a.quick else 15.0
+    if a.s10_duration is None:
+        a.s10_duration = 20.0 if a.quick else 60.0
+    if a.s11_count is None:
+        a.s11_count = 1_000_000 if a.quick else 5_000_000
     if a.rounds < 1:
         die("--rounds must be at least 1")
+    if a.s10_conns < 1 or a.s10_rate <= 0 or a.s10_duration <= 0 or a.s11_count < 1:
+        die("--s10-conns, --s10-rate, --s10-duration and --s11-count must be positive")
+    # A plain `kill` still stops the brokers and removes the flag file.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     Bench(a).main()
 
 

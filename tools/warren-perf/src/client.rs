@@ -510,6 +510,12 @@ impl Conn {
         Ok(())
     }
 
+    /// The stream and the read buffer (with whatever it already holds),
+    /// for a caller that takes the connection over.
+    pub fn into_parts(self) -> (Stream, FrameBuf) {
+        (self.stream, self.rb)
+    }
+
     /// connection.close and wait (bounded) for close-ok.
     pub fn close(mut self) {
         let _ = self.stream.set_read_timeout(Some(Duration::from_secs(2)));

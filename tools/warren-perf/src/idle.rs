@@ -15,7 +15,7 @@ use crate::{fatal, IdleArgs};
 
 /// Raises the soft open-files limit to the hard limit; returns the new soft
 /// limit.
-fn raise_nofile() -> u64 {
+pub(crate) fn raise_nofile() -> u64 {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,

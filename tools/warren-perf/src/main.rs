@@ -9,12 +9,18 @@
 //! the whole buffer at once. Consumers read into a 1 MiB buffer and parse
 //! `basic.deliver`, header and body frames in place.
 //!
+//! With `--poll` the steady state runs on one thread instead, over epoll,
+//! for runs with thousands of slow connections (connections are still
+//! opened with blocking sockets, by a few threads).
+//!
 //! Subcommands: `sink` (a discard-everything AMQP server, to measure the
 //! generator itself) and `idle` (hold many idle connections open).
 
 mod client;
 mod idle;
+mod poll;
 mod run;
+mod schedule;
 mod sink;
 mod stream;
 
@@ -185,6 +191,37 @@ pub struct RunArgs {
     /// No per-second progress lines on stderr.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Phase-stagger rate-limited producers: producer i of N starts its
+    /// ticks at i/(N*rate) s, so N producers at R msg/s each send one
+    /// message every 1/(N*R) s instead of N in a burst every 1/R s.
+    #[arg(long)]
+    pub stagger: bool,
+    /// Drive every connection from one thread with epoll once they are
+    /// open (for many slow connections: S10). Plain TCP, --rate > 0 for
+    /// producers, no --confirm, no --count or --expect; one write per
+    /// message, at its send time (with --stagger for a smooth load).
+    #[arg(long)]
+    pub poll: bool,
+    /// With --poll: threads opening connections in parallel (consumers
+    /// first, then producers).
+    #[arg(long, default_value_t = 16)]
+    pub connect_threads: usize,
+    /// Print `STEADY` on stdout when the timed phase starts (every
+    /// connection open, consumers attached) and `END` when publishing
+    /// stops, so a caller can sample the broker over the steady phase.
+    #[arg(long)]
+    pub markers: bool,
+    /// Do not purge the queues at set-up (to consume a backlog left by an
+    /// earlier run).
+    #[arg(long)]
+    pub no_purge: bool,
+    /// End the run once the consumers have received this many messages
+    /// in total (and producers with --count are done), instead of after
+    /// --duration; gives up after 60 s in which nothing arrives. The
+    /// consume rate is then counted up to the last delivery (e.g. the
+    /// time to drain a backlog: --producers 0 --no-purge --expect N).
+    #[arg(long)]
+    pub expect: Option<u64>,
 }
 
 /// Process-wide time origin for the timestamps carried in message bodies.

@@ -15,17 +15,17 @@ use warren::codec::{
     QueueDeclare, QueueDelete, QueuePurge, ShortStr,
 };
 
-use crate::client::{close_error, decode_whole, method_ids, Conn, FrameBuf, Result};
-use crate::{fatal, now_ns, ExchangeType, RunArgs};
+use crate::client::{close_error, decode_whole, method_ids, Conn, FrameBuf, Result, READ_BUF};
+use crate::{fatal, now_ns, schedule, ExchangeType, RunArgs};
 
-static SENT: AtomicU64 = AtomicU64::new(0);
+pub(crate) static SENT: AtomicU64 = AtomicU64::new(0);
 static CONFIRMED: AtomicU64 = AtomicU64::new(0);
 static NACKED: AtomicU64 = AtomicU64::new(0);
-static RECEIVED: AtomicU64 = AtomicU64::new(0);
+pub(crate) static RECEIVED: AtomicU64 = AtomicU64::new(0);
 
-const CH: u16 = 1;
+pub(crate) const CH: u16 = 1;
 
-fn queue_name(args: &RunArgs, i: usize) -> String {
+pub(crate) fn queue_name(args: &RunArgs, i: usize) -> String {
     args.queue_pattern.replace("%d", &i.to_string())
 }
 
@@ -185,6 +185,9 @@ fn setup(admin: &mut Conn, args: &RunArgs) -> Result<()> {
             "queue.bind-ok",
         )?;
     }
+    if args.no_purge {
+        return Ok(());
+    }
     let purges = queues
         .iter()
         .map(|q| {
@@ -202,7 +205,7 @@ fn setup(admin: &mut Conn, args: &RunArgs) -> Result<()> {
     )
 }
 
-fn cleanup(admin: &mut Conn, args: &RunArgs) -> Result<()> {
+pub(crate) fn cleanup(admin: &mut Conn, args: &RunArgs) -> Result<()> {
     let deletes = (0..args.queues)
         .map(|i| queue_name(args, i))
         .chain(args.dead_letter_queue.clone())
@@ -236,12 +239,12 @@ fn cleanup(admin: &mut Conn, args: &RunArgs) -> Result<()> {
 
 /// One pre-encoded publish (method, header and body frames) and where the
 /// timestamp goes in it.
-struct Template {
-    bytes: Vec<u8>,
-    ts_at: Option<usize>,
+pub(crate) struct Template {
+    pub bytes: Vec<u8>,
+    pub ts_at: Option<usize>,
 }
 
-fn template(args: &RunArgs, queue: &str, frame_max: u32) -> Template {
+pub(crate) fn template(args: &RunArgs, queue: &str, frame_max: u32) -> Template {
     let (exchange, key) = if args.exchange.is_empty() {
         (String::new(), queue.to_string())
     } else {
@@ -432,6 +435,71 @@ struct ProducerResult {
     elapsed: Duration,
 }
 
+/// A producer's connection and channel (confirm mode if asked for) and
+/// its publish template.
+pub(crate) fn producer_conn(
+    idx: usize,
+    args: &RunArgs,
+    read_buf: usize,
+) -> Result<(Conn, Template)> {
+    let name = format!("producer {idx}");
+    let queue = queue_name(args, idx % args.queues.max(1));
+    let mut c = Conn::connect_with(&args.uri, &name, read_buf)?;
+    c.open_channel(CH)?;
+    if args.confirm > 0 {
+        c.rpc(
+            CH,
+            &Method::ConfirmSelect(ConfirmSelect { nowait: false }),
+            |m| matches!(m, Method::ConfirmSelectOk(_)),
+            "confirm.select-ok",
+        )?;
+    }
+    let t = template(args, &queue, c.frame_max);
+    Ok((c, t))
+}
+
+/// A consumer's connection, channel, prefetch and `basic.consume`.
+pub(crate) fn consumer_conn(idx: usize, args: &RunArgs, read_buf: usize) -> Result<Conn> {
+    let name = format!("consumer {idx}");
+    let queue = queue_name(args, idx % args.queues.max(1));
+    let mut c = Conn::connect_with(&args.uri, &name, read_buf)?;
+    c.open_channel(CH)?;
+    if args.prefetch > 0 {
+        c.rpc(
+            CH,
+            &Method::BasicQos(BasicQos {
+                prefetch_size: 0,
+                prefetch_count: args.prefetch,
+                global: false,
+            }),
+            |m| matches!(m, Method::BasicQosOk(_)),
+            "basic.qos-ok",
+        )?;
+    }
+    c.rpc(
+        CH,
+        &Method::BasicConsume(BasicConsume {
+            queue: queue.as_str().into(),
+            consumer_tag: format!("perf-{idx}").into(),
+            no_ack: args.multi_ack_every == 0,
+            ..Default::default()
+        }),
+        |m| matches!(m, Method::BasicConsumeOk(_)),
+        "basic.consume-ok",
+    )?;
+    Ok(c)
+}
+
+/// Ack every N deliveries, but never wait for more than the prefetch
+/// allows; 0 = no acks (no-ack consumer).
+pub(crate) fn ack_every(args: &RunArgs) -> u64 {
+    match (args.multi_ack_every, args.prefetch) {
+        (0, _) => 0,
+        (n, 0) => n,
+        (n, p) => n.min(p as u64),
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn producer(
     idx: usize,
@@ -441,22 +509,7 @@ fn producer(
     stop: Arc<AtomicBool>,
 ) -> ProducerResult {
     let name = format!("producer {idx}");
-    let queue = queue_name(&args, idx % args.queues.max(1));
-    let setup = || -> Result<(Conn, Template)> {
-        let mut c = Conn::connect(&args.uri, &name)?;
-        c.open_channel(CH)?;
-        if args.confirm > 0 {
-            c.rpc(
-                CH,
-                &Method::ConfirmSelect(ConfirmSelect { nowait: false }),
-                |m| matches!(m, Method::ConfirmSelectOk(_)),
-                "confirm.select-ok",
-            )?;
-        }
-        let t = template(&args, &queue, c.frame_max);
-        Ok((c, t))
-    };
-    let (mut conn, tpl) = match setup() {
+    let (mut conn, tpl) = match producer_conn(idx, &args, READ_BUF) {
         Ok(x) => {
             let _ = ready.send(Ok(()));
             x
@@ -496,6 +549,7 @@ fn producer(
     let per_write = (args.write_buffer / msg_len).max(1) as u64;
     let mut buf: Vec<u8> = Vec::with_capacity(per_write as usize * msg_len);
     let window = args.confirm;
+    let offset = schedule::phase(idx, args.producers, args.rate, args.stagger);
     let mut sent = 0u64;
     let mut clean = true;
     go.wait();
@@ -521,9 +575,9 @@ fn producer(
         }
         if args.rate > 0.0 {
             let t = start.elapsed().as_secs_f64();
-            let due = (t * args.rate) as u64 + 1;
+            let due = schedule::producer_due(t, offset, args.rate);
             if due <= sent {
-                let next = sent as f64 / args.rate;
+                let next = offset + sent as f64 / args.rate;
                 let wait = (next - t).clamp(0.0, 0.05);
                 thread::sleep(Duration::from_secs_f64(wait));
                 continue;
@@ -577,7 +631,7 @@ struct ConsumerResult {
     last_receive: Option<Instant>,
 }
 
-fn new_hist() -> Histogram<u64> {
+pub(crate) fn new_hist() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("histogram bounds")
 }
 
@@ -589,34 +643,8 @@ fn consumer(
     stop: Arc<AtomicBool>,
 ) -> ConsumerResult {
     let name = format!("consumer {idx}");
-    let queue = queue_name(&args, idx % args.queues.max(1));
-    let no_ack = args.multi_ack_every == 0;
     let setup = || -> Result<Conn> {
-        let mut c = Conn::connect(&args.uri, &name)?;
-        c.open_channel(CH)?;
-        if args.prefetch > 0 {
-            c.rpc(
-                CH,
-                &Method::BasicQos(BasicQos {
-                    prefetch_size: 0,
-                    prefetch_count: args.prefetch,
-                    global: false,
-                }),
-                |m| matches!(m, Method::BasicQosOk(_)),
-                "basic.qos-ok",
-            )?;
-        }
-        c.rpc(
-            CH,
-            &Method::BasicConsume(BasicConsume {
-                queue: queue.as_str().into(),
-                consumer_tag: format!("perf-{idx}").into(),
-                no_ack,
-                ..Default::default()
-            }),
-            |m| matches!(m, Method::BasicConsumeOk(_)),
-            "basic.consume-ok",
-        )?;
+        let c = consumer_conn(idx, &args, READ_BUF)?;
         c.stream
             .set_read_timeout(Some(Duration::from_millis(100)))?;
         Ok(c)
@@ -636,12 +664,7 @@ fn consumer(
             };
         }
     };
-    // Ack every N, but never wait for more than the prefetch allows.
-    let ack_every = match (args.multi_ack_every, args.prefetch) {
-        (0, _) => 0,
-        (n, 0) => n,
-        (n, p) => n.min(p as u64),
-    };
+    let ack_every = ack_every(&args);
     let mut acks = BytesMut::with_capacity(4096);
     let mut unacked = 0u64;
     let mut last_tag = 0u64;
@@ -757,14 +780,18 @@ fn wait_ready(rx: &mpsc::Receiver<Result<()>>, n: usize) {
     }
 }
 
-pub fn run(args: RunArgs) {
-    if args.queues == 0 {
-        fatal("arguments", "--queues must be at least 1");
+/// Prints a `--markers` line on stdout, flushed at once.
+pub(crate) fn marker(args: &RunArgs, what: &str) {
+    if args.markers {
+        let mut out = io::stdout().lock();
+        let _ = writeln!(out, "{what}");
+        let _ = out.flush();
     }
-    if args.producers == 0 && args.consumers == 0 {
-        fatal("arguments", "nothing to do: no producers and no consumers");
-    }
-    let args = Arc::new(args);
+}
+
+/// Connects the admin connection and declares (and purges) the topology;
+/// returns it, the TLS description and the set-up time.
+pub(crate) fn admin_setup(args: &RunArgs) -> (Conn, Option<String>, f64) {
     let mut admin =
         Conn::connect(&args.uri, "warren-perf admin").unwrap_or_else(|e| fatal("connect", e));
     admin
@@ -779,8 +806,42 @@ pub fn run(args: RunArgs) {
         eprintln!("TLS: {t}");
     }
     let t0 = Instant::now();
-    setup(&mut admin, &args).unwrap_or_else(|e| fatal("declaring queues and bindings", e));
-    let setup_s = t0.elapsed().as_secs_f64();
+    setup(&mut admin, args).unwrap_or_else(|e| fatal("declaring queues and bindings", e));
+    (admin, tls, t0.elapsed().as_secs_f64())
+}
+
+fn check_args(args: &RunArgs) {
+    if args.queues == 0 {
+        fatal("arguments", "--queues must be at least 1");
+    }
+    if args.producers == 0 && args.consumers == 0 {
+        fatal("arguments", "nothing to do: no producers and no consumers");
+    }
+    if args.poll {
+        let bad = if args.uri.tls.is_some() {
+            Some("--poll supports plain amqp:// only")
+        } else if args.producers > 0 && args.rate <= 0.0 {
+            Some("--poll needs --rate > 0 for its producers")
+        } else if args.confirm > 0 {
+            Some("--poll does not do publisher confirms")
+        } else if args.count.is_some() || args.expect.is_some() {
+            Some("--poll runs for --duration; no --count or --expect")
+        } else {
+            None
+        };
+        if let Some(why) = bad {
+            fatal("arguments", why);
+        }
+    }
+}
+
+pub fn run(args: RunArgs) {
+    check_args(&args);
+    if args.poll {
+        return crate::poll::run(args);
+    }
+    let args = Arc::new(args);
+    let (mut admin, tls, setup_s) = admin_setup(&args);
 
     let stop = Arc::new(AtomicBool::new(false));
     let go = Arc::new(Barrier::new(args.producers + args.consumers + 1));
@@ -808,11 +869,13 @@ pub fn run(args: RunArgs) {
     wait_ready(&rx, args.producers);
     go.wait();
     let start = Instant::now();
+    marker(&args, "STEADY");
 
     // Progress, and the end of the run.
     let mut last = (0u64, 0u64, 0u64);
     let mut tick = 1u64;
     let mut stable_since: Option<(u64, Instant)> = None;
+    let mut stalled = false;
     loop {
         thread::sleep(Duration::from_millis(100));
         let el = start.elapsed();
@@ -833,6 +896,25 @@ pub fn run(args: RunArgs) {
             }
             last = now;
             tick += 1;
+        }
+        if let Some(want) = args.expect {
+            // Until the consumers have it all, or nothing came for 60 s.
+            // Producers without --count publish until the run stops.
+            let r = RECEIVED.load(Relaxed);
+            if r >= want && (args.count.is_none() || producers.iter().all(|p| p.is_finished())) {
+                break;
+            }
+            match stable_since {
+                Some((v, t)) if v == r => {
+                    if t.elapsed() >= Duration::from_secs(60) {
+                        eprintln!("warren-perf: nothing received for 60 s: {r} of {want}");
+                        stalled = true;
+                        break;
+                    }
+                }
+                _ => stable_since = Some((r, Instant::now())),
+            }
+            continue;
         }
         match args.count {
             None => {
@@ -863,6 +945,7 @@ pub fn run(args: RunArgs) {
             }
         }
     }
+    marker(&args, "END");
     stop.store(true, Relaxed);
     let run_s = start.elapsed().as_secs_f64();
 
@@ -891,19 +974,65 @@ pub fn run(args: RunArgs) {
         .map(|p| p.elapsed.as_secs_f64())
         .fold(0.0, f64::max);
     let received: u64 = cons.iter().map(|c| c.received).sum();
-    let cons_s = match args.count {
-        Some(_) => cons
-            .iter()
+    let cons_s = if args.count.is_some() || args.expect.is_some() {
+        cons.iter()
             .filter_map(|c| c.last_receive)
             .max()
             .map(|t| (t - start).as_secs_f64())
-            .unwrap_or(0.0),
-        None => run_s,
+            .unwrap_or(0.0)
+    } else {
+        run_s
     };
     let mut hist = new_hist();
     for c in &cons {
         hist.add(&c.hist).expect("same histogram bounds");
     }
+    let extra = args.expect.map(|_| json!({ "expect_stalled": stalled }));
+    report(
+        &args,
+        Totals {
+            tls,
+            setup_s,
+            run_s,
+            sent,
+            pub_s,
+            received,
+            cons_s,
+            hist,
+            extra,
+        },
+    );
+}
+
+/// What a run measured, for [`report`].
+pub(crate) struct Totals {
+    pub tls: Option<String>,
+    pub setup_s: f64,
+    pub run_s: f64,
+    pub sent: u64,
+    /// Seconds the producers published for.
+    pub pub_s: f64,
+    pub received: u64,
+    /// Seconds over which the consumers' rate is counted.
+    pub cons_s: f64,
+    pub hist: Histogram<u64>,
+    /// Fields added to the JSON result.
+    pub extra: Option<serde_json::Value>,
+}
+
+/// Prints the result and writes the JSON file.
+pub(crate) fn report(args: &RunArgs, t: Totals) {
+    let Totals {
+        tls,
+        setup_s,
+        run_s,
+        sent,
+        pub_s,
+        received,
+        cons_s,
+        hist,
+        extra,
+    } = t;
     let rate = |n: u64, s: f64| if s > 0.0 { n as f64 / s } else { 0.0 };
     let us = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
     let lat = if hist.is_empty() {
@@ -922,7 +1051,7 @@ pub fn run(args: RunArgs) {
         })
     };
     let confirmed = CONFIRMED.load(Relaxed);
-    let result = json!({
+    let mut result = json!({
         "tool": "warren-perf",
         "version": env!("CARGO_PKG_VERSION"),
         "label": args.label,
@@ -935,8 +1064,8 @@ pub fn run(args: RunArgs) {
             "queue_pattern": args.queue_pattern,
             "exchange": args.exchange,
             "exchange_type": args.exchange_type.name(),
-            "routing_key": routing_key(&args),
-            "bindings": if args.exchange.is_empty() { 0 } else { bindings(&args).len() },
+            "routing_key": routing_key(args),
+            "bindings": if args.exchange.is_empty() { 0 } else { bindings(args).len() },
             "size": args.size,
             "persistent": args.persistent,
             "confirm": args.confirm,
@@ -946,6 +1075,9 @@ pub fn run(args: RunArgs) {
             "duration": args.duration,
             "count": args.count,
             "write_buffer": args.write_buffer,
+            "stagger": args.stagger,
+            "poll": args.poll,
+            "expect": args.expect,
         },
         "setup_seconds": setup_s,
         "run_seconds": run_s,
@@ -971,6 +1103,9 @@ pub fn run(args: RunArgs) {
             us(0.999),
             hist.max() as f64 / 1000.0
         );
+    }
+    if let (Some(serde_json::Value::Object(m)), Some(r)) = (extra, result.as_object_mut()) {
+        r.extend(m);
     }
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&result).expect("json");

@@ -120,6 +120,14 @@ impl Stream {
         })
     }
 
+    /// The TCP socket of a plain stream; None for TLS.
+    pub fn into_plain(self) -> Option<TcpStream> {
+        match self {
+            Stream::Plain(s) => Some(s),
+            Stream::Tls(_) => None,
+        }
+    }
+
     pub fn set_read_timeout(&self, d: Option<Duration>) -> io::Result<()> {
         self.sock().set_read_timeout(d)
     }
