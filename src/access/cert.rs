@@ -3,7 +3,8 @@
 //! distinguished name as RabbitMQ writes it, or its common name.
 //!
 //! A small DER walk down to the subject (certificate, tbsCertificate,
-//! past version, serial, signature, issuer and validity): the certificate
+//! past version, serial, signature, issuer and validity; the issuer's and
+//! subject's names also serve `config::tls` to complete a chain): the certificate
 //! was verified by rustls before it gets here, so only its layout is read.
 
 /// RabbitMQ's short names for subject attributes, by OID.
@@ -136,17 +137,7 @@ pub fn issuer_and_subject(der: &[u8]) -> Option<(&[u8], &[u8])> {
 
 /// The subject's RDNs, in certificate order.
 fn subject(der: &[u8]) -> Option<Vec<Vec<Attribute>>> {
-    let (cert, _) = expect(der, SEQUENCE)?;
-    let (tbs, _) = expect(cert, SEQUENCE)?;
-    let mut rest = tbs;
-    if rest.first() == Some(&0xa0) {
-        rest = tlv(rest)?.2; // [0] version
-    }
-    rest = expect(rest, 0x02)?.1; // serial number
-    rest = expect(rest, SEQUENCE)?.1; // signature algorithm
-    rest = expect(rest, SEQUENCE)?.1; // issuer
-    rest = expect(rest, SEQUENCE)?.1; // validity
-    let (mut name, _) = expect(rest, SEQUENCE)?;
+    let (_, mut name) = issuer_and_subject(der)?;
     let mut rdns = Vec::new();
     while !name.is_empty() {
         let (mut set, next) = expect(name, SET)?;
