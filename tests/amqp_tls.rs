@@ -50,6 +50,19 @@ struct TlsBroker {
 /// A broker with an AMQPS listener configured through the file, as a
 /// RabbitMQ user would configure theirs; `extra` adds lines.
 async fn start(extra: &str) -> TlsBroker {
+    let verify = "ssl_options.verify = verify_peer\nssl_options.fail_if_no_peer_cert = true";
+    start_files(
+        "ca.pem",
+        "server.pem",
+        "server.key",
+        &format!("{verify}\n{extra}"),
+    )
+    .await
+}
+
+/// The same with these files (made by `certs`) as cacertfile, certfile
+/// and keyfile.
+async fn start_files(ca: &str, cert: &str, key: &str, extra: &str) -> TlsBroker {
     let certs = certs();
     let tls_port = free_port();
     let conf = certs.join("warren.conf");
@@ -61,12 +74,10 @@ async fn start(extra: &str) -> TlsBroker {
              ssl_options.cacertfile = {}\n\
              ssl_options.certfile = {}\n\
              ssl_options.keyfile = {}\n\
-             ssl_options.verify = verify_peer\n\
-             ssl_options.fail_if_no_peer_cert = true\n\
              {extra}\n",
-            c("ca.pem"),
-            c("server.pem"),
-            c("server.key"),
+            c(ca),
+            c(cert),
+            c(key),
         ),
     )
     .unwrap();
@@ -258,29 +269,7 @@ async fn the_chain_to_the_root_comes_from_cacertfile() {
     // The server certificate is signed by an intermediate CA that only
     // the cacertfile holds; a client that trusts only the root verifies
     // it, as against RabbitMQ (which sends the chain it builds there).
-    let certs = certs();
-    let tls_port = free_port();
-    let conf = certs.join("chain.conf");
-    let c = |f: &str| certs.join(f).display().to_string();
-    std::fs::write(
-        &conf,
-        format!(
-            "listeners.ssl.default = {tls_port}\n\
-             ssl_options.cacertfile = {}\n\
-             ssl_options.certfile = {}\n\
-             ssl_options.keyfile = {}\n",
-            c("ca-bundle.pem"),
-            c("server-int.pem"),
-            c("server-int.key"),
-        ),
-    )
-    .unwrap();
-    let broker = TestBroker::start_with(&["--config", &conf.display().to_string()]).await;
-    let b = TlsBroker {
-        broker,
-        tls_port,
-        certs,
-    };
+    let b = start_files("ca-bundle.pem", "server-int.pem", "server-int.key", "").await;
     let conn = b
         .connect("", None)
         .await

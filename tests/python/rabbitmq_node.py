@@ -29,6 +29,8 @@ import socket
 import subprocess
 import time
 
+from conftest import free_port, port_open
+
 LIB_BIN = "/usr/lib/rabbitmq/bin"
 START_TIMEOUT_S = 120
 CTL_TIMEOUT_S = 60
@@ -59,21 +61,8 @@ def missing():
     return None
 
 
-def _free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
-
-
 def _port_open(port, timeout=0.5):
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout):
-            return True
-    except OSError:
-        return False
+    return port_open("127.0.0.1", port, timeout)
 
 
 class RabbitMQNodeError(RuntimeError):
@@ -94,9 +83,9 @@ class RabbitMQNode:
         self.conf_extra = conf
         self.plugins = list(plugins)
         self.users = list(users)
-        self.port = port or _free_port()
-        self.dist_port = _free_port()
-        self.epmd_port = _free_port()
+        self.port = port or free_port()
+        self.dist_port = free_port()
+        self.epmd_port = free_port()
         self.wait_ports = [self.port] + list(wait_ports)
         self.node = "%s-%d-%d@localhost" % (prefix, os.getpid(), next(_SEQ))
         self.server = _script("rabbitmq-server")
